@@ -1,0 +1,60 @@
+package session
+
+import "fmt"
+
+// NewFragment declares one fragment of a multi session: the field of S
+// that field points to, stored with its own Options (storage, key
+// function, prefix, initial value; the defaults are those of a single
+// session). Unless opts.Prefix is set, stored keys are prefixed with
+// name + ":", so fragments that share one storage never overwrite each
+// other.
+func NewFragment[S, F any](name string, field func(*S) *F, opts Options[F]) *Fragment[S, F] {
+	if opts.Prefix == "" {
+		opts.Prefix = name + ":"
+	}
+	return newFragment(name, field, opts)
+}
+
+// Part is a fragment of a multi session as [Multi] and [LazyMulti] take
+// it; every [*Fragment] is one.
+type Part[S any] interface {
+	part[S]
+}
+
+// Multi returns a session middleware over several fragments of S, each
+// loaded (before the handler) and written back independently. A fragment
+// whose key function gives no key for an update is an error only when the
+// handler accesses it.
+//
+// Like http.Handle with a bad pattern, Multi panics if it is given no
+// fragments, a nil one, or two with the same or an empty name: these are
+// programming errors, found on the first run.
+func Multi[S any](fragments ...Part[S]) Middleware[S] {
+	return newEngine(false, checkParts(fragments)...).middleware
+}
+
+// LazyMulti is [Multi] with lazy loading: only the fragments a handler
+// touches are read and written.
+func LazyMulti[S any](fragments ...Part[S]) Middleware[S] {
+	return newEngine(true, checkParts(fragments)...).middleware
+}
+
+func checkParts[S any](fragments []Part[S]) []part[S] {
+	if len(fragments) == 0 {
+		panic("session: Multi needs at least one fragment")
+	}
+	parts := make([]part[S], len(fragments))
+	names := make(map[string]bool, len(fragments))
+	for i, f := range fragments {
+		if f == nil {
+			panic(fmt.Sprintf("session: fragment %d is nil", i))
+		}
+		name := f.info().name
+		if name == "" || names[name] {
+			panic(fmt.Sprintf("session: fragment name %q is empty or used twice", name))
+		}
+		names[name] = true
+		parts[i] = f
+	}
+	return parts
+}

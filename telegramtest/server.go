@@ -1,0 +1,495 @@
+// Package telegramtest provides a fake Telegram Bot API server for tests,
+// in the spirit of net/http/httptest.
+//
+// A real tgbotapi.BotAPI talks to it over HTTP, so tests exercise the same
+// request encoding and response decoding as production code:
+//
+//	srv := telegramtest.NewServer()
+//	defer srv.Close()
+//	bot, err := tgbotapi.NewBotAPIWithAPIEndpoint("test-token", srv.Endpoint())
+//
+// Tests script incoming traffic with AddUpdate or SendMessage and inspect
+// what the bot did with Requests, Sent or WaitSent.
+//
+// When the bot uses GetUpdatesChan, call bot.StopReceivingUpdates before
+// srv.Close: Close then answers the pending long poll at once and the
+// polling goroutine exits, instead of hitting a closed server and sleeping
+// in tgbotapi's 3-second error retry.
+package telegramtest
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"mime"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+	"unicode"
+	"unicode/utf16"
+
+	tgbotapi "github.com/go-telegram-bot-api/telegram-bot-api/v5"
+)
+
+// Identity of the bot answered by getMe and used as the sender of the
+// bot's own messages, exported so tests can compare against it.
+const (
+	BotID        int64 = 1000
+	BotUserName        = "test_bot"
+	BotFirstName       = "Test Bot"
+)
+
+// maxLimit mirrors the Telegram cap on getUpdates' limit parameter.
+const maxLimit = 100
+
+// ErrClosed is returned by WaitSent when the server is closed before enough
+// messages were sent, since no more can arrive after that.
+var ErrClosed = errors.New("telegramtest: server closed")
+
+// Request is one recorded Bot API call.
+type Request struct {
+	// Method is the API method name as the client sent it, e.g. "sendMessage".
+	Method string
+	// Params holds the form parameters of the call (file parts of
+	// multipart uploads are not kept).
+	Params url.Values
+}
+
+// Message is a sendMessage call made by the bot, reduced to the fields
+// tests usually assert on.
+type Message struct {
+	// ChatID is the chat_id parameter; 0 when it was not numeric
+	// (e.g. an "@channel" username).
+	ChatID int64
+	// Text is the message text.
+	Text string
+	// ReplyTo is the reply_to_message_id parameter, 0 when absent.
+	ReplyTo int
+}
+
+type failure struct {
+	code        int
+	description string
+}
+
+// Server is a fake Telegram Bot API server. Create it with NewServer and
+// Close it when done. All methods are safe for concurrent use.
+type Server struct {
+	// URL is the base URL of the server, e.g. "http://127.0.0.1:1234".
+	URL string
+
+	ts        *httptest.Server
+	closeOnce sync.Once
+
+	mu sync.Mutex
+	// changed is closed and replaced on every state change, so waiters
+	// (long polls, WaitSent) can block on it instead of polling.
+	changed      chan struct{}
+	closed       bool
+	pending      []tgbotapi.Update // sorted by UpdateID, not yet confirmed
+	lastUpdateID int
+	lastMsgID    int
+	chats        map[int64]tgbotapi.Chat // chats seen in scripted updates
+	requests     []Request
+	sent         []Message
+	failures     map[string][]failure // keyed by lower-case method name
+}
+
+// NewServer starts a fake Bot API server listening on 127.0.0.1.
+// Any bot token is accepted.
+func NewServer() *Server {
+	s := &Server{
+		changed:  make(chan struct{}),
+		chats:    make(map[int64]tgbotapi.Chat),
+		failures: make(map[string][]failure),
+	}
+	s.ts = httptest.NewServer(http.HandlerFunc(s.serveHTTP))
+	s.URL = s.ts.URL
+	return s
+}
+
+// Endpoint returns the API endpoint format expected by
+// tgbotapi.NewBotAPIWithAPIEndpoint (token and method are filled in by
+// tgbotapi).
+func (s *Server) Endpoint() string {
+	return s.URL + "/bot%s/%s"
+}
+
+// Close wakes every waiting long poll (they answer an empty update list),
+// then shuts the server down and waits for outstanding requests. Waking the
+// polls first is what keeps Close from blocking for a whole poll timeout.
+// Close may be called more than once.
+func (s *Server) Close() {
+	s.closeOnce.Do(func() {
+		s.mu.Lock()
+		s.closed = true
+		s.notifyLocked()
+		s.mu.Unlock()
+		s.ts.Close()
+	})
+}
+
+// notifyLocked wakes all waiters. s.mu must be held.
+func (s *Server) notifyLocked() {
+	close(s.changed)
+	s.changed = make(chan struct{})
+}
+
+// AddUpdate queues an update for getUpdates. A zero UpdateID is replaced by
+// the next sequential id; the id actually used is returned. Updates are
+// delivered in update_id order.
+func (s *Server) AddUpdate(u tgbotapi.Update) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if u.UpdateID == 0 {
+		u.UpdateID = s.lastUpdateID + 1
+	}
+	if u.UpdateID > s.lastUpdateID {
+		s.lastUpdateID = u.UpdateID
+	}
+	// Remember the chat so replies to it carry the right chat type.
+	if c := updateChat(&u); c != nil {
+		s.chats[c.ID] = *c
+	}
+	i := sort.Search(len(s.pending), func(i int) bool { return s.pending[i].UpdateID > u.UpdateID })
+	s.pending = append(s.pending, tgbotapi.Update{})
+	copy(s.pending[i+1:], s.pending[i:])
+	s.pending[i] = u
+	s.notifyLocked()
+	return u.UpdateID
+}
+
+// SendMessage queues a text message update from user userID in chat chatID
+// and returns its update_id. The chat is "private" when chatID == userID and
+// "group" otherwise. Text starting with "/" gets a bot_command entity so
+// Message.IsCommand and Message.Command work as with real Telegram.
+func (s *Server) SendMessage(chatID, userID int64, text string) int {
+	user := &tgbotapi.User{
+		ID:        userID,
+		FirstName: "User" + strconv.FormatInt(userID, 10),
+		UserName:  "user" + strconv.FormatInt(userID, 10),
+	}
+	chat := &tgbotapi.Chat{ID: chatID}
+	if chatID == userID {
+		chat.Type = "private"
+		chat.FirstName = user.FirstName
+		chat.UserName = user.UserName
+	} else {
+		chat.Type = "group"
+		chat.Title = "Group " + strconv.FormatInt(chatID, 10)
+	}
+	msg := &tgbotapi.Message{
+		MessageID: s.nextMessageID(),
+		From:      user,
+		Date:      int(time.Now().Unix()),
+		Chat:      chat,
+		Text:      text,
+	}
+	if strings.HasPrefix(text, "/") {
+		cmd := text
+		if i := strings.IndexFunc(text, unicode.IsSpace); i >= 0 {
+			cmd = text[:i]
+		}
+		msg.Entities = []tgbotapi.MessageEntity{{
+			Type:   "bot_command",
+			Offset: 0,
+			Length: len(utf16.Encode([]rune(cmd))),
+		}}
+	}
+	return s.AddUpdate(tgbotapi.Update{Message: msg})
+}
+
+// Requests returns a copy of every API call received so far, in order,
+// including getMe and each getUpdates poll.
+func (s *Server) Requests() []Request {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]Request, len(s.requests))
+	for i, r := range s.requests {
+		out[i] = Request{Method: r.Method, Params: cloneValues(r.Params)}
+	}
+	return out
+}
+
+// Sent returns a copy of the messages sent by the bot via sendMessage, in
+// order.
+func (s *Server) Sent() []Message {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Message(nil), s.sent...)
+}
+
+// WaitSent blocks until at least n messages were sent via sendMessage and
+// returns all sent so far. If ctx ends first it returns the messages sent so
+// far and ctx.Err(); if the server is closed first it returns ErrClosed.
+func (s *Server) WaitSent(ctx context.Context, n int) ([]Message, error) {
+	for {
+		s.mu.Lock()
+		sent := append([]Message(nil), s.sent...)
+		closed := s.closed
+		ch := s.changed
+		s.mu.Unlock()
+		if len(sent) >= n {
+			return sent, nil
+		}
+		if closed {
+			return sent, ErrClosed
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return sent, ctx.Err()
+		}
+	}
+}
+
+// Fail makes the next call of method (case-insensitive) answer ok:false with
+// the given error_code and description, as Telegram does for rejected calls.
+// Repeated calls queue several failures. Note that tgbotapi's
+// GetUpdatesChan sleeps 3 seconds after a failed getUpdates.
+func (s *Server) Fail(method string, code int, description string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	key := strings.ToLower(method)
+	s.failures[key] = append(s.failures[key], failure{code: code, description: description})
+}
+
+func (s *Server) nextMessageID() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.lastMsgID++
+	return s.lastMsgID
+}
+
+func (s *Server) botUser() *tgbotapi.User {
+	return &tgbotapi.User{ID: BotID, IsBot: true, FirstName: BotFirstName, UserName: BotUserName}
+}
+
+// serveHTTP routes /bot<token>/<method> requests.
+func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	rest, ok := strings.CutPrefix(r.URL.Path, "/bot")
+	i := strings.LastIndex(rest, "/")
+	if !ok || i < 0 || rest[i+1:] == "" {
+		writeError(w, http.StatusNotFound, "Not Found")
+		return
+	}
+	method := rest[i+1:]
+
+	params, err := parseParams(r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "Bad Request: "+err.Error())
+		return
+	}
+
+	key := strings.ToLower(method)
+	s.mu.Lock()
+	s.requests = append(s.requests, Request{Method: method, Params: cloneValues(params)})
+	var fail *failure
+	if q := s.failures[key]; len(q) > 0 {
+		fail = &q[0]
+		s.failures[key] = q[1:]
+	}
+	s.mu.Unlock()
+
+	if fail != nil {
+		writeError(w, fail.code, fail.description)
+		return
+	}
+
+	switch key {
+	case "getme":
+		writeResult(w, s.botUser())
+	case "getupdates":
+		s.getUpdates(w, r, params)
+	case "sendmessage":
+		s.sendMessage(w, params)
+	case "editmessagetext":
+		s.editMessageText(w, params)
+	default:
+		// True is what Telegram answers for most non-send methods
+		// (answerCallbackQuery, sendChatAction, deleteWebhook, ...) and is
+		// valid JSON for tgbotapi's APIResponse.Result.
+		writeResult(w, true)
+	}
+}
+
+func (s *Server) getUpdates(w http.ResponseWriter, r *http.Request, params url.Values) {
+	offset, _ := strconv.Atoi(params.Get("offset"))
+	limit, _ := strconv.Atoi(params.Get("limit"))
+	if limit <= 0 || limit > maxLimit {
+		limit = maxLimit
+	}
+	timeout, _ := strconv.Atoi(params.Get("timeout"))
+	var deadline <-chan time.Time
+	if timeout > 0 {
+		t := time.NewTimer(time.Duration(timeout) * time.Second)
+		defer t.Stop()
+		deadline = t.C
+	}
+
+	for {
+		s.mu.Lock()
+		s.confirmLocked(offset)
+		n := min(limit, len(s.pending))
+		batch := append([]tgbotapi.Update{}, s.pending[:n]...)
+		closed := s.closed
+		ch := s.changed
+		s.mu.Unlock()
+
+		if len(batch) > 0 || deadline == nil || closed {
+			writeResult(w, batch)
+			return
+		}
+		select {
+		case <-ch:
+		case <-deadline:
+			writeResult(w, []tgbotapi.Update{})
+			return
+		case <-r.Context().Done():
+			return
+		}
+	}
+}
+
+// confirmLocked drops updates confirmed by offset, as Telegram does: a
+// positive offset forgets every update with a smaller id, a negative offset
+// keeps only the last -offset updates. s.mu must be held.
+func (s *Server) confirmLocked(offset int) {
+	switch {
+	case offset > 0:
+		i := sort.Search(len(s.pending), func(i int) bool { return s.pending[i].UpdateID >= offset })
+		s.pending = s.pending[i:]
+	case offset < 0 && -offset < len(s.pending):
+		s.pending = s.pending[len(s.pending)+offset:]
+	}
+}
+
+func (s *Server) sendMessage(w http.ResponseWriter, params url.Values) {
+	chatID, _ := strconv.ParseInt(params.Get("chat_id"), 10, 64)
+	replyTo, _ := strconv.Atoi(params.Get("reply_to_message_id"))
+	text := params.Get("text")
+
+	s.mu.Lock()
+	s.lastMsgID++
+	msg := tgbotapi.Message{
+		MessageID: s.lastMsgID,
+		From:      s.botUser(),
+		Date:      int(time.Now().Unix()),
+		Chat:      s.chatLocked(chatID),
+		Text:      text,
+	}
+	s.sent = append(s.sent, Message{ChatID: chatID, Text: text, ReplyTo: replyTo})
+	s.notifyLocked()
+	s.mu.Unlock()
+
+	writeResult(w, msg)
+}
+
+// editMessageText answers like Telegram: the edited Message for chat
+// messages (so bot.Send works), true for inline messages.
+func (s *Server) editMessageText(w http.ResponseWriter, params url.Values) {
+	chatID, err1 := strconv.ParseInt(params.Get("chat_id"), 10, 64)
+	msgID, err2 := strconv.Atoi(params.Get("message_id"))
+	if err1 != nil || err2 != nil {
+		writeResult(w, true)
+		return
+	}
+	now := int(time.Now().Unix())
+	s.mu.Lock()
+	chat := s.chatLocked(chatID)
+	s.mu.Unlock()
+	writeResult(w, tgbotapi.Message{
+		MessageID: msgID,
+		From:      s.botUser(),
+		Date:      now,
+		EditDate:  now,
+		Chat:      chat,
+		Text:      params.Get("text"),
+	})
+}
+
+// chatLocked returns the chat seen in scripted updates, or a guess based on
+// Telegram's convention that user ids are positive and group ids negative.
+// s.mu must be held.
+func (s *Server) chatLocked(id int64) *tgbotapi.Chat {
+	if c, ok := s.chats[id]; ok {
+		return &c
+	}
+	c := &tgbotapi.Chat{ID: id, Type: "private"}
+	if id < 0 {
+		c.Type = "group"
+	}
+	return c
+}
+
+// updateChat returns the chat of u, if any. tgbotapi's Update.FromChat is
+// not used because it panics on callback queries without a message.
+func updateChat(u *tgbotapi.Update) *tgbotapi.Chat {
+	switch {
+	case u.Message != nil:
+		return u.Message.Chat
+	case u.EditedMessage != nil:
+		return u.EditedMessage.Chat
+	case u.ChannelPost != nil:
+		return u.ChannelPost.Chat
+	case u.EditedChannelPost != nil:
+		return u.EditedChannelPost.Chat
+	case u.CallbackQuery != nil && u.CallbackQuery.Message != nil:
+		return u.CallbackQuery.Message.Chat
+	}
+	return nil
+}
+
+// parseParams reads the call's parameters from the query string and the
+// body, which tgbotapi sends url-encoded or, for uploads, as multipart.
+func parseParams(r *http.Request) (url.Values, error) {
+	ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if ct == "multipart/form-data" {
+		if err := r.ParseMultipartForm(32 << 20); err != nil {
+			return nil, err
+		}
+	} else if err := r.ParseForm(); err != nil {
+		return nil, err
+	}
+	return r.Form, nil
+}
+
+func cloneValues(v url.Values) url.Values {
+	out := make(url.Values, len(v))
+	for k, vs := range v {
+		out[k] = append([]string(nil), vs...)
+	}
+	return out
+}
+
+func writeResult(w http.ResponseWriter, result any) {
+	writeJSON(w, http.StatusOK, struct {
+		Ok     bool `json:"ok"`
+		Result any  `json:"result"`
+	}{true, result})
+}
+
+// writeError answers like Telegram: ok:false with the code both as HTTP
+// status (when it is a valid error status) and as error_code.
+func writeError(w http.ResponseWriter, code int, description string) {
+	status := code
+	if status < 400 || status > 599 {
+		status = http.StatusBadRequest
+	}
+	writeJSON(w, status, struct {
+		Ok          bool   `json:"ok"`
+		ErrorCode   int    `json:"error_code"`
+		Description string `json:"description"`
+	}{false, code, description})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
