@@ -3,6 +3,7 @@ package session
 import (
 	"context"
 	"testing"
+	"time"
 
 	tgbotapi "github.com/go-telegram-bot-api/telegram-bot-api/v5"
 )
@@ -24,13 +25,13 @@ func benchUpdates() []tgbotapi.Update {
 	return us
 }
 
-func benchRun(b *testing.B, h Handler[counter]) {
+func benchRun[S any](b *testing.B, h Handler[S]) {
 	us := benchUpdates()
 	ctx := context.Background()
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := range b.N {
-		if err := h(NewContext[counter](ctx, nil, us[i%benchChats])); err != nil {
+		if err := h(NewContext[S](ctx, nil, us[i%benchChats])); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -77,13 +78,34 @@ func BenchmarkMulti(b *testing.B) {
 		s.User.Count++
 		return nil
 	})
-	us := benchUpdates()
-	ctx := context.Background()
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := range b.N {
-		if err := h(NewContext[chatAndUser](ctx, nil, us[i%benchChats])); err != nil {
-			b.Fatal(err)
-		}
+	benchRun(b, h)
+}
+
+// The enhanced-storage benchmarks store JSON bytes in memory. StrictJSON
+// is the encoding alone, to compare the enhancement's cost against.
+func BenchmarkStrictJSON(b *testing.B) {
+	store := Encoded[counter](NewMemory[[]byte](), nil)
+	benchRun(b, Strict(Options[counter]{Storage: store})(increment))
+}
+
+func BenchmarkStrictEnhancedTTL(b *testing.B) {
+	store, err := Enhance[counter](NewMemory[[]byte](), EnhanceOptions{TTL: time.Hour})
+	if err != nil {
+		b.Fatal(err)
 	}
+	benchRun(b, Strict(Options[counter]{Storage: store})(increment))
+}
+
+// Three migrations, but the data is already at the newest version after
+// its first write, as it is for a bot in steady state.
+func BenchmarkStrictEnhancedTTLMigrations(b *testing.B) {
+	same := func(old counter) (counter, error) { return old, nil }
+	store, err := Enhance[counter](NewMemory[[]byte](), EnhanceOptions{
+		TTL:        time.Hour,
+		Migrations: map[float64]Migration{1: Migrate(same), 2: Migrate(same), 3: Migrate(same)},
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	benchRun(b, Strict(Options[counter]{Storage: store})(increment))
 }

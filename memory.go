@@ -156,6 +156,10 @@ func (m *Memory[T]) Values(ctx context.Context) iter.Seq2[T, error] {
 // a snapshot of the keys, so the loop body may read and write the store.
 func (m *Memory[T]) Entries(ctx context.Context) iter.Seq2[Entry[T], error] {
 	return func(yield func(Entry[T], error) bool) {
+		if err := ctx.Err(); err != nil {
+			yield(Entry[T]{}, err) // even when there is nothing to list
+			return
+		}
 		m.mu.RLock()
 		keys := make([]string, 0, len(m.items))
 		for k := range m.items {
