@@ -176,13 +176,23 @@ func idSlot(id int64) uint64 {
 }
 
 // formatID returns strconv.FormatInt(id, 10), allocating only when id is
-// not already cached in its slot.
+// not already cached. The table is 2-way set associative: id may sit in
+// its home slot or the slot next to it, and a miss moves the home entry
+// next door. Direct mapping missed on half the lookups once chat IDs and
+// user IDs shared the table (a multi session keys by both).
 func formatID(id int64) string {
-	slot := &idTable[idSlot(id)]
-	if e := slot.Load(); e != nil && e.id == id {
+	home := idSlot(id)
+	near, far := &idTable[home], &idTable[home^1]
+	if e := near.Load(); e != nil && e.id == id {
+		return e.s
+	}
+	if e := far.Load(); e != nil && e.id == id {
 		return e.s
 	}
 	s := strconv.FormatInt(id, 10)
-	slot.Store(&idEntry{id: id, s: s})
+	if e := near.Load(); e != nil {
+		far.Store(e)
+	}
+	near.Store(&idEntry{id: id, s: s})
 	return s
 }

@@ -3,32 +3,38 @@ package session
 import (
 	"context"
 	"hash/maphash"
+	"slices"
 	"sync"
 )
 
 // keyLocks serialises updates per session key within one process: two
 // updates with the same key never run their handlers at the same time,
-// different keys run in parallel. A key's lock exists only while someone
-// holds or waits for it, so the registry does not grow with the number of
-// chats the bot has ever seen.
+// different keys run in parallel, and waiting gives up when the update's
+// context ends.
+//
+// An uncontended lock and unlock cost one map lookup under a shard mutex;
+// channels are made only for waiters. Entries of idle keys are kept for
+// reuse, up to maxIdle per shard, then dropped together: memory stays
+// bounded however many chats the bot has seen, and a busy chat does not
+// insert and delete its entry on every update.
 type keyLocks struct {
 	seed   maphash.Seed
 	shards [32]lockShard // sharded so that unrelated keys rarely contend
 }
 
+const maxIdle = 64 // idle entries kept per shard
+
 type lockShard struct {
 	mu    sync.Mutex
 	locks map[string]*keyLock
+	idle  int // entries with held == false
 }
 
-// keyLock is held by whoever put the token into ch. A channel rather than
-// a sync.Mutex so that waiting can give up when the update's context ends.
 type keyLock struct {
-	ch   chan struct{}
-	refs int // holders plus waiters; guarded by the shard's mutex
+	shard   *lockShard
+	held    bool
+	waiters []chan struct{} // FIFO; closing one hands it the lock
 }
-
-var keyLockPool = sync.Pool{New: func() any { return &keyLock{ch: make(chan struct{}, 1)} }}
 
 func newKeyLocks() *keyLocks {
 	l := &keyLocks{seed: maphash.MakeSeed()}
@@ -38,60 +44,78 @@ func newKeyLocks() *keyLocks {
 	return l
 }
 
-func (l *keyLocks) shard(key string) *lockShard {
-	return &l.shards[maphash.String(l.seed, key)%uint64(len(l.shards))]
-}
-
 // lock waits until key is free or ctx ends.
 func (l *keyLocks) lock(ctx context.Context, key string) (*keyLock, error) {
-	s := l.shard(key)
+	s := &l.shards[maphash.String(l.seed, key)%uint64(len(l.shards))]
 	s.mu.Lock()
 	kl := s.locks[key]
-	if kl == nil {
-		kl = keyLockPool.Get().(*keyLock)
+	switch {
+	case kl == nil:
+		kl = &keyLock{shard: s}
 		s.locks[key] = kl
+	case !kl.held:
+		s.idle--
 	}
-	kl.refs++
+	if !kl.held {
+		kl.held = true
+		s.mu.Unlock()
+		return kl, nil
+	}
+	ch := make(chan struct{})
+	kl.waiters = append(kl.waiters, ch)
 	s.mu.Unlock()
 
 	select {
-	case kl.ch <- struct{}{}: // uncontended: no need to look at ctx
-		return kl, nil
-	default:
-	}
-	select {
-	case kl.ch <- struct{}{}:
+	case <-ch:
 		return kl, nil
 	case <-ctx.Done():
-		l.release(s, key, kl)
-		return nil, ctx.Err()
 	}
-}
-
-// unlock releases a lock returned by lock.
-func (l *keyLocks) unlock(key string, kl *keyLock) {
-	<-kl.ch
-	l.release(l.shard(key), key, kl)
-}
-
-func (l *keyLocks) release(s *lockShard, key string, kl *keyLock) {
 	s.mu.Lock()
-	kl.refs--
-	if kl.refs == 0 {
-		delete(s.locks, key)
-		keyLockPool.Put(kl)
+	select {
+	case <-ch: // handed over while we gave up: pass it on
+		s.mu.Unlock()
+		l.unlock(kl)
+	default:
+		kl.waiters = slices.DeleteFunc(kl.waiters, func(w chan struct{}) bool { return w == ch })
+		s.mu.Unlock()
 	}
-	s.mu.Unlock()
+	return nil, ctx.Err()
 }
 
-// size reports how many keys have a lock; for tests.
-func (l *keyLocks) size() int {
-	n := 0
+// unlock releases a lock returned by lock, handing it straight to the
+// longest waiter if there is one.
+func (l *keyLocks) unlock(kl *keyLock) {
+	s := kl.shard
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(kl.waiters) > 0 {
+		close(kl.waiters[0])
+		kl.waiters = kl.waiters[1:]
+		return
+	}
+	kl.held = false
+	if s.idle++; s.idle > maxIdle {
+		for k, e := range s.locks {
+			if !e.held {
+				delete(s.locks, k)
+			}
+		}
+		s.idle = 0
+	}
+}
+
+// size reports how many keys have an entry, and how many are held; for tests.
+func (l *keyLocks) size() (entries, held int) {
 	for i := range l.shards {
 		s := &l.shards[i]
 		s.mu.Lock()
-		n += len(s.locks)
+		entries += len(s.locks)
+		for _, e := range s.locks {
+			if e.held {
+				held++
+			}
+		}
 		s.mu.Unlock()
 	}
-	return n
+	return entries, held
 }

@@ -288,7 +288,7 @@ func (st *state[S]) lock(c *Context[S]) error {
 func (st *state[S]) unlock() {
 	for i := range st.slots {
 		if sl := &st.slots[i]; sl.lock != nil {
-			st.eng.locks.unlock(sl.storeKey, sl.lock)
+			st.eng.locks.unlock(sl.lock)
 			sl.lock = nil
 		}
 	}

@@ -374,7 +374,9 @@ func TestFaultStormLosesNothing(t *testing.T) {
 		require.NoError(t, err)
 		assert.Equal(t, ok[k].Load(), int64(v.Count), "key %d: count equals successful updates", k)
 	}
-	assert.Zero(t, eng.locks.size(), "per-key state freed when idle")
+	entries, held := eng.locks.size()
+	assert.Zero(t, held, "every lock released")
+	assert.LessOrEqual(t, entries, keys, "only idle entries of recent keys are kept")
 	assert.True(t, settles(func() bool { return runtime.NumGoroutine() <= before }), "no goroutine left behind")
 }
 
