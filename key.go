@@ -13,7 +13,7 @@ import (
 // A KeyFunc runs on every update, so it must be cheap and must never panic
 // on a partially filled update: Telegram omits fields freely, and tests and
 // handlers build updates by hand.
-type KeyFunc func(u tgbotapi.Update) (key string, ok bool)
+type KeyFunc func(u *tgbotapi.Update) (key string, ok bool)
 
 // ByChat keys sessions by chat ID, so everyone in a group shares one
 // session and a private chat gets its own. It is the default because most
@@ -22,7 +22,7 @@ type KeyFunc func(u tgbotapi.Update) (key string, ok bool)
 // Updates that do not belong to a chat (inline queries, chosen inline
 // results, callback queries from inline messages, polls, poll answers,
 // shipping and pre-checkout queries) have no session.
-func ByChat(u tgbotapi.Update) (string, bool) {
+func ByChat(u *tgbotapi.Update) (string, bool) {
 	id, ok := chatID(u)
 	if !ok {
 		return "", false
@@ -34,7 +34,7 @@ func ByChat(u tgbotapi.Update) (string, bool) {
 // session across every chat and also into inline mode and payments, which
 // have no chat. Updates without a sender (polls, channel posts signed only
 // by the channel) have no session.
-func ByUser(u tgbotapi.Update) (string, bool) {
+func ByUser(u *tgbotapi.Update) (string, bool) {
 	id, ok := userID(u)
 	if !ok {
 		return "", false
@@ -46,7 +46,7 @@ func ByUser(u tgbotapi.Update) (string, bool) {
 // "<userID>/<chatID>", so each member of a group has private state in that
 // group. Both must be present: an update that lacks either has no session,
 // because falling back to one of them would silently merge sessions.
-func ByUserInChat(u tgbotapi.Update) (string, bool) {
+func ByUserInChat(u *tgbotapi.Update) (string, bool) {
 	uid, ok := userID(u)
 	if !ok {
 		return "", false
@@ -61,8 +61,10 @@ func ByUserInChat(u tgbotapi.Update) (string, bool) {
 // chatID finds the chat an update belongs to. It reads fields directly
 // rather than calling tgbotapi's FromChat, which does not cover every
 // update kind and dereferences pointers without checking them.
-func chatID(u tgbotapi.Update) (int64, bool) {
+func chatID(u *tgbotapi.Update) (int64, bool) {
 	switch {
+	case u == nil:
+		return 0, false
 	case u.Message != nil:
 		return msgChatID(u.Message)
 	case u.EditedMessage != nil:
@@ -87,8 +89,10 @@ func chatID(u tgbotapi.Update) (int64, bool) {
 
 // userID finds the user who caused an update. Like chatID it avoids
 // tgbotapi's SentFrom, which misses several update kinds.
-func userID(u tgbotapi.Update) (int64, bool) {
+func userID(u *tgbotapi.Update) (int64, bool) {
 	switch {
+	case u == nil:
+		return 0, false
 	case u.Message != nil:
 		return msgUserID(u.Message)
 	case u.EditedMessage != nil:

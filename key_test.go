@@ -125,7 +125,7 @@ func TestKeyFuncs(t *testing.T) {
 						key string
 						ok  bool
 					)
-					require.NotPanics(t, func() { key, ok = f.fn(c.update) })
+					require.NotPanics(t, func() { key, ok = f.fn(&c.update) })
 					if want == "" {
 						assert.False(t, ok, "expected no session")
 						assert.Empty(t, key)
@@ -162,7 +162,7 @@ func TestKeyFuncNilSafety(t *testing.T) {
 		for fname, fn := range map[string]KeyFunc{"ByChat": ByChat, "ByUser": ByUser, "ByUserInChat": ByUserInChat} {
 			t.Run(name+"/"+fname, func(t *testing.T) {
 				var ok bool
-				require.NotPanics(t, func() { _, ok = fn(u) })
+				require.NotPanics(t, func() { _, ok = fn(&u) })
 				assert.False(t, ok)
 			})
 		}
@@ -259,11 +259,11 @@ func TestFormatIDConcurrent(t *testing.T) {
 
 func TestByChatNoAllocs(t *testing.T) {
 	u := tgbotapi.Update{Message: testMessage()}
-	key, ok := ByChat(u) // warm-up: interns the chat ID
+	key, ok := ByChat(&u) // warm-up: interns the chat ID
 	require.True(t, ok)
 	require.Equal(t, "-1001234567890", key)
 	allocs := testing.AllocsPerRun(1000, func() {
-		key, ok = ByChat(u)
+		key, ok = ByChat(&u)
 	})
 	assert.Equal(t, float64(0), allocs)
 	assert.True(t, ok)
@@ -272,9 +272,9 @@ func TestByChatNoAllocs(t *testing.T) {
 
 func TestByUserNoAllocs(t *testing.T) {
 	u := tgbotapi.Update{CallbackQuery: &tgbotapi.CallbackQuery{From: testUser()}}
-	_, ok := ByUser(u) // warm-up
+	_, ok := ByUser(&u) // warm-up
 	require.True(t, ok)
-	allocs := testing.AllocsPerRun(1000, func() { _, _ = ByUser(u) })
+	allocs := testing.AllocsPerRun(1000, func() { _, _ = ByUser(&u) })
 	assert.Equal(t, float64(0), allocs)
 }
 
@@ -282,8 +282,16 @@ func BenchmarkByChat(b *testing.B) {
 	u := tgbotapi.Update{Message: testMessage()}
 	b.ReportAllocs()
 	for i := 0; i < b.N; i++ {
-		if _, ok := ByChat(u); !ok {
+		if _, ok := ByChat(&u); !ok {
 			b.Fatal("no key")
 		}
+	}
+}
+
+func TestKeyFuncsNilUpdate(t *testing.T) {
+	for name, fn := range map[string]KeyFunc{"ByChat": ByChat, "ByUser": ByUser, "ByUserInChat": ByUserInChat} {
+		var ok bool
+		require.NotPanics(t, func() { _, ok = fn(nil) }, name)
+		assert.False(t, ok, name)
 	}
 }

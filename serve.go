@@ -55,9 +55,9 @@ type dispatcher[S any] struct {
 }
 
 func (d *dispatcher[S]) dispatch(u tgbotapi.Update) {
-	key, ok := ByChat(u)
+	key, ok := ByChat(&u)
 	if !ok {
-		key, ok = ByUser(u)
+		key, ok = ByUser(&u)
 		key = "user " + key
 	}
 	d.wg.Add(1)

@@ -178,7 +178,7 @@ func (e *engine[S]) middleware(next Handler[S]) Handler[S] {
 		}
 		for i, p := range e.parts {
 			sl := &st.slots[i]
-			sl.key, sl.ok = p.info().key(c.Update)
+			sl.key, sl.ok = p.info().key(&c.Update)
 		}
 		defer st.unlock()
 		if !e.lazy {
@@ -195,6 +195,9 @@ func (e *engine[S]) middleware(next Handler[S]) Handler[S] {
 		}
 		if err := next(c); err != nil {
 			return err
+		}
+		if !st.locked {
+			return nil // lazy and never touched: nothing to write
 		}
 		var errs error
 		for i, p := range e.parts {
@@ -286,6 +289,9 @@ func (st *state[S]) lock(c *Context[S]) error {
 }
 
 func (st *state[S]) unlock() {
+	if !st.locked {
+		return
+	}
 	for i := range st.slots {
 		if sl := &st.slots[i]; sl.lock != nil {
 			st.eng.locks.unlock(sl.lock)

@@ -220,7 +220,7 @@ func TestNoKeyMeansNoStorageCalls(t *testing.T) {
 		want string
 	}{
 		{"default", nil, "default key function ByChat"},
-		{"custom", func(tgbotapi.Update) (string, bool) { return "", false }, "custom key function"},
+		{"custom", func(*tgbotapi.Update) (string, bool) { return "", false }, "custom key function"},
 	} {
 		for _, lazy := range []bool{false, true} {
 			t.Run(fmt.Sprintf("%s lazy=%v", tc.name, lazy), func(t *testing.T) {
