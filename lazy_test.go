@@ -163,3 +163,29 @@ func TestLazyConcurrentIncrementsExact(t *testing.T) {
 		assert.Equal(t, 250, v.Count)
 	}
 }
+
+func TestLazyAccessAfterCancelledWaitRetriesTheLock(t *testing.T) {
+	type data struct{ A, B counter }
+	a := NewFragment("a", func(d *data) *counter { return &d.A }, Options[counter]{})
+	b := NewFragment("b", func(d *data) *counter { return &d.B }, Options[counter]{Key: ByUser})
+	eng := newEngine(true, Part[data](a), Part[data](b))
+
+	// Another update holds b's key, so this one waits on it and gives up.
+	held, err := eng.locks.lock(context.Background(), "b:2")
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	err = eng.middleware(func(c *Context[data]) error {
+		cancel()
+		_, err := a.Get(c)
+		assert.ErrorIs(t, err, context.Canceled)
+		_, held2 := eng.locks.size()
+		assert.Equal(t, 1, held2, "the partly taken locks were released")
+		_, err = a.Get(c)
+		assert.ErrorIs(t, err, context.Canceled, "a second access tries the locks again")
+		return nil
+	})(NewContext[data](ctx, nil, msg(1, 2)))
+	require.NoError(t, err)
+	eng.locks.unlock(held)
+	_, stillHeld := eng.locks.size()
+	assert.Zero(t, stillHeld)
+}

@@ -180,7 +180,11 @@ func (e *engine[S]) middleware(next Handler[S]) Handler[S] {
 			sl := &st.slots[i]
 			sl.key, sl.ok = p.info().key(&c.Update)
 		}
-		defer st.unlock()
+		defer func() {
+			if st.locked {
+				st.unlock()
+			}
+		}()
 		if !e.lazy {
 			if err := st.lock(c); err != nil {
 				return err
@@ -258,7 +262,6 @@ func (st *state[S]) lock(c *Context[S]) error {
 	if st.locked {
 		return nil
 	}
-	st.locked = true
 	for i, p := range st.eng.parts {
 		if sl := &st.slots[i]; sl.ok {
 			sl.storeKey = p.info().prefix + sl.key
@@ -276,11 +279,13 @@ func (st *state[S]) lock(c *Context[S]) error {
 			}
 		}
 		if next < 0 {
+			st.locked = true
 			return nil
 		}
 		sl := &st.slots[next]
 		kl, err := st.eng.locks.lock(c, sl.storeKey)
 		if err != nil {
+			st.unlock() // all or nothing, so a later access can try again
 			return fmt.Errorf("session: wait for %q: %w", sl.storeKey, err)
 		}
 		sl.lock = kl
@@ -289,9 +294,6 @@ func (st *state[S]) lock(c *Context[S]) error {
 }
 
 func (st *state[S]) unlock() {
-	if !st.locked {
-		return
-	}
 	for i := range st.slots {
 		if sl := &st.slots[i]; sl.lock != nil {
 			st.eng.locks.unlock(sl.lock)
