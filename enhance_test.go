@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,101 +15,9 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// enhStore is a map-backed byte store that records every call, so tests
-// can check what Enhance asked of the store (and what it did not).
-type enhStore struct {
-	mu        sync.Mutex
-	data      map[string][]byte
-	calls     []string // "read k", "write k", "delete k"
-	failRead  error
-	failDel   error
-	ctxMarker any // when set, every call must carry it as a context value
-}
-
+// enhCtxKey carries a marker that TestEnhanceContextPassesThrough looks
+// for in the contexts the store sees.
 type enhCtxKey struct{}
-
-func newEnhStore() *enhStore { return &enhStore{data: map[string][]byte{}} }
-
-func (s *enhStore) record(ctx context.Context, op, key string) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.calls = append(s.calls, op+" "+key)
-	if s.ctxMarker != nil && ctx.Value(enhCtxKey{}) != s.ctxMarker {
-		return errors.New("enhStore: context not passed through")
-	}
-	return ctx.Err()
-}
-
-func (s *enhStore) Read(ctx context.Context, key string) ([]byte, bool, error) {
-	if err := s.record(ctx, "read", key); err != nil {
-		return nil, false, err
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.failRead != nil {
-		return nil, false, s.failRead
-	}
-	v, ok := s.data[key]
-	return append([]byte(nil), v...), ok, nil
-}
-
-func (s *enhStore) Write(ctx context.Context, key string, value []byte) error {
-	if err := s.record(ctx, "write", key); err != nil {
-		return err
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.data[key] = append([]byte(nil), value...)
-	return nil
-}
-
-func (s *enhStore) Delete(ctx context.Context, key string) error {
-	if err := s.record(ctx, "delete", key); err != nil {
-		return err
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.failDel != nil {
-		return s.failDel
-	}
-	delete(s.data, key)
-	return nil
-}
-
-func (s *enhStore) put(key, raw string) { s.data[key] = []byte(raw) }
-
-func (s *enhStore) get(key string) (string, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	v, ok := s.data[key]
-	return string(v), ok
-}
-
-func (s *enhStore) log() []string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]string(nil), s.calls...)
-}
-
-// enhClock is a settable clock, so TTL tests never sleep.
-type enhClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func newEnhClock() *enhClock { return &enhClock{now: time.UnixMilli(1_700_000_000_000)} }
-
-func (c *enhClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *enhClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
 
 type enhCounter struct {
 	Count int `json:"count"`
@@ -146,24 +53,24 @@ func TestEnhanceEnvelopeRoundTrip(t *testing.T) {
 	const key = "chat-1"
 	tests := []struct {
 		name string
-		opts func(clock *enhClock) EnhanceOptions
+		opts func(clock *testClock) EnhanceOptions
 		want string
 	}{
 		{
 			name: "TTL only",
-			opts: func(c *enhClock) EnhanceOptions { return EnhanceOptions{TTL: time.Minute, Clock: c.Now} },
+			opts: func(c *testClock) EnhanceOptions { return EnhanceOptions{TTL: time.Minute, Clock: c.Now} },
 			want: `{"__d":{"count":3},"e":1700000060000}`,
 		},
 		{
 			name: "migrations only",
-			opts: func(*enhClock) EnhanceOptions {
+			opts: func(*testClock) EnhanceOptions {
 				return EnhanceOptions{Migrations: map[float64]Migration{1: nil, 2: nil}}
 			},
 			want: `{"__d":{"count":3},"v":2}`,
 		},
 		{
 			name: "both",
-			opts: func(c *enhClock) EnhanceOptions {
+			opts: func(c *testClock) EnhanceOptions {
 				return EnhanceOptions{TTL: time.Minute, Clock: c.Now, Migrations: map[float64]Migration{10.1: nil}}
 			},
 			want: `{"__d":{"count":3},"v":10.1,"e":1700000060000}`,
@@ -171,17 +78,17 @@ func TestEnhanceEnvelopeRoundTrip(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			opts := tt.opts(newEnhClock())
+			opts := tt.opts(newTestClock())
 			for v := range opts.Migrations {
 				opts.Migrations[v] = Migrate(func(c enhCounter) (enhCounter, error) { return c, nil })
 			}
-			store := newEnhStore()
+			store := newRecorder[[]byte]()
 			s := mustEnhance[enhCounter](t, store, opts)
 
 			require.NoError(t, s.Write(context.Background(), key, enhCounter{Count: 3}))
 			raw, ok := store.get(key)
 			require.True(t, ok)
-			assert.Equal(t, tt.want, raw)
+			assert.Equal(t, tt.want, string(raw))
 
 			got, found, err := s.Read(context.Background(), key)
 			require.NoError(t, err)
@@ -220,9 +127,9 @@ func TestEnhanceGoldenGrammY(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			store := newEnhStore()
-			store.put("k", tt.raw)
-			clock := newEnhClock()
+			store := newRecorder[[]byte]()
+			store.put("k", []byte(tt.raw))
+			clock := newTestClock()
 			s := mustEnhance[enhCounter](t, store, EnhanceOptions{
 				TTL:   time.Minute,
 				Clock: clock.Now,
@@ -244,7 +151,7 @@ func TestEnhanceTTL(t *testing.T) {
 	const key = "k"
 
 	t.Run("expired read deletes and reports not found", func(t *testing.T) {
-		store, clock := newEnhStore(), newEnhClock()
+		store, clock := newRecorder[[]byte](), newTestClock()
 		s := mustEnhance[enhCounter](t, store, EnhanceOptions{TTL: time.Minute, Clock: clock.Now})
 		require.NoError(t, s.Write(ctx, key, enhCounter{1}))
 
@@ -261,11 +168,11 @@ func TestEnhanceTTL(t *testing.T) {
 		assert.Zero(t, got)
 		_, stored := store.get(key)
 		assert.False(t, stored, "expired data is deleted from the underlying store")
-		assert.Equal(t, []string{"write k", "read k", "read k", "delete k"}, store.log())
+		assert.Equal(t, []string{"write k", "read k", "read k", "delete k"}, store.ops())
 	})
 
 	t.Run("rewrite extends expiry", func(t *testing.T) {
-		store, clock := newEnhStore(), newEnhClock()
+		store, clock := newRecorder[[]byte](), newTestClock()
 		s := mustEnhance[enhCounter](t, store, EnhanceOptions{TTL: time.Minute, Clock: clock.Now})
 		require.NoError(t, s.Write(ctx, key, enhCounter{1}))
 		clock.Advance(50 * time.Second)
@@ -277,14 +184,19 @@ func TestEnhanceTTL(t *testing.T) {
 		assert.True(t, found)
 		assert.Equal(t, enhCounter{2}, got)
 		raw, _ := store.get(key)
-		assert.Equal(t, `{"__d":{"count":2},"e":1700000110000}`, raw)
+		assert.Equal(t, `{"__d":{"count":2},"e":1700000110000}`, string(raw))
 	})
 
 	t.Run("delete error on expiry is returned", func(t *testing.T) {
-		store, clock := newEnhStore(), newEnhClock()
+		store, clock := newRecorder[[]byte](), newTestClock()
 		boom := errors.New("boom")
-		store.failDel = boom
-		store.put(key, `{"__d":{"count":1},"e":1}`)
+		store.fail = func(op, _ string) error {
+			if op == "delete" {
+				return boom
+			}
+			return nil
+		}
+		store.put(key, []byte(`{"__d":{"count":1},"e":1}`))
 		s := mustEnhance[enhCounter](t, store, EnhanceOptions{TTL: time.Minute, Clock: clock.Now})
 		_, found, err := s.Read(ctx, key)
 		assert.ErrorIs(t, err, boom)
@@ -293,19 +205,19 @@ func TestEnhanceTTL(t *testing.T) {
 	})
 
 	t.Run("data without expiry does not expire", func(t *testing.T) {
-		store, clock := newEnhStore(), newEnhClock()
-		store.put(key, `{"count":5}`)
+		store, clock := newRecorder[[]byte](), newTestClock()
+		store.put(key, []byte(`{"count":5}`))
 		s := mustEnhance[enhCounter](t, store, EnhanceOptions{TTL: time.Minute, Clock: clock.Now})
 		got, found, err := s.Read(ctx, key)
 		require.NoError(t, err)
 		assert.True(t, found)
 		assert.Equal(t, enhCounter{5}, got)
-		assert.Equal(t, []string{"read k"}, store.log(), "a read never writes")
+		assert.Equal(t, []string{"read k"}, store.ops(), "a read never writes")
 	})
 
 	t.Run("stored expiry ignored without TTL", func(t *testing.T) {
-		store := newEnhStore()
-		store.put(key, `{"__d":{"count":1},"v":1,"e":1}`)
+		store := newRecorder[[]byte]()
+		store.put(key, []byte(`{"__d":{"count":1},"v":1,"e":1}`))
 		s := mustEnhance[enhCounter](t, store, EnhanceOptions{
 			Migrations: map[float64]Migration{1: Migrate(func(c enhCounter) (enhCounter, error) { return c, nil })},
 		})
@@ -333,16 +245,16 @@ func TestEnhanceMigrations(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			store := newEnhStore()
-			store.put("k", tt.raw)
+			store := newRecorder[[]byte]()
+			store.put("k", []byte(tt.raw))
 			s := mustEnhance[enhTrace](t, store, EnhanceOptions{Migrations: traceMigrations(3, 1, 2)})
 			got, found, err := s.Read(context.Background(), "k")
 			require.NoError(t, err)
 			assert.True(t, found)
 			assert.Equal(t, tt.want, got.Steps)
-			assert.Equal(t, []string{"read k"}, store.log(), "migrated data is not written back on read")
+			assert.Equal(t, []string{"read k"}, store.ops(), "migrated data is not written back on read")
 			raw, _ := store.get("k")
-			assert.Equal(t, tt.raw, raw)
+			assert.Equal(t, tt.raw, string(raw))
 		})
 	}
 }
@@ -355,8 +267,8 @@ func TestEnhanceMigrationFloatOrder(t *testing.T) {
 	for i := range 50 {
 		shuffled := append([]float64(nil), versions...)
 		rand.Shuffle(len(shuffled), func(a, b int) { shuffled[a], shuffled[b] = shuffled[b], shuffled[a] })
-		store := newEnhStore()
-		store.put("k", `{"steps":[]}`)
+		store := newRecorder[[]byte]()
+		store.put("k", []byte(`{"steps":[]}`))
 		s := mustEnhance[enhTrace](t, store, EnhanceOptions{Migrations: traceMigrations(shuffled...)})
 		got, found, err := s.Read(context.Background(), "k")
 		require.NoError(t, err, "round %d", i)
@@ -364,8 +276,8 @@ func TestEnhanceMigrationFloatOrder(t *testing.T) {
 		require.Equal(t, want, got.Steps, "round %d, inserted as %v", i, shuffled)
 	}
 
-	store := newEnhStore()
-	store.put("k", `{"__d":{"steps":[]},"v":10}`)
+	store := newRecorder[[]byte]()
+	store.put("k", []byte(`{"__d":{"steps":[]},"v":10}`))
 	s := mustEnhance[enhTrace](t, store, EnhanceOptions{Migrations: traceMigrations(versions...)})
 	got, _, err := s.Read(context.Background(), "k")
 	require.NoError(t, err)
@@ -374,14 +286,14 @@ func TestEnhanceMigrationFloatOrder(t *testing.T) {
 
 func TestEnhanceMigratedDataWrittenWithNewestVersion(t *testing.T) {
 	ctx := context.Background()
-	store := newEnhStore()
-	store.put("k", `{"__d":{"steps":[]},"v":1}`)
+	store := newRecorder[[]byte]()
+	store.put("k", []byte(`{"__d":{"steps":[]},"v":1}`))
 	s := mustEnhance[enhTrace](t, store, EnhanceOptions{Migrations: traceMigrations(1, 2)})
 	got, _, err := s.Read(ctx, "k")
 	require.NoError(t, err)
 	require.NoError(t, s.Write(ctx, "k", got))
 	raw, _ := store.get("k")
-	assert.Equal(t, `{"__d":{"steps":["2"]},"v":2}`, raw)
+	assert.Equal(t, `{"__d":{"steps":["2"]},"v":2}`, string(raw))
 
 	got, _, err = s.Read(ctx, "k")
 	require.NoError(t, err)
@@ -391,7 +303,7 @@ func TestEnhanceMigratedDataWrittenWithNewestVersion(t *testing.T) {
 func TestEnhanceNoMigrationForMissingData(t *testing.T) {
 	runs := 0
 	count := func(old json.RawMessage) (json.RawMessage, error) { runs++; return old, nil }
-	store := newEnhStore()
+	store := newRecorder[[]byte]()
 	s := mustEnhance[enhCounter](t, store, EnhanceOptions{Migrations: map[float64]Migration{1: count, 2: count}})
 	got, found, err := s.Read(context.Background(), "missing")
 	require.NoError(t, err)
@@ -401,8 +313,8 @@ func TestEnhanceNoMigrationForMissingData(t *testing.T) {
 }
 
 func TestEnhanceNewerVersion(t *testing.T) {
-	store := newEnhStore()
-	store.put("chat-9", `{"__d":{"steps":[]},"v":4.5}`)
+	store := newRecorder[[]byte]()
+	store.put("chat-9", []byte(`{"__d":{"steps":[]},"v":4.5}`))
 	s := mustEnhance[enhTrace](t, store, EnhanceOptions{Migrations: traceMigrations(1, 2, 3)})
 	_, found, err := s.Read(context.Background(), "chat-9")
 	require.ErrorIs(t, err, ErrNewerVersion)
@@ -412,8 +324,8 @@ func TestEnhanceNewerVersion(t *testing.T) {
 		assert.Contains(t, err.Error(), part)
 	}
 	raw, _ := store.get("chat-9")
-	assert.Equal(t, `{"__d":{"steps":[]},"v":4.5}`, raw, "never relabelled")
-	assert.Equal(t, []string{"read chat-9"}, store.log())
+	assert.Equal(t, `{"__d":{"steps":[]},"v":4.5}`, string(raw), "never relabelled")
+	assert.Equal(t, []string{"read chat-9"}, store.ops())
 }
 
 func TestEnhanceMigrationFails(t *testing.T) {
@@ -446,8 +358,8 @@ func TestEnhanceMigrationFails(t *testing.T) {
 			for v, m := range tt.replace {
 				migrations[v] = m
 			}
-			store := newEnhStore()
-			store.put("k", tt.raw)
+			store := newRecorder[[]byte]()
+			store.put("k", []byte(tt.raw))
 			s := mustEnhance[enhTrace](t, store, EnhanceOptions{Migrations: migrations})
 
 			_, found, err := s.Read(context.Background(), "k")
@@ -461,8 +373,8 @@ func TestEnhanceMigrationFails(t *testing.T) {
 			}
 			assert.False(t, found)
 			raw, _ := store.get("k")
-			assert.Equal(t, tt.raw, raw, "stored bytes unchanged")
-			assert.Equal(t, []string{"read k"}, store.log(), "store not written")
+			assert.Equal(t, tt.raw, string(raw), "stored bytes unchanged")
+			assert.Equal(t, []string{"read k"}, store.ops(), "store not written")
 		})
 	}
 }
@@ -495,9 +407,9 @@ func TestEnhanceCorrupt(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			store := newEnhStore()
-			store.put("chat-5", tt.raw)
-			s := mustEnhance[enhCounter](t, store, EnhanceOptions{TTL: time.Hour, Clock: newEnhClock().Now})
+			store := newRecorder[[]byte]()
+			store.put("chat-5", []byte(tt.raw))
+			s := mustEnhance[enhCounter](t, store, EnhanceOptions{TTL: time.Hour, Clock: newTestClock().Now})
 			var (
 				got   enhCounter
 				found bool
@@ -520,8 +432,8 @@ func TestEnhanceCorrupt(t *testing.T) {
 	// Envelope-level corruption stays ErrCorrupt with migrations on: no
 	// migration sees it.
 	for _, raw := range []string{`{`, `[`, `{"__d":1,"v":"x"}`, `{"__d":1,"e":[]}`} {
-		store := newEnhStore()
-		store.put("k", raw)
+		store := newRecorder[[]byte]()
+		store.put("k", []byte(raw))
 		s := mustEnhance[enhCounter](t, store, EnhanceOptions{
 			Migrations: map[float64]Migration{1: func(json.RawMessage) (json.RawMessage, error) {
 				t.Errorf("migration ran on %q", raw)
@@ -542,16 +454,16 @@ func TestEnhanceOptionsRejected(t *testing.T) {
 		msg   string
 	}{
 		{"nil store", nil, EnhanceOptions{TTL: time.Second}, "nil store"},
-		{"nothing to do", newEnhStore(), EnhanceOptions{}, "neither"},
-		{"negative TTL", newEnhStore(), EnhanceOptions{TTL: -time.Second}, "negative"},
-		{"TTL below a millisecond", newEnhStore(), EnhanceOptions{TTL: time.Microsecond}, "1ms"},
-		{"empty migrations", newEnhStore(), EnhanceOptions{Migrations: map[float64]Migration{}}, "empty"},
-		{"empty migrations with TTL", newEnhStore(), EnhanceOptions{TTL: time.Second, Migrations: map[float64]Migration{}}, "empty"},
-		{"NaN version", newEnhStore(), EnhanceOptions{Migrations: map[float64]Migration{1: ok, math.NaN(): ok}}, "NaN"},
-		{"infinite version", newEnhStore(), EnhanceOptions{Migrations: map[float64]Migration{math.Inf(1): ok}}, "+Inf"},
-		{"negative infinite version", newEnhStore(), EnhanceOptions{Migrations: map[float64]Migration{math.Inf(-1): ok}}, "-Inf"},
-		{"nil migration", newEnhStore(), EnhanceOptions{Migrations: map[float64]Migration{1: ok, 2.5: nil}}, "2.5"},
-		{"Migrate(nil)", newEnhStore(), EnhanceOptions{Migrations: map[float64]Migration{1: Migrate[int, int](nil)}}, "nil"},
+		{"nothing to do", newRecorder[[]byte](), EnhanceOptions{}, "neither"},
+		{"negative TTL", newRecorder[[]byte](), EnhanceOptions{TTL: -time.Second}, "negative"},
+		{"TTL below a millisecond", newRecorder[[]byte](), EnhanceOptions{TTL: time.Microsecond}, "1ms"},
+		{"empty migrations", newRecorder[[]byte](), EnhanceOptions{Migrations: map[float64]Migration{}}, "empty"},
+		{"empty migrations with TTL", newRecorder[[]byte](), EnhanceOptions{TTL: time.Second, Migrations: map[float64]Migration{}}, "empty"},
+		{"NaN version", newRecorder[[]byte](), EnhanceOptions{Migrations: map[float64]Migration{1: ok, math.NaN(): ok}}, "NaN"},
+		{"infinite version", newRecorder[[]byte](), EnhanceOptions{Migrations: map[float64]Migration{math.Inf(1): ok}}, "+Inf"},
+		{"negative infinite version", newRecorder[[]byte](), EnhanceOptions{Migrations: map[float64]Migration{math.Inf(-1): ok}}, "-Inf"},
+		{"nil migration", newRecorder[[]byte](), EnhanceOptions{Migrations: map[float64]Migration{1: ok, 2.5: nil}}, "2.5"},
+		{"Migrate(nil)", newRecorder[[]byte](), EnhanceOptions{Migrations: map[float64]Migration{1: Migrate[int, int](nil)}}, "nil"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -565,9 +477,8 @@ func TestEnhanceOptionsRejected(t *testing.T) {
 
 func TestEnhanceContextPassesThrough(t *testing.T) {
 	marker := new(int)
-	store := newEnhStore()
-	store.ctxMarker = marker
-	clock := newEnhClock()
+	store := newRecorder[[]byte]()
+	clock := newTestClock()
 	s := mustEnhance[enhCounter](t, store, EnhanceOptions{TTL: time.Minute, Clock: clock.Now})
 	ctx := context.WithValue(context.Background(), enhCtxKey{}, marker)
 
@@ -580,7 +491,7 @@ func TestEnhanceContextPassesThrough(t *testing.T) {
 	require.NoError(t, err)
 	assert.False(t, found)
 	require.NoError(t, s.Delete(ctx, "k"))
-	assert.Equal(t, []string{"write k", "read k", "read k", "delete k", "delete k"}, store.log())
+	assert.Equal(t, []string{"write k", "read k", "read k", "delete k", "delete k"}, store.ops())
 
 	cancelled, cancel := context.WithCancel(ctx)
 	cancel()
@@ -588,12 +499,27 @@ func TestEnhanceContextPassesThrough(t *testing.T) {
 	assert.ErrorIs(t, err, context.Canceled)
 	assert.ErrorIs(t, s.Write(cancelled, "k", enhCounter{1}), context.Canceled)
 	assert.ErrorIs(t, s.Delete(cancelled, "k"), context.Canceled)
+
+	// Every call, cancelled ones included, carried the caller's context.
+	ctxs := store.contexts()
+	require.Len(t, ctxs, 8)
+	for i, c := range ctxs {
+		assert.True(t, c.Value(enhCtxKey{}) == any(marker), "call %d (%s): context not passed through", i, store.ops()[i])
+		if i >= 5 {
+			assert.ErrorIs(t, c.Err(), context.Canceled, "call %d (%s)", i, store.ops()[i])
+		}
+	}
 }
 
 func TestEnhanceStoreErrorsPassThrough(t *testing.T) {
 	boom := errors.New("boom")
-	store := newEnhStore()
-	store.failRead = boom
+	store := newRecorder[[]byte]()
+	store.fail = func(op, _ string) error {
+		if op == "read" {
+			return boom
+		}
+		return nil
+	}
 	s := mustEnhance[enhCounter](t, store, EnhanceOptions{TTL: time.Minute})
 	_, found, err := s.Read(context.Background(), "k")
 	assert.ErrorIs(t, err, boom)
@@ -601,12 +527,12 @@ func TestEnhanceStoreErrorsPassThrough(t *testing.T) {
 }
 
 func TestEnhanceWriteEncodeError(t *testing.T) {
-	store := newEnhStore()
+	store := newRecorder[[]byte]()
 	s := mustEnhance[func()](t, store, EnhanceOptions{TTL: time.Minute})
 	err := s.Write(context.Background(), "k", func() {})
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), `"k"`)
-	assert.Empty(t, store.log())
+	assert.Empty(t, store.ops())
 }
 
 func TestMigrate(t *testing.T) {
@@ -660,8 +586,8 @@ func FuzzEnhancedRead(f *testing.F) {
 				require.Equal(t, string(want), string(got), "%q in %q", name, raw)
 			}
 		}
-		store := newEnhStore()
-		store.data["k"] = raw
+		store := newRecorder[[]byte]()
+		store.put("k", raw)
 		s, err := Enhance[session](store, opts)
 		require.NoError(t, err)
 		got, found, err := s.Read(context.Background(), "k")

@@ -24,6 +24,7 @@ type recorder[T any] struct {
 
 	mu    sync.Mutex
 	calls []call[T]
+	ctxs  []context.Context // ctxs[i] is the context calls[i] was made with
 }
 
 func newRecorder[T any]() *recorder[T] { return &recorder[T]{inner: NewMemory[T]()} }
@@ -31,6 +32,7 @@ func newRecorder[T any]() *recorder[T] { return &recorder[T]{inner: NewMemory[T]
 func (r *recorder[T]) do(ctx context.Context, op, key string, v T) error {
 	r.mu.Lock()
 	r.calls = append(r.calls, call[T]{op, key, v})
+	r.ctxs = append(r.ctxs, ctx)
 	fail := r.fail
 	r.mu.Unlock()
 	if r.delay > 0 {
@@ -76,8 +78,68 @@ func (r *recorder[T]) take() []call[T] {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	c := r.calls
-	r.calls = nil
+	r.calls, r.ctxs = nil, nil
 	return c
+}
+
+// ops lists the calls recorded so far as "op key", oldest first, without
+// forgetting them.
+func (r *recorder[T]) ops() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var ops []string
+	for _, c := range r.calls {
+		ops = append(ops, c.Op+" "+c.Key)
+	}
+	return ops
+}
+
+// contexts returns the contexts of the calls recorded so far, oldest
+// first, without forgetting them.
+func (r *recorder[T]) contexts() []context.Context {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]context.Context(nil), r.ctxs...)
+}
+
+// put stores v in the inner store without recording a call: it sets up
+// what the code under test will find.
+func (r *recorder[T]) put(key string, v T) {
+	if err := r.inner.Write(context.Background(), key, v); err != nil {
+		panic(err)
+	}
+}
+
+// get reads key from the inner store without recording a call: it shows
+// what the code under test left there.
+func (r *recorder[T]) get(key string) (T, bool) {
+	v, ok, err := r.inner.Read(context.Background(), key)
+	if err != nil {
+		panic(err)
+	}
+	return v, ok
+}
+
+// testClock is a fake clock for WithClock and EnhanceOptions.Clock: time
+// moves only when told to. It starts at Unix millisecond 1_700_000_000_000,
+// which the expiries in the Enhance tests' golden envelopes count from.
+type testClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func newTestClock() *testClock { return &testClock{now: time.UnixMilli(1_700_000_000_000)} }
+
+func (c *testClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *testClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
 }
 
 func rd[T any](key string) call[T]      { return call[T]{Op: "read", Key: key} }

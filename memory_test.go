@@ -17,28 +17,6 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// memClock is a fake clock for WithClock: time moves only when told to.
-type memClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func newMemClock() *memClock {
-	return &memClock{now: time.Date(2024, 1, 1, 12, 0, 0, 0, time.UTC)}
-}
-
-func (c *memClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *memClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
-
 // memProfile holds references (slice, map, pointer), so Memory copies it
 // through JSON.
 type memProfile struct {
@@ -368,7 +346,7 @@ func TestMemoryTTL(t *testing.T) {
 	}
 
 	t.Run("expires at ttl", func(t *testing.T) {
-		clock := newMemClock()
+		clock := newTestClock()
 		m := NewMemory[memProfile](WithTTL(ttl), WithClock(clock.Now))
 		require.NoError(t, m.Write(ctx, "a", newMemProfile("a")))
 		assertLive(t, m, "a", true, "just written")
@@ -380,7 +358,7 @@ func TestMemoryTTL(t *testing.T) {
 		assertLive(t, m, "a", false, "after expiry")
 	})
 	t.Run("rewrite extends expiry", func(t *testing.T) {
-		clock := newMemClock()
+		clock := newTestClock()
 		m := NewMemory[memProfile](WithTTL(ttl), WithClock(clock.Now))
 		require.NoError(t, m.Write(ctx, "a", newMemProfile("a")))
 		clock.Advance(40 * time.Second)
@@ -391,7 +369,7 @@ func TestMemoryTTL(t *testing.T) {
 		assertLive(t, m, "a", false, "ttl after rewrite")
 	})
 	t.Run("reads do not extend expiry", func(t *testing.T) {
-		clock := newMemClock()
+		clock := newTestClock()
 		m := NewMemory[memProfile](WithTTL(ttl), WithClock(clock.Now))
 		require.NoError(t, m.Write(ctx, "a", newMemProfile("a")))
 		for range 5 {
@@ -404,7 +382,7 @@ func TestMemoryTTL(t *testing.T) {
 		assertLive(t, m, "a", false, "ttl after the only write")
 	})
 	t.Run("expired then rewritten is live", func(t *testing.T) {
-		clock := newMemClock()
+		clock := newTestClock()
 		m := NewMemory[memProfile](WithTTL(ttl), WithClock(clock.Now))
 		require.NoError(t, m.Write(ctx, "a", newMemProfile("old")))
 		clock.Advance(2 * ttl)
@@ -416,7 +394,7 @@ func TestMemoryTTL(t *testing.T) {
 	})
 	for _, d := range []time.Duration{0, -time.Second} {
 		t.Run(fmt.Sprintf("ttl %v never expires", d), func(t *testing.T) {
-			clock := newMemClock()
+			clock := newTestClock()
 			m := NewMemory[memProfile](WithTTL(d), WithClock(clock.Now))
 			require.NoError(t, m.Write(ctx, "a", newMemProfile("a")))
 			clock.Advance(100 * 365 * 24 * time.Hour)
@@ -430,7 +408,7 @@ func TestMemorySweepsExpiredOnWrite(t *testing.T) {
 	const ttl = time.Minute
 
 	t.Run("expired entry reclaimed without being read", func(t *testing.T) {
-		clock := newMemClock()
+		clock := newTestClock()
 		m := NewMemory[memProfile](WithTTL(ttl), WithClock(clock.Now))
 		require.NoError(t, m.Write(ctx, "A", newMemProfile("A")))
 		require.Equal(t, []string{"A"}, memItemKeys(m))
@@ -439,7 +417,7 @@ func TestMemorySweepsExpiredOnWrite(t *testing.T) {
 		assert.Equal(t, []string{"B"}, memItemKeys(m), "A swept by the write of B")
 	})
 	t.Run("live entries survive a sweep", func(t *testing.T) {
-		clock := newMemClock()
+		clock := newTestClock()
 		m := NewMemory[memProfile](WithTTL(ttl), WithClock(clock.Now))
 		require.NoError(t, m.Write(ctx, "old", newMemProfile("old")))
 		clock.Advance(40 * time.Second)
@@ -453,7 +431,7 @@ func TestMemorySweepsExpiredOnWrite(t *testing.T) {
 		assert.Equal(t, newMemProfile("young"), v)
 	})
 	t.Run("many expired entries all go", func(t *testing.T) {
-		clock := newMemClock()
+		clock := newTestClock()
 		m := NewMemory[int](WithTTL(ttl), WithClock(clock.Now))
 		for i := range 100 {
 			require.NoError(t, m.Write(ctx, strconv.Itoa(i), i))
@@ -464,7 +442,7 @@ func TestMemorySweepsExpiredOnWrite(t *testing.T) {
 		assert.Equal(t, []string{"x"}, memItemKeys(m))
 	})
 	t.Run("without ttl nothing is swept", func(t *testing.T) {
-		clock := newMemClock()
+		clock := newTestClock()
 		m := NewMemory[memProfile](WithClock(clock.Now))
 		require.NoError(t, m.Write(ctx, "A", newMemProfile("A")))
 		clock.Advance(100 * 365 * 24 * time.Hour)
@@ -524,7 +502,7 @@ func TestMemoryIteration(t *testing.T) {
 		check(t, m, want)
 	})
 	t.Run("expired entries skipped", func(t *testing.T) {
-		clock := newMemClock()
+		clock := newTestClock()
 		m := NewMemory[memProfile](WithTTL(time.Minute), WithClock(clock.Now))
 		for i := range 5 {
 			require.NoError(t, m.Write(ctx, fmt.Sprintf("old-%d", i), newMemProfile("old")))
@@ -696,7 +674,7 @@ func TestMemoryConcurrent(t *testing.T) {
 	for _, withTTL := range []bool{false, true} {
 		t.Run(fmt.Sprintf("ttl=%v", withTTL), func(t *testing.T) {
 			ctx := context.Background()
-			clock := newMemClock()
+			clock := newTestClock()
 			var m *Memory[memProfile]
 			if withTTL {
 				m = NewMemory[memProfile](WithTTL(time.Hour), WithClock(clock.Now))
