@@ -21,20 +21,22 @@ func Example() {
 		fmt.Println(err)
 		return
 	}
-	// Stop polling before srv.Close runs, so the polling goroutine exits
-	// cleanly when Close answers its pending long poll.
-	defer bot.StopReceivingUpdates()
-
 	srv.SendMessage(42, 42, "hello")
 
 	// The code under test: echo every message back as a reply.
-	for u := range bot.GetUpdatesChan(tgbotapi.UpdateConfig{Timeout: 1}) {
+	updates := bot.GetUpdatesChan(tgbotapi.UpdateConfig{Timeout: 30})
+	for u := range updates {
 		reply := tgbotapi.NewMessage(u.Message.Chat.ID, "you said: "+u.Message.Text)
 		reply.ReplyToMessageID = u.Message.MessageID
 		if _, err := bot.Send(reply); err != nil {
 			fmt.Println(err)
 		}
 		break
+	}
+
+	// Stop the polling loop and wait for it, before the deferred Close.
+	srv.StopPolling(bot)
+	for range updates {
 	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)

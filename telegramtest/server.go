@@ -11,10 +11,10 @@
 // Tests script incoming traffic with AddUpdate or SendMessage and inspect
 // what the bot did with Requests, Sent or WaitSent.
 //
-// When the bot uses GetUpdatesChan, call bot.StopReceivingUpdates before
-// srv.Close: Close then answers the pending long poll at once and the
-// polling goroutine exits, instead of hitting a closed server and sleeping
-// in tgbotapi's 3-second error retry.
+// When the bot uses GetUpdatesChan, stop it with srv.StopPolling(bot),
+// wait until the updates channel is closed (session.Serve returns then),
+// and only then Close the server. Closing first would let tgbotapi's loop
+// poll a closed server and sleep through its 3-second error retry.
 package telegramtest
 
 import (
@@ -91,6 +91,7 @@ type Server struct {
 	// (long polls, WaitSent) can block on it instead of polling.
 	changed      chan struct{}
 	closed       bool
+	stopped      bool              // StopPolling was called: getUpdates answers at once
 	pending      []tgbotapi.Update // sorted by UpdateID, not yet confirmed
 	lastUpdateID int
 	lastMsgID    int
@@ -132,6 +133,20 @@ func (s *Server) Close() {
 		s.mu.Unlock()
 		s.ts.Close()
 	})
+}
+
+// StopPolling stops bot's GetUpdatesChan loop without delay: it tells the
+// bot to stop and makes the pending long poll, and any later getUpdates,
+// answer at once with no updates, so the loop sees the stop and closes its
+// updates channel. The server keeps serving other calls until Close.
+func (s *Server) StopPolling(bot *tgbotapi.BotAPI) {
+	s.mu.Lock()
+	if !s.stopped {
+		s.stopped = true
+		s.notifyLocked()
+	}
+	s.mu.Unlock()
+	bot.StopReceivingUpdates()
 }
 
 // notifyLocked wakes all waiters. s.mu must be held.
@@ -337,10 +352,14 @@ func (s *Server) getUpdates(w http.ResponseWriter, r *http.Request, params url.V
 		s.confirmLocked(offset)
 		n := min(limit, len(s.pending))
 		batch := append([]tgbotapi.Update{}, s.pending[:n]...)
-		closed := s.closed
+		closed, stopped := s.closed, s.stopped
 		ch := s.changed
 		s.mu.Unlock()
 
+		if stopped {
+			writeResult(w, []tgbotapi.Update{})
+			return
+		}
 		if len(batch) > 0 || deadline == nil || closed {
 			writeResult(w, batch)
 			return

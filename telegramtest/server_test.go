@@ -96,9 +96,8 @@ func TestUpdatesChanInOrderWithoutDuplicates(t *testing.T) {
 	assert.Greater(t, got[2].Message.MessageID, got[1].Message.MessageID)
 	assert.Equal(t, "four", got[3].CallbackData())
 
-	// Stopping then closing lets the polling goroutine exit promptly.
-	bot.StopReceivingUpdates()
-	srv.Close()
+	// StopPolling lets the polling goroutine exit promptly.
+	srv.StopPolling(bot)
 	select {
 	case _, ok := <-updates:
 		assert.False(t, ok, "no more updates expected")
@@ -345,4 +344,28 @@ func waitForMethod(t *testing.T, srv *telegramtest.Server, method string) {
 		}
 		return false
 	}, 2*time.Second, 5*time.Millisecond)
+}
+
+// TestStopPollingIsPrompt stops bots at random moments, in a long poll or
+// between two polls. Closing the server instead would, now and then, make
+// tgbotapi's loop poll a closed server and sleep 3 seconds before noticing
+// the stop.
+func TestStopPollingIsPrompt(t *testing.T) {
+	for i := range 30 {
+		srv, bot := newBot(t)
+		updates := bot.GetUpdatesChan(tgbotapi.UpdateConfig{Timeout: 30})
+		srv.SendMessage(1, 1, "hi")
+		<-updates
+		time.Sleep(time.Duration(i%5) * 100 * time.Microsecond)
+		start := time.Now()
+		srv.StopPolling(bot)
+		for range updates {
+		}
+		assert.Less(t, time.Since(start), time.Second, "run %d: the polling loop did not stop promptly", i)
+		srv.Close()
+
+		// Other calls still work after StopPolling, until Close.
+		_, err := bot.Send(tgbotapi.NewMessage(1, "late"))
+		assert.Error(t, err, "the server is closed")
+	}
 }

@@ -31,7 +31,6 @@ import (
 	"os"
 	"os/signal"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -154,13 +153,12 @@ func demo(ctx context.Context, out io.Writer) error {
 	// concurrently across chats, in order within each chat.
 	var chats []string // in order of first appearance
 	want := 0          // replies to wait for
-	lastUpdate := 0
 	for _, l := range script {
 		id := chatIDs[l.chat]
 		if !slices.Contains(chats, l.chat) {
 			chats = append(chats, l.chat)
 		}
-		lastUpdate = srv.SendMessage(id, id, l.text)
+		srv.SendMessage(id, id, l.text)
 		if strings.HasPrefix(l.text, "/hunger") {
 			want++
 		}
@@ -190,11 +188,12 @@ func demo(ctx context.Context, out io.Writer) error {
 			return nil
 		}
 		stopped = true
-		// Stop before Close: Close then answers the pending long poll
-		// and the polling goroutine closes updates, which ends Serve.
-		bot.StopReceivingUpdates()
+		// The polling loop closes updates, which ends Serve; only then
+		// is the server closed, so the loop never meets a closed server.
+		srv.StopPolling(bot)
+		err := <-served
 		srv.Close()
-		return <-served
+		return err
 	}
 	defer stopPolling()
 
@@ -203,12 +202,6 @@ func demo(ctx context.Context, out io.Writer) error {
 	sent, err := srv.WaitSent(waitCtx, want)
 	if err != nil {
 		return errors.Join(fmt.Errorf("waiting for %d replies, got %d: %w", want, len(sent), err), handlerErrs())
-	}
-	// Stop only once the bot is blocked in its next long poll: stopping
-	// while it is between two polls would let it poll the closed server
-	// and sleep through tgbotapi's 3-second retry.
-	if err := waitPolled(waitCtx, srv, lastUpdate+1); err != nil {
-		return fmt.Errorf("waiting for the bot to poll again: %w", err)
 	}
 	if err := stopPolling(); err != nil {
 		return err
@@ -245,24 +238,4 @@ func demo(ctx context.Context, out io.Writer) error {
 		}
 	}
 	return nil
-}
-
-// waitPolled waits until the server has received a getUpdates call with
-// an offset of at least offset: the bot has confirmed every update before
-// it and is waiting in a long poll for more.
-func waitPolled(ctx context.Context, srv *telegramtest.Server, offset int) error {
-	tick := time.NewTicker(time.Millisecond)
-	defer tick.Stop()
-	for {
-		for _, r := range srv.Requests() {
-			if n, err := strconv.Atoi(r.Params.Get("offset")); err == nil && r.Method == "getUpdates" && n >= offset {
-				return nil
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-tick.C:
-		}
-	}
 }
