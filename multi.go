@@ -9,6 +9,9 @@ import "fmt"
 // name + ":", so fragments that share one storage never overwrite each
 // other.
 func NewFragment[S, F any](name string, field func(*S) *F, opts Options[F]) *Fragment[S, F] {
+	if field == nil {
+		panic(fmt.Sprintf("session: fragment %q has no field accessor", name))
+	}
 	if opts.Prefix == "" {
 		opts.Prefix = name + ":"
 	}
@@ -27,8 +30,9 @@ type Part[S any] interface {
 // handler accesses it.
 //
 // Like http.Handle with a bad pattern, Multi panics if it is given no
-// fragments, a nil one, or two with the same or an empty name: these are
-// programming errors, found on the first run.
+// fragments, a nil one, or two with the same or an empty name (and
+// NewFragment panics without a field accessor): these are programming
+// errors, found on the first run.
 func Multi[S any](fragments ...Part[S]) Middleware[S] {
 	return newEngine(false, checkParts(fragments)...).middleware
 }

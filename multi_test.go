@@ -216,6 +216,8 @@ func TestMultiRejectsBadFragments(t *testing.T) {
 	assert.Panics(t, func() { Multi[data]() })
 	assert.Panics(t, func() { Multi(a, a) })
 	assert.Panics(t, func() { Multi[data](nil) })
+	assert.Panics(t, func() { NewFragment[data, counter]("b", nil, Options[counter]{}) })
+	assert.Panics(t, func() { Multi(NewFragment("", func(d *data) *counter { return &d.A }, Options[counter]{})) })
 }
 
 func TestMultiConcurrentChatAndUserExactTotals(t *testing.T) {
