@@ -264,8 +264,19 @@ func (st *state[S]) lock(c *Context[S]) error {
 	}
 	for i, p := range st.eng.parts {
 		if sl := &st.slots[i]; sl.ok {
-			sl.storeKey = p.info().prefix + sl.key
+			sl.storeKey = sl.key
+			if prefix := p.info().prefix; prefix != "" {
+				sl.storeKey = prefix + sl.key
+			}
 		}
+	}
+	if sl := &st.slots[0]; len(st.slots) == 1 && sl.ok { // the common single session
+		kl, err := st.eng.locks.lock(c, sl.storeKey)
+		if err != nil {
+			return fmt.Errorf("session: wait for %q: %w", sl.storeKey, err)
+		}
+		sl.lock, st.locked = kl, true
+		return nil
 	}
 	// Selection in key order without sorting: parts are few, and this
 	// allocates nothing. Slots sharing a key share its lock.
