@@ -27,7 +27,10 @@ type Part[S any] interface {
 // Multi returns a session middleware over several fragments of S, each
 // loaded (before the handler) and written back independently. A fragment
 // whose key function gives no key for an update is an error only when the
-// handler accesses it.
+// handler accesses it. Fragments may live in different stores, so their
+// write-back is not atomic: if one write fails, the update returns that
+// error (joined with any others) while the fragments already written stay
+// written.
 //
 // Like http.Handle with a bad pattern, Multi panics if it is given no
 // fragments, a nil one, or two with the same or an empty name (and
