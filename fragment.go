@@ -95,10 +95,7 @@ func (f *Fragment[S, F]) Set(c *Context[S], v F) error {
 	if err != nil {
 		return err
 	}
-	*f.field(&c.sess.val) = v
-	if sl.state == untouched {
-		sl.state = replaced
-	}
+	f.assign(c, sl, v)
 	return nil
 }
 
@@ -114,12 +111,11 @@ func (f *Fragment[S, F]) Clear(c *Context[S]) error {
 // Key returns the key the fragment's key function gave for this update,
 // before any prefix.
 func (f *Fragment[S, F]) Key(c *Context[S]) (string, bool) {
-	for i, q := range c.sess.partsOrNil() {
-		if q == part[S](f) {
-			return c.sess.slots[i].key, c.sess.slots[i].ok
-		}
+	i := c.sess.indexOf(f)
+	if i < 0 {
+		return "", false
 	}
-	return "", false
+	return c.sess.slots[i].key, c.sess.slots[i].ok
 }
 
 func (f *Fragment[S, F]) info() *partInfo { return &f.partInfo }
@@ -162,7 +158,16 @@ func (f *Fragment[S, F]) access(c *Context[S], sl *slot) error {
 }
 
 func (f *Fragment[S, F]) set(c *Context[S], sl *slot, from *S) error {
-	return f.Set(c, *f.field(from))
+	f.assign(c, sl, *f.field(from))
+	return nil
+}
+
+// assign replaces the live value; without a read it is always written.
+func (f *Fragment[S, F]) assign(c *Context[S], sl *slot, v F) {
+	*f.field(&c.sess.val) = v
+	if sl.state == untouched {
+		sl.state = replaced
+	}
 }
 
 func (f *Fragment[S, F]) clear(c *Context[S], sl *slot) error {

@@ -242,16 +242,28 @@ func (st *state[S]) slotOf(c *Context[S], p part[S]) (*slot, error) {
 	if st.eng == nil {
 		return nil, ErrNoMiddleware
 	}
+	i := st.indexOf(p)
+	if i < 0 {
+		return nil, fmt.Errorf("session: fragment %q is not part of this context's session", p.info().name)
+	}
+	sl := &st.slots[i]
+	if !sl.ok {
+		return nil, p.info().noKey()
+	}
+	return sl, st.lock(c)
+}
+
+// indexOf returns the index of part p in this update's session, or -1.
+func (st *state[S]) indexOf(p part[S]) int {
+	if st.eng == nil {
+		return -1
+	}
 	for i, q := range st.eng.parts {
 		if q == p {
-			sl := &st.slots[i]
-			if !sl.ok {
-				return nil, p.info().noKey()
-			}
-			return sl, st.lock(c)
+			return i
 		}
 	}
-	return nil, fmt.Errorf("session: fragment %q is not part of this context's session", p.info().name)
+	return -1
 }
 
 // lock takes the lock of every keyed slot, once per update, in ascending
@@ -269,14 +281,6 @@ func (st *state[S]) lock(c *Context[S]) error {
 				sl.storeKey = prefix + sl.key
 			}
 		}
-	}
-	if sl := &st.slots[0]; len(st.slots) == 1 && sl.ok { // the common single session
-		kl, err := st.eng.locks.lock(c, sl.storeKey)
-		if err != nil {
-			return fmt.Errorf("session: wait for %q: %w", sl.storeKey, err)
-		}
-		sl.lock, st.locked = kl, true
-		return nil
 	}
 	// Selection in key order without sorting: parts are few, and this
 	// allocates nothing. Slots sharing a key share its lock.
@@ -311,11 +315,4 @@ func (st *state[S]) unlock() {
 			sl.lock = nil
 		}
 	}
-}
-
-func (st *state[S]) partsOrNil() []part[S] {
-	if st.eng == nil {
-		return nil
-	}
-	return st.eng.parts
 }
