@@ -15,13 +15,55 @@ import (
 // reports a missing key with found == false and a nil error; deleting a
 // missing key is not an error.
 //
-// The middleware finds optional capabilities (see [Iterator]) by type
-// assertion, the way net/http finds http.Flusher.
+// A store may offer optional capabilities, found by type assertion the
+// way net/http finds http.Flusher: the middleware uses [Locker] and
+// [Toucher]; [Iterator] is for the bot's own code (broadcasts, admin
+// tools). [storagetest.Run] checks each capability a store has.
 type StorageAdapter[T any] interface {
 	Read(ctx context.Context, key string) (value T, found bool, err error)
 	Write(ctx context.Context, key string, value T) error
 	Delete(ctx context.Context, key string) error
 }
+
+// Locker is an optional capability of a [StorageAdapter]: exclusive
+// access to one key among every user of the storage. The middleware holds
+// the lock of each session key from before it reads the session until
+// after it has written it back, so two updates of one chat never lose
+// each other's writes.
+//
+// [Memory] locks within its process. A store shared by several processes
+// (Redis, PostgreSQL) implements Locker across them, with a lease that it
+// renews while the lock is held. If the lease is lost anyway, a write
+// made under it must fail with an error wrapping [ErrConflict] rather
+// than overwrite a newer value.
+//
+// For a store without Locker, the middleware locks keys in a table shared
+// by the whole process, keyed by the store and the key: every middleware
+// over one store excludes the others, but other processes are not seen.
+//
+// Lock blocks until the key is free or ctx ends (then it returns an error
+// wrapping ctx.Err()). unlock must be called exactly once.
+type Locker interface {
+	Lock(ctx context.Context, key string) (unlock func(), err error)
+}
+
+// Toucher is an optional capability of a [StorageAdapter] with expiring
+// sessions: Touch restarts the expiry of key, as a write would, without
+// rewriting the value. After an update that read a session and left it
+// unchanged, the middleware touches it, so a session expires a TTL after
+// the last update that used it, not after its last change. A store
+// without expiry need not implement it. Touching a missing key is not an
+// error.
+type Toucher interface {
+	Touch(ctx context.Context, key string) error
+}
+
+// ErrConflict reports a write refused because the lock it was made under
+// was lost (its lease expired and another process may have written
+// since). Nothing was written; the update's changes are not saved, and
+// the error is returned from the handler chain so the update can be
+// retried. Errors that wrap it name the key.
+var ErrConflict = errors.New("session: write conflict: the lock on the key was lost")
 
 // Iterator is an optional capability of a [StorageAdapter]: listing every
 // stored session. Each sequence stops at the first error, which it yields
