@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"iter"
 	"math"
 	"slices"
 	"sort"
@@ -18,10 +19,16 @@ import (
 // must be set, since an enhancement that does nothing is most likely a
 // configuration mistake.
 type EnhanceOptions struct {
-	// TTL, when > 0, makes a session expire TTL after its last write. The
-	// expiry is stored in milliseconds (as grammY does), so a TTL must be
-	// at least a millisecond. Data stored without an expiry (written
-	// before TTL was turned on) does not expire until it is written again.
+	// TTL, when > 0, makes a session expire once it has gone unused for
+	// TTL. The expiry is stored in milliseconds (as grammY does), so a TTL
+	// must be at least a millisecond. A session is expired from the
+	// millisecond its expiry is reached, as in [Memory].
+	//
+	// Used through a session middleware, a session that an update reads
+	// and leaves unchanged is rewritten with a new expiry once less than
+	// half its TTL is left, so a chat that keeps talking keeps its session
+	// at the cost of at most one extra write per TTL/2; data stored without
+	// an expiry (by grammY, or before TTL was set) gains one on first use.
 	TTL time.Duration
 
 	// Migrations maps a version to the migration that converts data
@@ -85,9 +92,14 @@ var ErrMigration = errors.New("session: migration failed")
 // Read deletes expired sessions and reports them missing. Data stored
 // before enhancement was turned on (not an object with a "__d" key) counts
 // as unversioned, older than every migration. Every migration newer than
-// the stored version runs once, in numeric order. Migrated data is not
-// written back by Read: the next Write stores it with the newest version,
-// so a read never has the side effect of a write.
+// the stored version runs once, in numeric order. Read itself never
+// writes: used through a session middleware, migrated data is written
+// back with the newest version after the update that read it succeeds.
+//
+// The middleware compares the session's JSON with the stored data to
+// decide whether to write. The result locks, touches and iterates through
+// the base store, as [Encoded] does; iteration skips expired sessions and
+// migrates the rest.
 //
 // Stored bytes that are not JSON, an envelope whose "v" or "e" is not a
 // number, and data that does not decode into T are reported as
@@ -97,17 +109,17 @@ var ErrMigration = errors.New("session: migration failed")
 func Enhance[T any](store StorageAdapter[[]byte], opts EnhanceOptions) (StorageAdapter[T], error) {
 	switch {
 	case store == nil:
-		return nil, errors.New("session: enhance: nil store")
+		return nil, fmt.Errorf("%w: Enhance: nil store", ErrConfig)
 	case opts.TTL < 0:
-		return nil, fmt.Errorf("session: enhance: negative TTL %v", opts.TTL)
+		return nil, fmt.Errorf("%w: Enhance: negative TTL %v", ErrConfig, opts.TTL)
 	case opts.TTL > 0 && opts.TTL < time.Millisecond:
-		return nil, fmt.Errorf("session: enhance: TTL %v is below the stored resolution of 1ms", opts.TTL)
+		return nil, fmt.Errorf("%w: Enhance: TTL %v is below the stored resolution of 1ms", ErrConfig, opts.TTL)
 	case opts.TTL == 0 && opts.Migrations == nil:
-		return nil, errors.New("session: enhance: neither TTL nor Migrations given")
+		return nil, fmt.Errorf("%w: Enhance: neither TTL nor Migrations given", ErrConfig)
 	case opts.Migrations != nil && len(opts.Migrations) == 0:
-		return nil, errors.New("session: enhance: empty Migrations")
+		return nil, fmt.Errorf("%w: Enhance: empty Migrations", ErrConfig)
 	}
-	e := &enhanced[T]{store: store, ttl: opts.TTL, now: opts.Clock}
+	e := &enhanced[T]{byteBase: byteBase{store}, ttl: opts.TTL, now: opts.Clock}
 	if e.now == nil {
 		e.now = time.Now
 	}
@@ -118,11 +130,11 @@ func Enhance[T any](store StorageAdapter[[]byte], opts EnhanceOptions) (StorageA
 	slices.Sort(e.versions)
 	for _, v := range e.versions {
 		if math.IsNaN(v) || math.IsInf(v, 0) {
-			return nil, fmt.Errorf("session: enhance: migration version %v is not a finite number", v)
+			return nil, fmt.Errorf("%w: Enhance: migration version %v is not a finite number", ErrConfig, v)
 		}
 		m := opts.Migrations[v]
 		if m == nil {
-			return nil, fmt.Errorf("session: enhance: migration %s is nil", versionLabel(v, true))
+			return nil, fmt.Errorf("%w: Enhance: migration %s is nil", ErrConfig, versionLabel(v, true))
 		}
 		e.migrations = append(e.migrations, m)
 	}
@@ -130,7 +142,7 @@ func Enhance[T any](store StorageAdapter[[]byte], opts EnhanceOptions) (StorageA
 		// json.Marshal formats numbers the way JavaScript does.
 		latest, err := json.Marshal(e.versions[n-1])
 		if err != nil {
-			return nil, fmt.Errorf("session: enhance: %w", err)
+			return nil, fmt.Errorf("%w: Enhance: %w", ErrConfig, err)
 		}
 		e.versionField = append([]byte(`,"v":`), latest...)
 	}
@@ -138,7 +150,7 @@ func Enhance[T any](store StorageAdapter[[]byte], opts EnhanceOptions) (StorageA
 }
 
 type enhanced[T any] struct {
-	store        StorageAdapter[[]byte]
+	byteBase
 	ttl          time.Duration
 	now          func() time.Time
 	versions     []float64   // ascending
@@ -155,37 +167,90 @@ type envelope struct {
 }
 
 func (s *enhanced[T]) Read(ctx context.Context, key string) (T, bool, error) {
-	var value T
+	v, _, found, err := s.readRaw(ctx, key)
+	return v, found, err
+}
+
+// readRaw reads and decodes key. The bytes it returns for comparison are
+// the stored data, unless the data must be rewritten even if the handler
+// leaves it as it is: migrations ran, or the expiry is missing or less
+// than half a TTL away.
+func (s *enhanced[T]) readRaw(ctx context.Context, key string) (T, []byte, bool, error) {
+	var zero T
 	raw, found, err := s.store.Read(ctx, key)
 	if err != nil || !found {
-		return value, false, err
+		return zero, nil, false, err
 	}
-	env, err := unwrap(raw)
+	v, env, ran, live, err := s.decode(key, raw)
 	if err != nil {
-		return value, false, fmt.Errorf("%w: key %q: %w", ErrCorrupt, key, err)
+		return zero, nil, false, err
 	}
-	if s.ttl > 0 && env.expiring && env.expiry < float64(s.now().UnixMilli()) {
+	if !live {
 		// Delete now rather than leave expired data for the next write.
 		if err := s.store.Delete(ctx, key); err != nil {
-			return value, false, fmt.Errorf("session: delete expired %q: %w", key, err)
+			return zero, nil, false, fmt.Errorf("session: delete expired %q: %w", key, err)
 		}
-		return value, false, nil
+		return zero, nil, false, nil
+	}
+	stored := []byte(env.data)
+	if ran || (s.ttl > 0 && (!env.expiring || env.expiry-float64(s.now().UnixMilli()) < float64(s.ttl.Milliseconds())/2)) {
+		stored = nil
+	}
+	return v, stored, true, nil
+}
+
+// decode takes stored bytes apart, checks expiry and migrates. live is
+// false for expired data, which is not decoded.
+func (s *enhanced[T]) decode(key string, raw []byte) (value T, env envelope, ran, live bool, err error) {
+	env, err = unwrap(raw)
+	if err != nil {
+		return value, env, false, false, fmt.Errorf("%w: key %q: %w", ErrCorrupt, key, err)
+	}
+	if s.ttl > 0 && env.expiring && env.expiry <= float64(s.now().UnixMilli()) {
+		return value, env, false, false, nil
 	}
 	data, ran, err := s.migrate(key, env)
 	if err != nil {
-		return value, false, err
+		return value, env, false, false, err
 	}
 	if err := json.Unmarshal(data, &value); err != nil {
 		var zero T // value may be half-decoded
 		if ran {
 			// The stored data was readable, since migrations ran: what the
 			// last one produced is not a T.
-			return zero, false, fmt.Errorf("%w: key %q: data migrated from version %s to %s does not decode: %w",
+			return zero, env, false, false, fmt.Errorf("%w: key %q: data migrated from version %s to %s does not decode: %w",
 				ErrMigration, key, versionLabel(env.version, env.versioned), s.latest(), err)
 		}
-		return zero, false, fmt.Errorf("%w: key %q: %w", ErrCorrupt, key, err)
+		return zero, env, false, false, fmt.Errorf("%w: key %q: %w", ErrCorrupt, key, err)
 	}
-	return value, true, nil
+	return value, env, ran, true, nil
+}
+
+// Keys yields the key of every live session, through the base store's
+// [Iterator].
+func (s *enhanced[T]) Keys(ctx context.Context) iter.Seq2[string, error] {
+	return func(yield func(string, error) bool) {
+		for e, err := range s.Entries(ctx) {
+			if !yield(e.Key, err) {
+				return
+			}
+		}
+	}
+}
+
+// Values yields every live session, migrated, through the base store's
+// [Iterator].
+func (s *enhanced[T]) Values(ctx context.Context) iter.Seq2[T, error] {
+	return values(s.Entries(ctx))
+}
+
+// Entries yields every live session with its key, migrated, through the
+// base store's [Iterator]. Expired sessions are skipped, not deleted.
+func (s *enhanced[T]) Entries(ctx context.Context) iter.Seq2[Entry[T], error] {
+	return decodeEntries(ctx, s.store, func(key string, raw []byte) (T, bool, error) {
+		v, _, _, live, err := s.decode(key, raw)
+		return v, live, err
+	})
 }
 
 // migrate runs, in order, every migration newer than the stored version,
@@ -219,12 +284,25 @@ func (s *enhanced[T]) migrate(key string, env envelope) (json.RawMessage, bool, 
 }
 
 func (s *enhanced[T]) Write(ctx context.Context, key string, value T) error {
-	data, err := json.Marshal(value)
+	data, err := s.encode(key, &value)
 	if err != nil {
-		return fmt.Errorf("session: encode %q: %w", key, err)
+		return err
 	}
-	// Built by hand rather than by marshalling a struct so the data is not
-	// scanned twice and the field order is fixed: __d, v, e.
+	return s.writeRaw(ctx, key, data)
+}
+
+func (s *enhanced[T]) encode(key string, v *T) ([]byte, error) {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return nil, fmt.Errorf("session: encode %q: %w", key, err)
+	}
+	return data, nil
+}
+
+// writeRaw stores data in its envelope, built by hand rather than by
+// marshalling a struct so the data is not scanned twice and the field
+// order is fixed: __d, v, e.
+func (s *enhanced[T]) writeRaw(ctx context.Context, key string, data []byte) error {
 	buf := make([]byte, 0, len(data)+len(s.versionField)+28)
 	buf = append(buf, `{"__d":`...)
 	buf = append(buf, data...)
@@ -235,10 +313,6 @@ func (s *enhanced[T]) Write(ctx context.Context, key string, value T) error {
 	}
 	buf = append(buf, '}')
 	return s.store.Write(ctx, key, buf)
-}
-
-func (s *enhanced[T]) Delete(ctx context.Context, key string) error {
-	return s.store.Delete(ctx, key)
 }
 
 func (s *enhanced[T]) latest() string {

@@ -112,10 +112,10 @@ func TestEnhanceGoldenGrammY(t *testing.T) {
 		want      enhCounter
 		found     bool
 	}{
-		{"ours", `{"__d":{"count":3},"v":2,"e":1700000000000}`, enhCounter{3}, true},
-		{"grammY order", `{"v":2,"__d":{"count":3},"e":1700000000000}`, enhCounter{3}, true},
+		{"ours", `{"__d":{"count":3},"v":2,"e":1700000000001}`, enhCounter{3}, true},
+		{"grammY order", `{"v":2,"__d":{"count":3},"e":1700000000001}`, enhCounter{3}, true},
 		{"no expiry", `{"v":2,"__d":{"count":4}}`, enhCounter{4}, true},
-		{"no version: migrations run", `{"__d":{"count":4},"e":1700000000000}`, enhCounter{5}, true},
+		{"no version: migrations run", `{"__d":{"count":4},"e":1700000000001}`, enhCounter{5}, true},
 		{"legacy bare data: migrations run", `{"count":7}`, enhCounter{8}, true},
 		{"whitespace", " \n{ \"__d\" : {\"count\":3} , \"v\" : 2 }\n", enhCounter{3}, true},
 		{"extra envelope fields ignored", `{"__d":{"count":3},"v":2,"x":true}`, enhCounter{3}, true},
@@ -155,13 +155,13 @@ func TestEnhanceTTL(t *testing.T) {
 		s := mustEnhance[enhCounter](t, store, EnhanceOptions{TTL: time.Minute, Clock: clock.Now})
 		require.NoError(t, s.Write(ctx, key, enhCounter{1}))
 
-		clock.Advance(time.Minute) // e == now: still live, as in grammY
+		clock.Advance(time.Minute - time.Millisecond)
 		got, found, err := s.Read(ctx, key)
 		require.NoError(t, err)
 		assert.True(t, found)
 		assert.Equal(t, enhCounter{1}, got)
 
-		clock.Advance(time.Millisecond)
+		clock.Advance(time.Millisecond) // e == now: expired, the boundary of Memory
 		got, found, err = s.Read(ctx, key)
 		require.NoError(t, err)
 		assert.False(t, found)

@@ -1,19 +1,22 @@
 package session
 
 import (
+	"bytes"
+	"context"
 	"fmt"
 )
 
 // part is one stored value of a session, seen by the engine without its
 // type. A single session has one part; a multi session has one per
-// fragment. [Fragment] is the only implementation.
+// fragment. [Fragment] is the only implementation. Every method is called
+// with the state's mutex held.
 type part[S any] interface {
 	info() *partInfo
-	load(c *Context[S], sl *slot) error   // read storage into the session
-	access(c *Context[S], sl *slot) error // load unless already available
-	set(c *Context[S], sl *slot, from *S) error
-	clear(c *Context[S], sl *slot) error
-	commit(c *Context[S], sl *slot) error // write or delete after success
+	load(c *Context[S], st *state[S], sl *slot) error   // read storage into the session
+	access(c *Context[S], st *state[S], sl *slot) error // load unless already available
+	set(st *state[S], sl *slot, from *S)
+	clear(st *state[S], sl *slot) error
+	commit(ctx context.Context, st *state[S], sl *slot) error // write, delete or touch after success
 }
 
 // partInfo is what the engine needs of a part besides its value.
@@ -22,6 +25,10 @@ type partInfo struct {
 	key        KeyFunc
 	defaultKey bool
 	prefix     string
+	table      *keyLocks[string] // guards the part's stored keys, if the store has one
+	locker     Locker            // guards them otherwise
+	lockID     any               // identity of the lock table
+	rank       uintptr           // order of that table among others
 }
 
 func (p *partInfo) noKey() error {
@@ -50,6 +57,8 @@ type Fragment[S, F any] struct {
 	partInfo
 	field   func(*S) *F
 	store   StorageAdapter[F]
+	raw     rawStore[F] // non-nil for byte stores: compare encodings
+	toucher Toucher     // non-nil if the store can restart an expiry
 	initial func() F
 	ops     valueOps[F]
 }
@@ -68,6 +77,17 @@ func newFragment[S, F any](name string, field func(*S) *F, opts Options[F]) *Fra
 	if f.store == nil {
 		f.store = NewMemory[F]()
 	}
+	f.raw, _ = f.store.(rawStore[F])
+	f.toucher, _ = f.store.(Toucher)
+	root := lockRoot(f.store)
+	if t, ok := root.(ownLocks); ok {
+		f.table = t.keyTable()
+		f.lockID = storeIdentity(f.table)
+	} else {
+		f.locker = lockerOf(root)
+		f.lockID = storeIdentity(root)
+	}
+	f.rank = lockRank(f.lockID)
 	return f
 }
 
@@ -79,43 +99,70 @@ func single[S any](opts Options[S]) part[S] {
 // Get returns the fragment's value for this update, reading it first
 // under lazy sessions. The handler changes it in place.
 func (f *Fragment[S, F]) Get(c *Context[S]) (*F, error) {
-	sl, err := c.sess.slotOf(c, f)
+	st, sl, err := f.open(c)
 	if err != nil {
 		return nil, err
 	}
-	if err := f.access(c, sl); err != nil {
+	defer st.mu.Unlock()
+	if err := f.access(c, st, sl); err != nil {
 		return nil, err
 	}
-	return f.field(&c.sess.val), nil
+	return f.field(&st.val), nil
 }
 
 // Set replaces the fragment's value; under lazy sessions without a read.
 func (f *Fragment[S, F]) Set(c *Context[S], v F) error {
-	sl, err := c.sess.slotOf(c, f)
+	st, sl, err := f.open(c)
 	if err != nil {
 		return err
 	}
-	f.assign(c, sl, v)
+	defer st.mu.Unlock()
+	f.assign(st, sl, v)
 	return nil
 }
 
 // Clear empties the fragment; it is deleted after the handler succeeds.
 func (f *Fragment[S, F]) Clear(c *Context[S]) error {
-	sl, err := c.sess.slotOf(c, f)
+	st, sl, err := f.open(c)
 	if err != nil {
 		return err
 	}
-	return f.clear(c, sl)
+	defer st.mu.Unlock()
+	return f.clear(st, sl)
 }
 
 // Key returns the key the fragment's key function gave for this update,
 // before any prefix.
 func (f *Fragment[S, F]) Key(c *Context[S]) (string, bool) {
-	i := c.sess.indexOf(f)
+	st := c.sess
+	if st == nil {
+		return "", false
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.eng == nil {
+		return "", false
+	}
+	i := st.indexOf(f)
 	if i < 0 {
 		return "", false
 	}
-	return c.sess.slots[i].key, c.sess.slots[i].ok
+	return st.slots[i].key, st.slots[i].ok
+}
+
+// open locks c's session state and finds the fragment's slot, with its
+// lock taken; on success st.mu is held.
+func (f *Fragment[S, F]) open(c *Context[S]) (*state[S], *slot, error) {
+	st, err := c.open()
+	if err != nil {
+		return nil, nil, err
+	}
+	sl, err := st.slotOf(c, f)
+	if err != nil {
+		st.mu.Unlock()
+		return nil, nil, err
+	}
+	return st, sl, nil
 }
 
 func (f *Fragment[S, F]) info() *partInfo { return &f.partInfo }
@@ -128,76 +175,110 @@ func (f *Fragment[S, F]) newValue() F {
 	return zero
 }
 
-func (f *Fragment[S, F]) load(c *Context[S], sl *slot) error {
-	v, found, err := f.store.Read(c, sl.storeKey)
+func (f *Fragment[S, F]) load(c *Context[S], st *state[S], sl *slot) error {
+	v := f.field(&st.val)
+	var err error
+	if f.raw != nil {
+		*v, sl.stored, sl.found, err = f.raw.readRaw(c, sl.storeKey)
+	} else {
+		*v, sl.found, err = f.store.Read(c, sl.storeKey)
+	}
 	if err != nil {
+		var zero F
+		*v = zero
 		return f.errorf(sl, "read", err)
 	}
-	if !found {
-		v = f.newValue()
+	sl.read = true
+	if !sl.found {
+		*v = f.newValue()
 	}
-	sl.read, sl.found = true, found
-	*f.field(&c.sess.val) = v
-	return f.snapshot(c, sl, loaded)
+	return f.snapshot(st, sl, loaded)
 }
 
-func (f *Fragment[S, F]) snapshot(c *Context[S], sl *slot, to slotState) error {
-	snap, err := f.ops.snapshot(f.field(&c.sess.val), f.field(&c.sess.orig))
+// snapshot records what the value is now, so commit can tell whether the
+// handler changed it: its encoding for byte stores (only where the store
+// did not give it: a new or cleared session), a deep copy otherwise.
+func (f *Fragment[S, F]) snapshot(st *state[S], sl *slot, to slotState) error {
+	v := f.field(&st.val)
+	var err error
+	switch {
+	case f.raw == nil:
+		*f.field(&st.orig), err = f.ops.clone(v)
+	case to == cleared || !sl.found:
+		sl.stored, err = f.raw.encode(sl.storeKey, v)
+	}
 	if err != nil {
 		return f.errorf(sl, "snapshot", err)
 	}
-	sl.snap, sl.state = snap, to
+	sl.state = to
 	return nil
 }
 
-func (f *Fragment[S, F]) access(c *Context[S], sl *slot) error {
+func (f *Fragment[S, F]) access(c *Context[S], st *state[S], sl *slot) error {
 	if sl.state != untouched {
 		return nil
 	}
-	return f.load(c, sl)
+	return f.load(c, st, sl)
 }
 
-func (f *Fragment[S, F]) set(c *Context[S], sl *slot, from *S) error {
-	f.assign(c, sl, *f.field(from))
-	return nil
+func (f *Fragment[S, F]) set(st *state[S], sl *slot, from *S) {
+	f.assign(st, sl, *f.field(from))
 }
 
 // assign replaces the live value; without a read it is always written.
-func (f *Fragment[S, F]) assign(c *Context[S], sl *slot, v F) {
-	*f.field(&c.sess.val) = v
+func (f *Fragment[S, F]) assign(st *state[S], sl *slot, v F) {
+	*f.field(&st.val) = v
 	if sl.state == untouched {
 		sl.state = replaced
 	}
 }
 
-func (f *Fragment[S, F]) clear(c *Context[S], sl *slot) error {
-	*f.field(&c.sess.val) = f.newValue()
-	return f.snapshot(c, sl, cleared)
+func (f *Fragment[S, F]) clear(st *state[S], sl *slot) error {
+	*f.field(&st.val) = f.newValue()
+	return f.snapshot(st, sl, cleared)
 }
 
-func (f *Fragment[S, F]) commit(c *Context[S], sl *slot) error {
-	switch sl.state {
-	case untouched:
+// commit writes the value if it differs from what is stored (for byte
+// stores: if its encoding differs from the stored bytes), deletes a
+// cleared session that the handler left empty, and touches one that was
+// used and left as it was.
+func (f *Fragment[S, F]) commit(ctx context.Context, st *state[S], sl *slot) error {
+	if sl.state == untouched {
 		return nil
-	case replaced:
-		return f.write(c, sl)
 	}
-	changed, err := f.ops.changed(f.field(&c.sess.val), f.field(&c.sess.orig), sl.snap)
+	v := f.field(&st.val)
+	var data []byte
+	var same bool
+	if f.raw != nil {
+		var err error
+		if data, err = f.raw.encode(sl.storeKey, v); err != nil {
+			return f.errorf(sl, "encode", err)
+		}
+		same = sl.state != replaced && sl.stored != nil && bytes.Equal(data, sl.stored)
+	} else {
+		same = sl.state != replaced && f.ops.equal(v, f.field(&st.orig))
+	}
+	var err error
 	switch {
-	case err != nil:
-		return f.errorf(sl, "compare", err)
-	case changed:
-		return f.write(c, sl)
-	case sl.state == cleared && !(sl.read && !sl.found):
-		if err := f.store.Delete(c, sl.storeKey); err != nil {
+	case !same && f.raw != nil:
+		err = f.raw.writeRaw(ctx, sl.storeKey, data)
+	case !same:
+		err = f.store.Write(ctx, sl.storeKey, *v)
+	case sl.state == cleared:
+		if sl.read && !sl.found {
+			return nil // nothing stored to delete
+		}
+		if err = f.store.Delete(ctx, sl.storeKey); err != nil {
 			return f.errorf(sl, "delete", err)
 		}
+		return nil
+	case sl.found && f.toucher != nil:
+		if err = f.toucher.Touch(ctx, sl.storeKey); err != nil {
+			return f.errorf(sl, "touch", err)
+		}
+		return nil
 	}
-	return nil
-}
-
-func (f *Fragment[S, F]) write(c *Context[S], sl *slot) error {
-	if err := f.store.Write(c, sl.storeKey, *f.field(&c.sess.val)); err != nil {
+	if err != nil {
 		return f.errorf(sl, "write", err)
 	}
 	return nil

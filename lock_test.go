@@ -14,12 +14,12 @@ import (
 )
 
 func TestKeyLocksIdleStateIsBounded(t *testing.T) {
-	l := newKeyLocks()
+	l := newKeyLocks[string]()
 	ctx := context.Background()
 	for i := range 10_000 {
-		kl, err := l.lock(ctx, fmt.Sprint("chat-", i))
+		unlock, err := l.lock(ctx, fmt.Sprint("chat-", i), fmt.Sprint("chat-", i))
 		require.NoError(t, err)
-		l.unlock(kl)
+		unlock.unlock()
 	}
 	entries, held := l.size()
 	assert.Zero(t, held)
@@ -27,7 +27,7 @@ func TestKeyLocksIdleStateIsBounded(t *testing.T) {
 }
 
 func TestKeyLocksMutualExclusionWithCancellation(t *testing.T) {
-	l := newKeyLocks()
+	l := newKeyLocks[string]()
 	var inside [3]atomic.Int32
 	var acquired, gaveUp atomic.Int64
 	var wg sync.WaitGroup
@@ -39,7 +39,7 @@ func TestKeyLocksMutualExclusionWithCancellation(t *testing.T) {
 				k := (g + i) % len(inside)
 				// Some waiters give up at random moments, racing the handover.
 				ctx, cancel := context.WithTimeout(context.Background(), time.Duration(rand.IntN(200))*time.Microsecond)
-				kl, err := l.lock(ctx, fmt.Sprint(k))
+				unlock, err := l.lock(ctx, fmt.Sprint(k), fmt.Sprint(k))
 				if err != nil {
 					cancel()
 					assert.ErrorIs(t, err, context.DeadlineExceeded)
@@ -51,7 +51,7 @@ func TestKeyLocksMutualExclusionWithCancellation(t *testing.T) {
 				}
 				time.Sleep(time.Duration(rand.IntN(20)) * time.Microsecond)
 				inside[k].Add(-1)
-				l.unlock(kl)
+				unlock.unlock()
 				cancel()
 				acquired.Add(1)
 			}
@@ -65,33 +65,47 @@ func TestKeyLocksMutualExclusionWithCancellation(t *testing.T) {
 }
 
 func TestKeyLocksHandOverInArrivalOrder(t *testing.T) {
-	l := newKeyLocks()
+	l := newKeyLocks[string]()
 	ctx := context.Background()
-	first, err := l.lock(ctx, "k")
+	first, err := l.lock(ctx, "k", "k")
 	require.NoError(t, err)
 	var order []int
 	var mu sync.Mutex
 	done := make(chan struct{})
 	for i := range 5 {
 		go func() {
-			kl, err := l.lock(ctx, "k")
+			unlock, err := l.lock(ctx, "k", "k")
 			assert.NoError(t, err)
 			mu.Lock()
 			order = append(order, i)
 			mu.Unlock()
-			l.unlock(kl)
+			unlock.unlock()
 			done <- struct{}{}
 		}()
 		// Wait until goroutine i is queued before starting the next.
 		require.True(t, settles(func() bool {
-			first.shard.mu.Lock()
-			defer first.shard.mu.Unlock()
-			return len(first.waiters) == i+1
+			return l.waiting("k") == i+1
 		}))
 	}
-	l.unlock(first)
+	first.unlock()
 	for range 5 {
 		<-done
 	}
 	assert.Equal(t, []int{0, 1, 2, 3, 4}, order)
+}
+
+// waiting reports how many are waiting for key k.
+func (l *keyLocks[K]) waiting(k K) int {
+	for i := range l.shards {
+		s := &l.shards[i]
+		s.mu.Lock()
+		kl := s.locks[k]
+		s.mu.Unlock()
+		if kl != nil {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			return len(kl.waiters)
+		}
+	}
+	return 0
 }

@@ -10,58 +10,63 @@ import (
 
 // Memory is the default [StorageAdapter]: sessions in a map, safe for
 // concurrent use. It never shares memory with its callers: values are
-// copied on the way in and out (by assignment for types without
-// references, through JSON otherwise, as a persistent store would), so a
-// handler that mutates a map in place and then fails leaves the stored
-// session as it was.
+// deep-copied on the way in and out, unexported fields and the dynamic
+// types of interface values included, so the next update reads exactly
+// what the last one left, and a handler that mutates a map in place and
+// then fails leaves the stored session as it was. A type that cannot be
+// copied (it holds a channel or a function) makes every call fail with an
+// error naming the type.
 //
-// With [WithTTL], sessions expire a fixed time after their last write.
-// Expired sessions are reported as missing and are swept from the map as
-// writes happen, so they do not pile up even if they are never read.
+// Memory is a [Locker] (within this process), a [Toucher] and an
+// [Iterator]. With a TTL (see [MemoryOptions]) a session expires once it
+// has gone unused for TTL: a write, or a touch by the middleware after an
+// update that used the session, restarts the clock. Expired sessions are
+// reported missing and swept from the map as writes happen, so they do not
+// pile up even if they are never read. When many sessions have been
+// deleted the map is rebuilt, so its memory is given back.
 type Memory[T any] struct {
-	ttl time.Duration
-	now func() time.Time
-	ops valueOps[T]
+	ttl   time.Duration
+	now   func() time.Time
+	ops   valueOps[T]
+	locks *keyLocks[string]
 
 	mu        sync.RWMutex
 	items     map[string]memoryItem[T]
-	nextSweep time.Time // zero without TTL
+	peak      int   // most items since the map was last rebuilt
+	nextSweep int64 // Unix ns; 0 without TTL
 }
 
 type memoryItem[T any] struct {
 	value   T
-	expires time.Time // zero: never
+	expires int64 // Unix ns; 0: never
 }
 
-// MemoryOption configures [NewMemory].
-type MemoryOption func(*memoryConfig)
-
-type memoryConfig struct {
-	ttl time.Duration
-	now func() time.Time
+// MemoryOptions configures [NewMemory]. The zero value keeps sessions
+// until they are deleted.
+type MemoryOptions struct {
+	// TTL, when > 0, makes a session expire once it has gone unused for
+	// TTL: it is expired from the instant its last write or touch is TTL
+	// old, the same boundary as [EnhanceOptions.TTL].
+	TTL time.Duration
+	// Clock replaces time.Now, so tests can move time without sleeping.
+	Clock func() time.Time
 }
 
-// WithTTL makes sessions expire ttl after their last write. A ttl <= 0
-// means never.
-func WithTTL(ttl time.Duration) MemoryOption {
-	return func(c *memoryConfig) { c.ttl = ttl }
-}
-
-// WithClock replaces time.Now, so tests can move time without sleeping.
-func WithClock(now func() time.Time) MemoryOption {
-	return func(c *memoryConfig) { c.now = now }
-}
-
-// NewMemory returns an empty in-memory store.
-func NewMemory[T any](opts ...MemoryOption) *Memory[T] {
-	cfg := memoryConfig{now: time.Now}
-	for _, o := range opts {
-		o(&cfg)
+// NewMemory returns an empty in-memory store, configured by at most one
+// MemoryOptions (none gives the zero value).
+func NewMemory[T any](opts ...MemoryOptions) *Memory[T] {
+	var o MemoryOptions
+	if len(opts) > 0 {
+		o = opts[len(opts)-1]
+	}
+	if o.Clock == nil {
+		o.Clock = time.Now
 	}
 	return &Memory[T]{
-		ttl:   max(cfg.ttl, 0),
-		now:   cfg.now,
+		ttl:   max(o.TTL, 0),
+		now:   o.Clock,
 		ops:   opsFor[T](),
+		locks: newKeyLocks[string](),
 		items: make(map[string]memoryItem[T]),
 	}
 }
@@ -78,7 +83,7 @@ func (m *Memory[T]) Read(ctx context.Context, key string) (T, bool, error) {
 	if !ok || m.expired(item, m.clock()) {
 		return zero, false, nil
 	}
-	v, err := m.ops.clone(item.value)
+	v, err := m.ops.clone(&item.value)
 	if err != nil {
 		return zero, false, fmt.Errorf("session: memory: copy %q: %w", key, err)
 	}
@@ -90,18 +95,19 @@ func (m *Memory[T]) Write(ctx context.Context, key string, value T) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	v, err := m.ops.clone(value)
+	v, err := m.ops.clone(&value)
 	if err != nil {
 		return fmt.Errorf("session: memory: copy %q: %w", key, err)
 	}
 	item := memoryItem[T]{value: v}
 	now := m.clock()
 	if m.ttl > 0 {
-		item.expires = now.Add(m.ttl)
+		item.expires = now + int64(m.ttl)
 	}
 	m.mu.Lock()
 	m.items[key] = item
-	if m.ttl > 0 && !now.Before(m.nextSweep) {
+	m.peak = max(m.peak, len(m.items))
+	if m.ttl > 0 && now >= m.nextSweep {
 		m.sweepLocked(now)
 	}
 	m.mu.Unlock()
@@ -115,9 +121,34 @@ func (m *Memory[T]) Delete(ctx context.Context, key string) error {
 	}
 	m.mu.Lock()
 	delete(m.items, key)
+	m.shrinkLocked()
 	m.mu.Unlock()
 	return nil
 }
+
+// Touch restarts the expiry of a live session, as a write would, without
+// copying it. Without a TTL, or for a missing key, it does nothing.
+func (m *Memory[T]) Touch(ctx context.Context, key string) error {
+	if err := ctx.Err(); err != nil || m.ttl == 0 {
+		return err
+	}
+	now := m.clock()
+	m.mu.Lock()
+	if item, ok := m.items[key]; ok && !m.expired(item, now) {
+		item.expires = now + int64(m.ttl)
+		m.items[key] = item
+	}
+	m.mu.Unlock()
+	return nil
+}
+
+// Lock waits until no one else holds key in this store, or ctx ends. The
+// middleware holds it while an update uses the session of key.
+func (m *Memory[T]) Lock(ctx context.Context, key string) (func(), error) {
+	return unlockOnce(m.locks.lock(ctx, key, key))
+}
+
+func (m *Memory[T]) keyTable() *keyLocks[string] { return m.locks }
 
 // Has reports whether a live session is stored under key.
 func (m *Memory[T]) Has(ctx context.Context, key string) (bool, error) {
@@ -143,13 +174,7 @@ func (m *Memory[T]) Keys(ctx context.Context) iter.Seq2[string, error] {
 
 // Values yields a copy of every live session, in no particular order.
 func (m *Memory[T]) Values(ctx context.Context) iter.Seq2[T, error] {
-	return func(yield func(T, error) bool) {
-		for e, err := range m.Entries(ctx) {
-			if !yield(e.Value, err) {
-				return
-			}
-		}
-	}
+	return values(m.Entries(ctx))
 }
 
 // Entries yields every live session, in no particular order. It works on
@@ -179,25 +204,47 @@ func (m *Memory[T]) Entries(ctx context.Context) iter.Seq2[Entry[T], error] {
 	}
 }
 
-func (m *Memory[T]) clock() time.Time {
+// clock returns the time in Unix ns, or 0 without a TTL: the clock is then
+// never needed, and the hot path skips it.
+func (m *Memory[T]) clock() int64 {
 	if m.ttl == 0 {
-		return time.Time{} // no TTL: skip the clock on the hot path
+		return 0
 	}
-	return m.now()
+	return m.now().UnixNano()
 }
 
-func (m *Memory[T]) expired(item memoryItem[T], now time.Time) bool {
-	return !item.expires.IsZero() && !now.Before(item.expires)
+func (m *Memory[T]) expired(item memoryItem[T], now int64) bool {
+	return item.expires != 0 && now >= item.expires
 }
 
 // sweepLocked drops expired items. It runs at most once per TTL/2 of
 // clock time, so its cost per write stays constant on average while no
 // expired item outlives its expiry by more than half a TTL of writes.
-func (m *Memory[T]) sweepLocked(now time.Time) {
+func (m *Memory[T]) sweepLocked(now int64) {
 	for k, item := range m.items {
 		if m.expired(item, now) {
 			delete(m.items, k)
 		}
 	}
-	m.nextSweep = now.Add(m.ttl / 2)
+	m.nextSweep = now + int64(m.ttl/2)
+	m.shrinkLocked()
+}
+
+// minShrink is the peak below which the map is never rebuilt: small maps
+// cost little, and rebuilding them often would cost more.
+const minShrink = 1024
+
+// shrinkLocked rebuilds the map once it holds less than a quarter of its
+// peak, because a Go map never gives back the buckets of deleted keys.
+// Each rebuild copies at most a quarter of the deletions since the last,
+// so its cost per delete is constant.
+func (m *Memory[T]) shrinkLocked() {
+	if m.peak < minShrink || len(m.items)*4 >= m.peak {
+		return
+	}
+	items := make(map[string]memoryItem[T], len(m.items))
+	for k, v := range m.items {
+		items[k] = v
+	}
+	m.items, m.peak = items, len(items)
 }

@@ -10,7 +10,7 @@ import "fmt"
 // other.
 func NewFragment[S, F any](name string, field func(*S) *F, opts Options[F]) *Fragment[S, F] {
 	if field == nil {
-		panic(fmt.Sprintf("session: fragment %q has no field accessor", name))
+		panic(fmt.Errorf("%w: fragment %q has no field accessor", ErrConfig, name))
 	}
 	if opts.Prefix == "" {
 		opts.Prefix = name + ":"
@@ -32,10 +32,10 @@ type Part[S any] interface {
 // error (joined with any others) while the fragments already written stay
 // written.
 //
-// Like http.Handle with a bad pattern, Multi panics if it is given no
-// fragments, a nil one, or two with the same or an empty name (and
-// NewFragment panics without a field accessor): these are programming
-// errors, found on the first run.
+// Like http.Handle with a bad pattern, Multi panics with an error
+// wrapping [ErrConfig] if it is given no fragments, a nil one, or two with
+// the same or an empty name (and NewFragment panics without a field
+// accessor): these are programming errors, found on the first run.
 func Multi[S any](fragments ...Part[S]) Middleware[S] {
 	return newEngine(false, checkParts(fragments)...).middleware
 }
@@ -48,17 +48,17 @@ func LazyMulti[S any](fragments ...Part[S]) Middleware[S] {
 
 func checkParts[S any](fragments []Part[S]) []part[S] {
 	if len(fragments) == 0 {
-		panic("session: Multi needs at least one fragment")
+		panic(fmt.Errorf("%w: Multi needs at least one fragment", ErrConfig))
 	}
 	parts := make([]part[S], len(fragments))
 	names := make(map[string]bool, len(fragments))
 	for i, f := range fragments {
 		if f == nil {
-			panic(fmt.Sprintf("session: fragment %d is nil", i))
+			panic(fmt.Errorf("%w: fragment %d is nil", ErrConfig, i))
 		}
 		name := f.info().name
 		if name == "" || names[name] {
-			panic(fmt.Sprintf("session: fragment name %q is empty or used twice", name))
+			panic(fmt.Errorf("%w: fragment name %q is empty or used twice", ErrConfig, name))
 		}
 		names[name] = true
 		parts[i] = f

@@ -7,14 +7,22 @@
 // Four variants share one engine and one adapter interface: [Strict]
 // (load before the handler), [Lazy] (load on first access), [Multi] and
 // [LazyMulti] (named fragments, each with its own storage and key).
-// Updates with the same session key never run their handlers at the same
-// time, so concurrent updates of one chat never lose each other's writes.
+//
+// Concurrent updates of one chat never lose each other's writes: from the
+// moment an update first uses its session (before its handler runs, under
+// Strict) until the session is written back, the update holds the lock of
+// its session key. The lock belongs to the storage (see [Locker]), so
+// every middleware over one store, in one process or, with a store that
+// locks across processes, in many, takes the same lock. Updates with
+// different keys, and lazy updates that never use their session, run in
+// parallel.
 package session
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 
 	tgbotapi "github.com/go-telegram-bot-api/telegram-bot-api/v5"
 )
@@ -23,17 +31,31 @@ import (
 // update, the bot, a context.Context for cancellation of storage calls,
 // and the session installed by a session middleware. A Context serves one
 // update; build a new one for each (see [NewContext]).
+//
+// The session state of the update lives behind a pointer, so copies of a
+// Context share it: a handler may copy the Context to give it a deadline
+// (c2 := *c; c2.Context = ctx) and use either, from several goroutines at
+// once. Storage calls made through a copy use the copy's context.Context.
+// Once the handler has returned, the accessors report [ErrSessionClosed].
 type Context[S any] struct {
 	context.Context                  // nil means context.Background()
 	Bot             *tgbotapi.BotAPI // may be nil, e.g. in tests
 	Update          tgbotapi.Update
 
-	sess state[S]
+	sess *state[S]
 }
 
 // NewContext returns the Context for one update.
 func NewContext[S any](ctx context.Context, bot *tgbotapi.BotAPI, u tgbotapi.Update) *Context[S] {
-	return &Context[S]{Context: ctx, Bot: bot, Update: u}
+	// One allocation for the Context and its session state.
+	w := &withState[S]{c: Context[S]{Context: ctx, Bot: bot, Update: u}}
+	w.c.sess = &w.st
+	return &w.c
+}
+
+type withState[S any] struct {
+	c  Context[S]
+	st state[S]
 }
 
 // Handler handles one update.
@@ -46,7 +68,10 @@ type Middleware[S any] func(Handler[S]) Handler[S]
 // and what a new session holds. The zero Options is a per-chat session in
 // a new [Memory] store starting from the zero value of S.
 type Options[S any] struct {
-	// Storage keeps the sessions. Nil means NewMemory[S]().
+	// Storage keeps the sessions. Nil means a new [Memory] store private
+	// to this middleware (or fragment), as in grammY: two middlewares
+	// built with a nil Storage do not see each other's sessions. To share
+	// sessions, give every middleware the same store.
 	Storage StorageAdapter[S]
 	// Key maps an update to its session key. Nil means ByChat.
 	Key KeyFunc
@@ -64,12 +89,17 @@ var (
 	ErrNoSessionKey = errors.New("session: no session key for this update")
 	// ErrNoMiddleware: the Context did not pass through a session middleware.
 	ErrNoMiddleware = errors.New("session: no session middleware on this context")
+	// ErrSessionClosed: the session was used after the handler of its
+	// update returned (from a goroutine it left running, say). The session
+	// has been written back already; this use would be lost, so it fails.
+	ErrSessionClosed = errors.New("session: used after its handler returned")
 )
 
 // Strict returns the default session middleware: the session is read
 // before the handler runs. After the handler returns nil, a cleared
 // session is deleted and a changed one is written; an unchanged one costs
-// no write. After an error or a panic nothing is written.
+// no write (a store with a TTL is touched instead, see [Toucher]). After
+// an error or a panic nothing is written.
 func Strict[S any](opts Options[S]) Middleware[S] {
 	return newEngine(false, single(opts)).middleware
 }
@@ -78,34 +108,73 @@ func Strict[S any](opts Options[S]) Middleware[S] {
 // sessions. The handler reads and changes it in place. Under a multi
 // session it loads every fragment.
 func (c *Context[S]) Session() (*S, error) {
-	if err := c.sess.each(c, func(p part[S], sl *slot) error { return p.access(c, sl) }); err != nil {
+	st, err := c.open()
+	if err != nil {
 		return nil, err
 	}
-	return &c.sess.val, nil
+	defer st.mu.Unlock()
+	if err := st.each(c, func(p part[S], sl *slot) error { return p.access(c, st, sl) }); err != nil {
+		return nil, err
+	}
+	return &st.val, nil
 }
 
 // SetSession replaces the session with v. Under lazy sessions this needs
 // no read: the value is written after the handler succeeds.
 func (c *Context[S]) SetSession(v S) error {
-	return c.sess.each(c, func(p part[S], sl *slot) error { return p.set(c, sl, &v) })
+	st, err := c.open()
+	if err != nil {
+		return err
+	}
+	defer st.mu.Unlock()
+	return st.each(c, func(p part[S], sl *slot) error { p.set(st, sl, &v); return nil })
 }
 
 // ClearSession empties the session: after the handler succeeds it is
 // deleted from storage, so the next update starts from the initial value.
 // Under lazy sessions this needs no read.
 func (c *Context[S]) ClearSession() error {
-	return c.sess.each(c, func(p part[S], sl *slot) error { return p.clear(c, sl) })
+	st, err := c.open()
+	if err != nil {
+		return err
+	}
+	defer st.mu.Unlock()
+	return st.each(c, func(p part[S], sl *slot) error { return p.clear(st, sl) })
 }
 
 // SessionKey returns the key the session's key function gave for this
 // update, before any Prefix. A multi session has one key per fragment:
 // see [Fragment.Key].
 func (c *Context[S]) SessionKey() (string, bool) {
-	e := c.sess.eng
-	if e == nil || !e.single {
+	st := c.sess
+	if st == nil {
 		return "", false
 	}
-	return c.sess.slots[0].key, c.sess.slots[0].ok
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.eng == nil || !st.eng.single {
+		return "", false
+	}
+	return st.slots[0].key, st.slots[0].ok
+}
+
+// open locks the update's session state for an accessor, and checks that
+// there is a session to access.
+func (c *Context[S]) open() (*state[S], error) {
+	st := c.sess
+	if st == nil {
+		return nil, ErrNoMiddleware
+	}
+	st.mu.Lock()
+	switch {
+	case st.eng == nil:
+		st.mu.Unlock()
+		return nil, ErrNoMiddleware
+	case st.closed:
+		st.mu.Unlock()
+		return nil, ErrSessionClosed
+	}
+	return st, nil
 }
 
 // engine runs every session variant: it resolves the keys of its parts,
@@ -115,18 +184,20 @@ type engine[S any] struct {
 	parts  []part[S]
 	lazy   bool
 	single bool
-	locks  *keyLocks
 }
 
-// state is the per-update session state, kept inside the Context so that
-// an update costs no extra allocation.
+// state is the per-update session state. Every copy of the update's
+// Context points to it, and mu makes the accessors safe from several
+// goroutines.
 type state[S any] struct {
+	mu     sync.Mutex
 	eng    *engine[S]
 	slots  []slot
 	inline [2]slot
-	locked bool
-	val    S // what the handler sees
-	orig   S // snapshot of val at load, for change detection of flat types
+	locked bool // every keyed slot holds its lock
+	closed bool // the handler returned: no more access
+	val    S    // what the handler sees
+	orig   S    // deep copy of val at load, for stores that do not keep bytes
 }
 
 // slot is the per-update state of one part.
@@ -135,10 +206,11 @@ type slot struct {
 	storeKey string // Prefix + key, set when locked
 	ok       bool   // the update has a key for this part
 	state    slotState
-	read     bool   // storage was read
-	found    bool   // and had a value
-	snap     []byte // snapshot of types that are not flat
-	lock     *keyLock
+	read     bool             // storage was read
+	found    bool             // and had a value
+	stored   []byte           // byte stores: the encoding that means unchanged; nil: write
+	held     *keyLock[string] // the lock, when taken from a table
+	unlock   func()           // the lock, when taken from a Locker
 }
 
 type slotState uint8
@@ -157,70 +229,108 @@ func newEngine[S any](lazy bool, parts ...part[S]) *engine[S] {
 		parts:  parts,
 		lazy:   lazy,
 		single: len(parts) == 1 && parts[0].info().name == "",
-		locks:  newKeyLocks(),
 	}
 }
 
 func (e *engine[S]) middleware(next Handler[S]) Handler[S] {
 	return func(c *Context[S]) error {
-		st := &c.sess
-		if st.eng != nil {
-			return errReused
+		st, err := e.begin(c)
+		if err != nil {
+			return err
 		}
-		if c.Context == nil {
-			c.Context = context.Background()
-		}
-		st.eng = e
-		if len(e.parts) <= len(st.inline) {
-			st.slots = st.inline[:len(e.parts)]
-		} else {
-			st.slots = make([]slot, len(e.parts))
-		}
-		for i, p := range e.parts {
-			sl := &st.slots[i]
-			sl.key, sl.ok = p.info().key(&c.Update)
-		}
-		defer func() {
-			if st.locked {
-				st.unlock()
-			}
-		}()
+		// Whatever happens (an error, a panic), no access after this
+		// update and no lock left behind.
+		defer st.end()
+		ctx := c.Context
 		if !e.lazy {
-			if err := st.lock(c); err != nil {
+			if err := st.loadAll(c); err != nil {
 				return err
-			}
-			for i, p := range e.parts {
-				if sl := &st.slots[i]; sl.ok {
-					if err := p.load(c, sl); err != nil {
-						return err
-					}
-				}
 			}
 		}
 		if err := next(c); err != nil {
 			return err
 		}
-		if !st.locked {
-			return nil // lazy and never touched: nothing to write
-		}
-		var errs error
-		for i, p := range e.parts {
-			if sl := &st.slots[i]; sl.ok {
-				if err := p.commit(c, sl); err != nil {
-					errs = errors.Join(errs, err)
-				}
+		return st.commit(ctx)
+	}
+}
+
+// begin installs the engine's per-update state in c.
+func (e *engine[S]) begin(c *Context[S]) (*state[S], error) {
+	st := c.sess
+	if st == nil { // a Context not made by NewContext
+		st = new(state[S])
+		c.sess = st
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.eng != nil {
+		return nil, errReused
+	}
+	if c.Context == nil {
+		c.Context = context.Background()
+	}
+	st.eng = e
+	if len(e.parts) <= len(st.inline) {
+		st.slots = st.inline[:len(e.parts)]
+	} else {
+		st.slots = make([]slot, len(e.parts))
+	}
+	for i, p := range e.parts {
+		sl := &st.slots[i]
+		sl.key, sl.ok = p.info().key(&c.Update)
+	}
+	return st, nil
+}
+
+// loadAll locks and reads every keyed part, for strict sessions.
+func (st *state[S]) loadAll(c *Context[S]) error {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if err := st.lock(c); err != nil {
+		return err
+	}
+	for i, p := range st.eng.parts {
+		if sl := &st.slots[i]; sl.ok {
+			if err := p.load(c, st, sl); err != nil {
+				return err
 			}
 		}
-		return errs
 	}
+	return nil
+}
+
+// commit closes the session to the handler's goroutines and writes back
+// every part, with the locks still held.
+func (st *state[S]) commit(ctx context.Context) error {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	st.closed = true
+	if !st.locked {
+		return nil // lazy and never touched: nothing to write
+	}
+	var errs error
+	for i, p := range st.eng.parts {
+		if sl := &st.slots[i]; sl.ok {
+			if err := p.commit(ctx, st, sl); err != nil {
+				errs = errors.Join(errs, err)
+			}
+		}
+	}
+	return errs
+}
+
+// end closes the session and releases its locks.
+func (st *state[S]) end() {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	st.closed = true
+	st.unlock()
 }
 
 // each runs f on every part after checking that each has a key and that
 // the locks are held; it is how the Context methods reach the parts.
+// st.mu is held.
 func (st *state[S]) each(c *Context[S], f func(part[S], *slot) error) error {
-	if st.eng == nil {
-		return ErrNoMiddleware
-	}
 	for i, p := range st.eng.parts {
 		if !st.slots[i].ok {
 			return p.info().noKey()
@@ -238,10 +348,8 @@ func (st *state[S]) each(c *Context[S], f func(part[S], *slot) error) error {
 }
 
 // slotOf finds the slot of part p, checks its key and takes the locks.
+// st.mu is held.
 func (st *state[S]) slotOf(c *Context[S], p part[S]) (*slot, error) {
-	if st.eng == nil {
-		return nil, ErrNoMiddleware
-	}
 	i := st.indexOf(p)
 	if i < 0 {
 		return nil, fmt.Errorf("session: fragment %q is not part of this context's session", p.info().name)
@@ -255,9 +363,6 @@ func (st *state[S]) slotOf(c *Context[S], p part[S]) (*slot, error) {
 
 // indexOf returns the index of part p in this update's session, or -1.
 func (st *state[S]) indexOf(p part[S]) int {
-	if st.eng == nil {
-		return -1
-	}
 	for i, q := range st.eng.parts {
 		if q == p {
 			return i
@@ -266,10 +371,12 @@ func (st *state[S]) indexOf(p part[S]) int {
 	return -1
 }
 
-// lock takes the lock of every keyed slot, once per update, in ascending
-// key order: two updates that need the same keys take them in the same
-// order and so cannot deadlock. Lazy sessions call it on first access, so
-// an update that never touches its session takes no lock at all.
+// lock takes the lock of every keyed slot, once per update, in the order
+// of (stored key, lock table): two updates that need the same keys take
+// them in the same order and so cannot deadlock, whatever stores their
+// fragments use. Slots whose keys lead to one key of one lock table share
+// its lock. Lazy sessions call lock on first access, so an update that
+// never touches its session takes no lock at all. st.mu is held.
 func (st *state[S]) lock(c *Context[S]) error {
 	if st.locked {
 		return nil
@@ -282,14 +389,13 @@ func (st *state[S]) lock(c *Context[S]) error {
 			}
 		}
 	}
-	// Selection in key order without sorting: parts are few, and this
-	// allocates nothing. Slots sharing a key share its lock.
-	prev, first := "", true
+	// Selection in order without sorting: parts are few, and this
+	// allocates nothing.
+	prev := -1
 	for {
 		next := -1
 		for i := range st.slots {
-			sl := &st.slots[i]
-			if sl.ok && (first || sl.storeKey > prev) && (next < 0 || sl.storeKey < st.slots[next].storeKey) {
+			if st.slots[i].ok && (prev < 0 || st.before(prev, i)) && (next < 0 || st.before(i, next)) {
 				next = i
 			}
 		}
@@ -297,22 +403,59 @@ func (st *state[S]) lock(c *Context[S]) error {
 			st.locked = true
 			return nil
 		}
-		sl := &st.slots[next]
-		kl, err := st.eng.locks.lock(c, sl.storeKey)
-		if err != nil {
-			st.unlock() // all or nothing, so a later access can try again
-			return fmt.Errorf("session: wait for %q: %w", sl.storeKey, err)
+		if !st.sharesLock(next) {
+			sl, info := &st.slots[next], st.eng.parts[next].info()
+			var err error
+			if info.table != nil {
+				sl.held, err = info.table.lock(c, sl.storeKey, sl.storeKey)
+			} else {
+				sl.unlock, err = info.locker.Lock(c, sl.storeKey)
+			}
+			if err != nil {
+				st.unlock() // all or nothing, so a later access can try again
+				return info.errorf(sl, "lock", err)
+			}
 		}
-		sl.lock = kl
-		prev, first = sl.storeKey, false
+		prev = next
 	}
+}
+
+// before orders slots i and j for locking.
+func (st *state[S]) before(i, j int) bool {
+	a, b := &st.slots[i], &st.slots[j]
+	if a.storeKey != b.storeKey {
+		return a.storeKey < b.storeKey
+	}
+	ra, rb := st.eng.parts[i].info().rank, st.eng.parts[j].info().rank
+	if ra != rb {
+		return ra < rb
+	}
+	return i < j
+}
+
+// sharesLock reports whether a slot locked before slot i holds the lock
+// slot i needs.
+func (st *state[S]) sharesLock(i int) bool {
+	id := st.eng.parts[i].info().lockID
+	for j := range st.slots {
+		if j != i && st.slots[j].ok && st.before(j, i) && st.slots[j].storeKey == st.slots[i].storeKey && st.eng.parts[j].info().lockID == id {
+			return true
+		}
+	}
+	return false
 }
 
 func (st *state[S]) unlock() {
 	for i := range st.slots {
-		if sl := &st.slots[i]; sl.lock != nil {
-			st.eng.locks.unlock(sl.lock)
-			sl.lock = nil
+		sl := &st.slots[i]
+		if sl.held != nil {
+			sl.held.unlock()
+			sl.held = nil
+		}
+		if sl.unlock != nil {
+			sl.unlock()
+			sl.unlock = nil
 		}
 	}
+	st.locked = false
 }

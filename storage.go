@@ -84,6 +84,13 @@ type Entry[T any] struct {
 // type. Errors that wrap it name the key.
 var ErrCorrupt = errors.New("session: corrupt stored data")
 
+// ErrConfig reports a configuration mistake found when a middleware or a
+// store is built: [Enhance] returns it; constructors without an error
+// result ([Multi], [LazyMulti], [NewFragment]) panic with it, the way
+// http.Handle panics on a bad pattern, since such mistakes are found on
+// the first run.
+var ErrConfig = errors.New("session: invalid configuration")
+
 // Codec turns session values into bytes and back, for byte-oriented
 // storage (Redis, SQL, files). [JSON] is the default.
 type Codec interface {
@@ -93,48 +100,189 @@ type Codec interface {
 
 // JSON is the default [Codec]: encoding/json, so stored sessions stay
 // readable by other tools and by bots written in other languages.
-var JSON Codec = jsonCodec{}
+type JSON struct{}
 
-type jsonCodec struct{}
+// Marshal encodes v with encoding/json.
+func (JSON) Marshal(v any) ([]byte, error) { return json.Marshal(v) }
 
-func (jsonCodec) Marshal(v any) ([]byte, error)      { return json.Marshal(v) }
-func (jsonCodec) Unmarshal(data []byte, v any) error { return json.Unmarshal(data, v) }
+// Unmarshal decodes data with encoding/json.
+func (JSON) Unmarshal(data []byte, v any) error { return json.Unmarshal(data, v) }
 
 // Encoded adapts byte-oriented storage to session values of type T using
 // codec (nil means [JSON]). Data that does not decode is reported as
 // [ErrCorrupt] naming the key.
+//
+// The middleware decides whether a session changed by comparing the bytes
+// codec produces with the bytes it read, so what counts as a change is
+// exactly what the store would keep: a field the codec skips is not
+// stored, and a change to it is not written. The comparison reuses the
+// encoding the write needs, so it costs no extra encode. An encoder whose
+// output varies for one value (gob with maps) causes extra writes, never a
+// lost one.
+//
+// The result has the base store's capabilities: it locks with the base
+// store's [Locker] (or the process-wide table of the base store), touches
+// through its [Toucher] (a no-op without one), and iterates through its
+// [Iterator] (yielding an error wrapping errors.ErrUnsupported without
+// one).
 func Encoded[T any](store StorageAdapter[[]byte], codec Codec) StorageAdapter[T] {
 	if codec == nil {
-		codec = JSON
+		codec = JSON{}
 	}
-	return &encoded[T]{store: store, codec: codec}
+	return &encoded[T]{byteBase: byteBase{store}, codec: codec}
 }
 
 type encoded[T any] struct {
-	store StorageAdapter[[]byte]
+	byteBase
 	codec Codec
 }
 
 func (e *encoded[T]) Read(ctx context.Context, key string) (T, bool, error) {
+	v, _, found, err := e.readRaw(ctx, key)
+	return v, found, err
+}
+
+func (e *encoded[T]) readRaw(ctx context.Context, key string) (T, []byte, bool, error) {
 	var v T
 	data, found, err := e.store.Read(ctx, key)
 	if err != nil || !found {
-		return v, false, err
+		return v, nil, false, err
 	}
+	v, err = e.decode(key, data)
+	if err != nil {
+		return v, nil, false, err
+	}
+	return v, data, true, nil
+}
+
+func (e *encoded[T]) decode(key string, data []byte) (T, error) {
+	var v T
 	if err := e.codec.Unmarshal(data, &v); err != nil {
-		return v, false, fmt.Errorf("%w: key %q: %w", ErrCorrupt, key, err)
+		var zero T // v may be half-decoded
+		return zero, fmt.Errorf("%w: key %q: %w", ErrCorrupt, key, err)
 	}
-	return v, true, nil
+	return v, nil
+}
+
+func (e *encoded[T]) encode(key string, v *T) ([]byte, error) {
+	data, err := e.codec.Marshal(v)
+	if err != nil {
+		return nil, fmt.Errorf("session: encode %q: %w", key, err)
+	}
+	return data, nil
+}
+
+func (e *encoded[T]) writeRaw(ctx context.Context, key string, data []byte) error {
+	return e.store.Write(ctx, key, data)
 }
 
 func (e *encoded[T]) Write(ctx context.Context, key string, value T) error {
-	data, err := e.codec.Marshal(value)
+	data, err := e.encode(key, &value)
 	if err != nil {
-		return fmt.Errorf("session: encode %q: %w", key, err)
+		return err
 	}
 	return e.store.Write(ctx, key, data)
 }
 
-func (e *encoded[T]) Delete(ctx context.Context, key string) error {
-	return e.store.Delete(ctx, key)
+// Values yields every stored session, decoded; see [Iterator].
+func (e *encoded[T]) Values(ctx context.Context) iter.Seq2[T, error] {
+	return values(e.Entries(ctx))
+}
+
+// Entries yields every stored session with its key, decoded.
+func (e *encoded[T]) Entries(ctx context.Context) iter.Seq2[Entry[T], error] {
+	return decodeEntries(ctx, e.store, func(key string, data []byte) (T, bool, error) {
+		v, err := e.decode(key, data)
+		return v, err == nil, err
+	})
+}
+
+// rawStore is implemented by the byte-backed stores of this package, so
+// the middleware can decide on the bytes that are stored: readRaw returns
+// the decoded value with the bytes encode would have to produce for the
+// value to count as unchanged (nil when it must be written anyway, as when
+// a refresh is due); writeRaw stores what encode produced.
+type rawStore[T any] interface {
+	readRaw(ctx context.Context, key string) (v T, stored []byte, found bool, err error)
+	encode(key string, v *T) ([]byte, error)
+	writeRaw(ctx context.Context, key string, data []byte) error
+}
+
+// byteBase gives a wrapper of a byte store the base store's capabilities.
+type byteBase struct{ store StorageAdapter[[]byte] }
+
+func (b byteBase) base() any { return b.store }
+
+// Delete removes key from the base store.
+func (b byteBase) Delete(ctx context.Context, key string) error { return b.store.Delete(ctx, key) }
+
+// Lock locks key with the base store's [Locker], or its share of the
+// process-wide lock table.
+func (b byteBase) Lock(ctx context.Context, key string) (func(), error) {
+	return lockerOf(b.store).Lock(ctx, key)
+}
+
+// Touch restarts key's expiry in the base store if it is a [Toucher].
+func (b byteBase) Touch(ctx context.Context, key string) error {
+	if t, ok := b.store.(Toucher); ok {
+		return t.Touch(ctx, key)
+	}
+	return ctx.Err()
+}
+
+// Keys yields every stored key through the base store's [Iterator].
+func (b byteBase) Keys(ctx context.Context) iter.Seq2[string, error] {
+	return func(yield func(string, error) bool) {
+		it, ok := b.store.(Iterator[[]byte])
+		if !ok {
+			yield("", errNoIterator(b.store))
+			return
+		}
+		for k, err := range it.Keys(ctx) {
+			if !yield(k, err) || err != nil {
+				return
+			}
+		}
+	}
+}
+
+func errNoIterator(store any) error {
+	return fmt.Errorf("session: %T cannot list its sessions: %w", store, errors.ErrUnsupported)
+}
+
+// decodeEntries yields the base store's entries through decode, which
+// may drop an entry (ok false, nil error: expired, say).
+func decodeEntries[T any](ctx context.Context, store StorageAdapter[[]byte], decode func(key string, data []byte) (T, bool, error)) iter.Seq2[Entry[T], error] {
+	return func(yield func(Entry[T], error) bool) {
+		it, ok := store.(Iterator[[]byte])
+		if !ok {
+			yield(Entry[T]{}, errNoIterator(store))
+			return
+		}
+		for e, err := range it.Entries(ctx) {
+			if err != nil {
+				yield(Entry[T]{}, err)
+				return
+			}
+			v, ok, err := decode(e.Key, e.Value)
+			if err != nil {
+				yield(Entry[T]{}, err)
+				return
+			}
+			if ok && !yield(Entry[T]{Key: e.Key, Value: v}, nil) {
+				return
+			}
+		}
+	}
+}
+
+// values keeps the values of a sequence of entries.
+func values[T any](entries iter.Seq2[Entry[T], error]) iter.Seq2[T, error] {
+	return func(yield func(T, error) bool) {
+		for e, err := range entries {
+			if !yield(e.Value, err) {
+				return
+			}
+		}
+	}
 }

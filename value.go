@@ -1,83 +1,378 @@
 package session
 
 import (
-	"bytes"
-	"encoding/json"
+	"errors"
+	"fmt"
 	"reflect"
+	"sync"
+	"time"
 	"unsafe"
 )
 
-// valueOps copies and compares session values of one type. Both happen on
-// every update, so the work is planned once per type:
+// valueOps copies and compares session values of one type. Memory uses it
+// to keep values apart from its callers, and the middleware uses it to
+// tell whether a handler changed a session held by a store that does not
+// keep bytes. Both happen on every update, so the work is planned once per
+// type, by reflection, into a tree of functions over raw memory:
 //
 //   - flat types (numbers, bools, strings, and arrays and structs of them)
-//     hold no references, so assignment is a deep copy and a compiled
-//     field-by-field comparison needs no allocation;
-//   - []byte is copied with bytes.Clone;
-//   - everything else is copied and compared through its JSON encoding,
-//     which is what a persistent store would keep: a change to a field JSON
-//     does not store (unexported, `json:"-"`) is not a change.
-type valueOps[T any] struct {
-	equal func(a, b unsafe.Pointer) bool // nil unless T is flat
-	bytes bool                           // T is a byte slice
-}
+//     hold no references, so assignment is a deep copy and the comparison
+//     allocates nothing;
+//   - everything else is copied and compared field by field, unexported
+//     fields included, keeping the dynamic type of interface values (an int
+//     in a map[string]any stays an int) and nil apart from empty.
+//
+// Channels, functions and unsafe pointers cannot be copied: a type that
+// holds one reports errUncopyable from clone.
+type valueOps[T any] struct{ ops *typeOps }
 
-func opsFor[T any]() valueOps[T] {
-	t := reflect.TypeFor[T]()
-	if t.Kind() == reflect.Slice && t.Elem().Kind() == reflect.Uint8 {
-		return valueOps[T]{bytes: true}
-	}
-	return valueOps[T]{equal: flatEqual(t)}
-}
+func opsFor[T any]() valueOps[T] { return valueOps[T]{opsOf(reflect.TypeFor[T]())} }
 
 // flat reports whether values of T can be copied by assignment.
-func (o valueOps[T]) flat() bool { return o.equal != nil }
+func (o valueOps[T]) flat() bool { return o.ops.flat }
 
-// clone returns a copy of v that shares no memory with it.
-func (o valueOps[T]) clone(v T) (T, error) {
-	switch {
-	case o.flat():
-		return v, nil
-	case o.bytes:
-		b := bytes.Clone(*(*[]byte)(unsafe.Pointer(&v)))
-		return *(*T)(unsafe.Pointer(&b)), nil
-	}
-	data, err := json.Marshal(v)
-	if err != nil {
-		return v, err
+// clone returns a deep copy of *v that shares no memory with it.
+func (o valueOps[T]) clone(v *T) (T, error) {
+	if o.ops.flat {
+		return *v, nil
 	}
 	var c T
-	err = json.Unmarshal(data, &c)
+	if o.ops.err != nil {
+		return c, o.ops.err
+	}
+	err := o.ops.copy(unsafe.Pointer(&c), unsafe.Pointer(v), 0)
 	return c, err
 }
 
-// snapshot records v for a later changed check: the value itself for flat
-// types (in *keep), its encoding otherwise.
-func (o valueOps[T]) snapshot(v *T, keep *T) ([]byte, error) {
-	if o.flat() {
-		*keep = *v
-		return nil, nil
-	}
-	if o.bytes {
-		return bytes.Clone(*(*[]byte)(unsafe.Pointer(v))), nil
-	}
-	return json.Marshal(v)
+// equal reports whether *a and *b are deeply equal. Floats compare by bit
+// pattern, so an unchanged NaN is not a change; values that cannot be
+// compared (too deep, uncopyable) are reported unequal, which costs at most
+// a write that then reports the problem.
+func (o valueOps[T]) equal(a, b *T) bool {
+	return o.ops.err == nil && o.ops.equal(unsafe.Pointer(a), unsafe.Pointer(b), 0)
 }
 
-// changed reports whether v differs from what snapshot recorded.
-func (o valueOps[T]) changed(v *T, kept *T, snap []byte) (bool, error) {
-	if o.flat() {
-		return !o.equal(unsafe.Pointer(v), unsafe.Pointer(kept)), nil
+// errUncopyable is wrapped by clone for types that hold channels,
+// functions or unsafe pointers.
+var errUncopyable = errors.New("value cannot be copied")
+
+// maxDepth bounds the recursion through pointers, slices, maps and
+// interfaces, so a cyclic value is an error rather than a stack overflow.
+const maxDepth = 1000
+
+var errTooDeep = fmt.Errorf("value nested deeper than %d levels (cyclic?)", maxDepth)
+
+// typeOps is the compiled plan for one type. copy writes a deep copy of
+// src into dst, which holds the zero value.
+type typeOps struct {
+	t     reflect.Type
+	flat  bool
+	err   error // non-nil: the type cannot be copied
+	copy  func(dst, src unsafe.Pointer, depth int) error
+	equal func(a, b unsafe.Pointer, depth int) bool
+}
+
+var compiled sync.Map // reflect.Type -> *typeOps
+
+func opsOf(t reflect.Type) *typeOps {
+	if o, ok := compiled.Load(t); ok {
+		return o.(*typeOps)
 	}
-	if o.bytes {
-		b := *(*[]byte)(unsafe.Pointer(v))
-		return (b == nil) != (snap == nil) || !bytes.Equal(b, snap), nil
+	o := compile(t, map[reflect.Type]*typeOps{})
+	actual, _ := compiled.LoadOrStore(t, o)
+	return actual.(*typeOps)
+}
+
+// compile plans t. Types under compilation are in busy, so a recursive
+// type refers to its own (not yet finished) plan through the pointer.
+func compile(t reflect.Type, busy map[reflect.Type]*typeOps) *typeOps {
+	if o, ok := compiled.Load(t); ok {
+		return o.(*typeOps)
 	}
-	now, err := json.Marshal(v)
-	if err != nil {
-		return false, err
+	if o := busy[t]; o != nil {
+		return o
 	}
-	return !bytes.Equal(now, snap), nil
+	o := &typeOps{t: t}
+	busy[t] = o
+	if eq := flatEqual(t); eq != nil {
+		size := t.Size()
+		o.flat = true
+		o.equal = func(a, b unsafe.Pointer, _ int) bool { return eq(a, b) }
+		o.copy = func(dst, src unsafe.Pointer, _ int) error {
+			copy(unsafe.Slice((*byte)(dst), size), unsafe.Slice((*byte)(src), size))
+			return nil
+		}
+		return o
+	}
+	switch t.Kind() {
+	case reflect.Chan, reflect.Func, reflect.UnsafePointer:
+		o.err = fmt.Errorf("%w: %v holds a %v", errUncopyable, t, t.Kind())
+	case reflect.Pointer:
+		compilePointer(o, t, busy)
+	case reflect.Slice:
+		compileSlice(o, t, busy)
+	case reflect.Map:
+		compileMap(o, t, busy)
+	case reflect.Interface:
+		compileInterface(o, t)
+	case reflect.Array:
+		compileArray(o, t, busy)
+	case reflect.Struct:
+		compileStruct(o, t, busy)
+	default:
+		o.err = fmt.Errorf("%w: unsupported kind %v", errUncopyable, t.Kind())
+	}
+	if o.err != nil {
+		err := o.err
+		o.copy = func(_, _ unsafe.Pointer, _ int) error { return err }
+		o.equal = func(_, _ unsafe.Pointer, _ int) bool { return false }
+	}
+	return o
+}
+
+// locationType is shared rather than copied: a *time.Location is
+// immutable, and time.Time values compare their location by pointer.
+var locationType = reflect.TypeFor[*time.Location]()
+
+func compilePointer(o *typeOps, t reflect.Type, busy map[reflect.Type]*typeOps) {
+	if t == locationType {
+		o.copy = func(dst, src unsafe.Pointer, _ int) error {
+			*(*unsafe.Pointer)(dst) = *(*unsafe.Pointer)(src)
+			return nil
+		}
+		o.equal = func(a, b unsafe.Pointer, _ int) bool { return *(*unsafe.Pointer)(a) == *(*unsafe.Pointer)(b) }
+		return
+	}
+	elem := compile(t.Elem(), busy)
+	o.err = elem.err
+	o.copy = func(dst, src unsafe.Pointer, depth int) error {
+		p := *(*unsafe.Pointer)(src)
+		if p == nil {
+			return nil
+		}
+		if depth >= maxDepth {
+			return errTooDeep
+		}
+		n := reflect.New(elem.t).UnsafePointer()
+		if err := elem.copy(n, p, depth+1); err != nil {
+			return err
+		}
+		*(*unsafe.Pointer)(dst) = n
+		return nil
+	}
+	o.equal = func(a, b unsafe.Pointer, depth int) bool {
+		pa, pb := *(*unsafe.Pointer)(a), *(*unsafe.Pointer)(b)
+		switch {
+		case pa == pb:
+			return true
+		case pa == nil || pb == nil || depth >= maxDepth:
+			return false
+		}
+		return elem.equal(pa, pb, depth+1)
+	}
+}
+
+func compileSlice(o *typeOps, t reflect.Type, busy map[reflect.Type]*typeOps) {
+	elem := compile(t.Elem(), busy)
+	o.err = elem.err
+	size := t.Elem().Size()
+	o.copy = func(dst, src unsafe.Pointer, depth int) error {
+		s := (*sliceHeader)(src)
+		if s.data == nil {
+			return nil // nil stays nil; an empty slice has a data pointer
+		}
+		if depth >= maxDepth {
+			return errTooDeep
+		}
+		n := reflect.MakeSlice(t, s.len, s.len)
+		d := (*sliceHeader)(dst)
+		d.data, d.len, d.cap = n.UnsafePointer(), s.len, s.len
+		if elem.flat {
+			copy(unsafe.Slice((*byte)(d.data), uintptr(s.len)*size), unsafe.Slice((*byte)(s.data), uintptr(s.len)*size))
+			return nil
+		}
+		for i := range uintptr(s.len) {
+			if err := elem.copy(unsafe.Add(d.data, i*size), unsafe.Add(s.data, i*size), depth+1); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	o.equal = func(a, b unsafe.Pointer, depth int) bool {
+		sa, sb := (*sliceHeader)(a), (*sliceHeader)(b)
+		switch {
+		case (sa.data == nil) != (sb.data == nil) || sa.len != sb.len:
+			return false
+		case sa.data == sb.data:
+			return true
+		case depth >= maxDepth:
+			return false
+		}
+		for i := range uintptr(sa.len) {
+			if !elem.equal(unsafe.Add(sa.data, i*size), unsafe.Add(sb.data, i*size), depth+1) {
+				return false
+			}
+		}
+		return true
+	}
+}
+
+type sliceHeader struct {
+	data     unsafe.Pointer
+	len, cap int
+}
+
+func compileMap(o *typeOps, t reflect.Type, busy map[reflect.Type]*typeOps) {
+	key, elem := compile(t.Key(), busy), compile(t.Elem(), busy)
+	o.err = errors.Join(key.err, elem.err)
+	o.copy = func(dst, src unsafe.Pointer, depth int) error {
+		m := reflect.NewAt(t, src).Elem()
+		if m.IsNil() {
+			return nil
+		}
+		if depth >= maxDepth {
+			return errTooDeep
+		}
+		n := reflect.MakeMapWithSize(t, m.Len())
+		k, v := reflect.New(t.Key()).Elem(), reflect.New(t.Elem()).Elem()
+		for it := m.MapRange(); it.Next(); {
+			if err := copyValue(key, k, it.Key(), depth+1); err != nil {
+				return err
+			}
+			if err := copyValue(elem, v, it.Value(), depth+1); err != nil {
+				return err
+			}
+			n.SetMapIndex(k, v)
+		}
+		reflect.NewAt(t, dst).Elem().Set(n)
+		return nil
+	}
+	o.equal = func(a, b unsafe.Pointer, depth int) bool {
+		ma, mb := reflect.NewAt(t, a).Elem(), reflect.NewAt(t, b).Elem()
+		switch {
+		case ma.IsNil() != mb.IsNil() || ma.Len() != mb.Len():
+			return false
+		case ma.UnsafePointer() == mb.UnsafePointer():
+			return true
+		case depth >= maxDepth:
+			return false
+		}
+		va, vb := reflect.New(t.Elem()).Elem(), reflect.New(t.Elem()).Elem()
+		for it := ma.MapRange(); it.Next(); {
+			w := mb.MapIndex(it.Key())
+			if !w.IsValid() {
+				return false
+			}
+			va.Set(it.Value())
+			vb.Set(w)
+			if !elem.equal(va.Addr().UnsafePointer(), vb.Addr().UnsafePointer(), depth+1) {
+				return false
+			}
+		}
+		return true
+	}
+}
+
+// copyValue deep-copies src (of ops' type, not addressable) into dst,
+// which is addressable and is overwritten.
+func copyValue(ops *typeOps, dst, src reflect.Value, depth int) error {
+	dst.SetZero()
+	if ops.flat {
+		dst.Set(src)
+		return nil
+	}
+	tmp := reflect.New(ops.t).Elem()
+	tmp.Set(src)
+	return ops.copy(dst.Addr().UnsafePointer(), tmp.Addr().UnsafePointer(), depth)
+}
+
+func compileInterface(o *typeOps, t reflect.Type) {
+	o.copy = func(dst, src unsafe.Pointer, depth int) error {
+		v := reflect.NewAt(t, src).Elem()
+		if v.IsNil() {
+			return nil
+		}
+		if depth >= maxDepth {
+			return errTooDeep
+		}
+		dyn := v.Elem()
+		c := reflect.New(dyn.Type()).Elem()
+		if err := copyValue(opsOf(dyn.Type()), c, dyn, depth+1); err != nil {
+			return err
+		}
+		reflect.NewAt(t, dst).Elem().Set(c)
+		return nil
+	}
+	o.equal = func(a, b unsafe.Pointer, depth int) bool {
+		va, vb := reflect.NewAt(t, a).Elem(), reflect.NewAt(t, b).Elem()
+		switch {
+		case va.IsNil() || vb.IsNil():
+			return va.IsNil() == vb.IsNil()
+		case va.Elem().Type() != vb.Elem().Type() || depth >= maxDepth:
+			return false
+		}
+		dt := va.Elem().Type()
+		ca, cb := reflect.New(dt), reflect.New(dt)
+		ca.Elem().Set(va.Elem())
+		cb.Elem().Set(vb.Elem())
+		return opsOf(dt).equal(ca.UnsafePointer(), cb.UnsafePointer(), depth+1)
+	}
+}
+
+func compileArray(o *typeOps, t reflect.Type, busy map[reflect.Type]*typeOps) {
+	elem := compile(t.Elem(), busy)
+	o.err = elem.err
+	n, size := uintptr(t.Len()), t.Elem().Size()
+	o.copy = func(dst, src unsafe.Pointer, depth int) error {
+		for i := range n {
+			if err := elem.copy(unsafe.Add(dst, i*size), unsafe.Add(src, i*size), depth); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	o.equal = func(a, b unsafe.Pointer, depth int) bool {
+		for i := range n {
+			if !elem.equal(unsafe.Add(a, i*size), unsafe.Add(b, i*size), depth) {
+				return false
+			}
+		}
+		return true
+	}
+}
+
+func compileStruct(o *typeOps, t reflect.Type, busy map[reflect.Type]*typeOps) {
+	type field struct {
+		offset uintptr
+		ops    *typeOps
+	}
+	fields := make([]field, 0, t.NumField())
+	var errs []error
+	for i := range t.NumField() {
+		f := t.Field(i)
+		fo := compile(f.Type, busy)
+		if fo.err != nil {
+			errs = append(errs, fmt.Errorf("field %s: %w", f.Name, fo.err))
+		}
+		fields = append(fields, field{f.Offset, fo})
+	}
+	o.err = errors.Join(errs...)
+	o.copy = func(dst, src unsafe.Pointer, depth int) error {
+		for _, f := range fields {
+			if err := f.ops.copy(unsafe.Add(dst, f.offset), unsafe.Add(src, f.offset), depth); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	o.equal = func(a, b unsafe.Pointer, depth int) bool {
+		for _, f := range fields {
+			if !f.ops.equal(unsafe.Add(a, f.offset), unsafe.Add(b, f.offset), depth) {
+				return false
+			}
+		}
+		return true
+	}
 }
 
 // flatEqual compiles an equality function for a flat type, or returns nil

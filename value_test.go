@@ -35,17 +35,15 @@ type allKinds struct {
 	_ struct{}
 }
 
-// changedAfter reports what valueOps says after mutate changes a copy of v.
+// changedAfter reports what valueOps says after mutate changes v, which
+// it compares with a deep copy taken before.
 func changedAfter[T any](t *testing.T, v T, mutate func(*T)) bool {
 	t.Helper()
 	ops := opsFor[T]()
-	var kept T
-	snap, err := ops.snapshot(&v, &kept)
+	kept, err := ops.clone(&v)
 	require.NoError(t, err)
 	mutate(&v)
-	changed, err := ops.changed(&v, &kept, snap)
-	require.NoError(t, err)
-	return changed
+	return !ops.equal(&v, &kept)
 }
 
 func TestFlatTypesCompareFieldByField(t *testing.T) {
@@ -86,24 +84,42 @@ func TestTypesWithReferencesAreNotFlat(t *testing.T) {
 	assert.True(t, opsFor[struct{}]().flat())
 }
 
-func TestChangeDetectionThroughJSON(t *testing.T) {
+func TestDeepChangeDetection(t *testing.T) {
+	type inner struct{ N int }
 	type withRefs struct {
 		Items  map[string]int
 		Hidden []int `json:"-"`
+		Any    any
+		Ptr    *inner
+		secret []string
 	}
-	v := withRefs{Items: map[string]int{"a": 1}}
-	assert.True(t, changedAfter(t, v, func(v *withRefs) { v.Items["b"] = 2 }))
-	assert.False(t, changedAfter(t, v, func(v *withRefs) { v.Items["a"] = 1 }))
-	assert.False(t, changedAfter(t, v, func(v *withRefs) { v.Hidden = []int{1} }), "a field JSON does not store is not a change")
+	// A fresh value per case: the mutations reach through shared references.
+	v := func() withRefs {
+		return withRefs{Items: map[string]int{"a": 1}, Any: map[string]any{"n": 1}, Ptr: &inner{1}, secret: []string{"s"}}
+	}
+	for name, mutate := range map[string]func(*withRefs){
+		"map entry added":        func(v *withRefs) { v.Items["b"] = 2 },
+		"field JSON skips":       func(v *withRefs) { v.Hidden = []int{1} },
+		"unexported slice":       func(v *withRefs) { v.secret[0] = "t" },
+		"dynamic type":           func(v *withRefs) { v.Any.(map[string]any)["n"] = int64(1) },
+		"through a pointer":      func(v *withRefs) { v.Ptr.N = 2 },
+		"nil to empty map":       func(v *withRefs) { v.Items = nil },
+		"interface to nil":       func(v *withRefs) { v.Any = nil },
+		"pointer to nil pointer": func(v *withRefs) { v.Ptr = nil },
+	} {
+		assert.True(t, changedAfter(t, v(), mutate), name)
+	}
+	assert.False(t, changedAfter(t, v(), func(v *withRefs) { v.Items["a"] = 1 }), "same value again")
+	assert.False(t, changedAfter(t, v(), func(v *withRefs) { v.Ptr = &inner{1} }), "equal pointee")
 
-	_, err := opsFor[struct{ C chan int }]().snapshot(&struct{ C chan int }{make(chan int)}, nil)
-	assert.Error(t, err, "a value JSON cannot encode is an error, not a panic")
+	_, err := opsFor[struct{ C chan int }]().clone(&struct{ C chan int }{make(chan int)})
+	assert.ErrorIs(t, err, errUncopyable, "a value that cannot be copied is an error, not a panic")
 }
 
 func TestByteSlicesCopyAndCompare(t *testing.T) {
 	ops := opsFor[[]byte]()
 	orig := []byte("abc")
-	c, err := ops.clone(orig)
+	c, err := ops.clone(&orig)
 	require.NoError(t, err)
 	c[0] = 'X'
 	assert.Equal(t, "abc", string(orig), "clone shares no memory")
