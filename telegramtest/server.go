@@ -2,19 +2,34 @@
 // in the spirit of net/http/httptest.
 //
 // A real tgbotapi.BotAPI talks to it over HTTP, so tests exercise the same
-// request encoding and response decoding as production code:
+// request encoding (including multipart uploads) and response decoding as
+// production code:
 //
 //	srv := telegramtest.NewServer()
 //	defer srv.Close()
 //	bot, err := tgbotapi.NewBotAPIWithAPIEndpoint("test-token", srv.Endpoint())
 //
-// Tests script incoming traffic with AddUpdate or SendMessage and inspect
-// what the bot did with Requests, Sent or WaitSent.
+// Every method a bot commonly calls answers with the shape Telegram
+// answers: a Message for each send*, forwardMessage and edit* (true for
+// inline messages), a MessageId for copyMessage, a Chat for getChat, true
+// where Telegram answers true, and Telegram's 404 for unknown methods. It
+// also rejects what Telegram rejects: empty or too long texts, edits of
+// unknown messages or edits that change nothing, files missing from the
+// request, chats it cannot know (an unknown @username; getChat of a chat
+// never seen). Sending to a numeric chat id is accepted without scripting
+// the chat first.
+//
+// Tests script incoming traffic with SendMessage, PressButton or
+// AddUpdate, and inspect what the bot did with Sent, WaitSent and
+// Requests. Fail makes the next call of a method fail, with retry_after
+// for 429; Pending tells what Telegram would still deliver.
 //
 // When the bot uses GetUpdatesChan, stop it with srv.StopPolling(bot),
-// wait until the updates channel is closed (session.Serve returns then),
-// and only then Close the server. Closing first would let tgbotapi's loop
-// poll a closed server and sleep through its 3-second error retry.
+// wait until the updates channel is closed, and only then Close the
+// server. Closing first would let tgbotapi's loop poll a closed server
+// and sleep through its 3-second error retry. As on Telegram, a newer
+// getUpdates call ends a waiting one with 409 Conflict, and getUpdates is
+// refused while a webhook is set.
 package telegramtest
 
 import (
@@ -60,21 +75,38 @@ type Request struct {
 	Params url.Values
 }
 
-// Message is a sendMessage call made by the bot, reduced to the fields
+// Message is a message the bot sent (with any send* method,
+// forwardMessage, copyMessage or sendMediaGroup), reduced to the fields
 // tests usually assert on.
 type Message struct {
-	// ChatID is the chat_id parameter; 0 when it was not numeric
-	// (e.g. an "@channel" username).
+	// Method is the API method, e.g. "sendMessage" or "sendPhoto".
+	Method string
+	// MessageID is the id the server gave the message.
+	MessageID int
+	// ChatID is the chat the message went to.
 	ChatID int64
-	// Text is the message text.
+	// Text is the text of sendMessage.
 	Text string
+	// Caption is the caption of a media message.
+	Caption string
+	// ParseMode is the parse_mode parameter.
+	ParseMode string
 	// ReplyTo is the reply_to_message_id parameter, 0 when absent.
 	ReplyTo int
+	// ReplyMarkup is the reply_markup parameter as sent (JSON), empty
+	// when absent.
+	ReplyMarkup string
+	// InlineKeyboard is the inline keyboard of ReplyMarkup, if it has one.
+	InlineKeyboard [][]tgbotapi.InlineKeyboardButton
+	// File is the file of a media message: the file_id or URL given, or
+	// the name of the uploaded file.
+	File string
 }
 
 type failure struct {
 	code        int
 	description string
+	params      tgbotapi.ResponseParameters
 }
 
 // Server is a fake Telegram Bot API server. Create it with NewServer and
@@ -95,19 +127,33 @@ type Server struct {
 	pending      []tgbotapi.Update // sorted by UpdateID, not yet confirmed
 	lastUpdateID int
 	lastMsgID    int
-	chats        map[int64]tgbotapi.Chat // chats seen in scripted updates
+	chats        map[int64]tgbotapi.Chat // chats seen in scripted updates or sent to
+	messages     map[msgKey]*tgbotapi.Message
 	requests     []Request
 	sent         []Message
 	failures     map[string][]failure // keyed by lower-case method name
+	stoppedBots  map[*tgbotapi.BotAPI]bool
+	polls        int // getUpdates calls so far: a newer call ends a waiting one
+	webhookURL   string
+	commands     []tgbotapi.BotCommand
+	lastFileID   int
+}
+
+// msgKey identifies a message: ids are per chat in Telegram.
+type msgKey struct {
+	chat int64
+	id   int
 }
 
 // NewServer starts a fake Bot API server listening on 127.0.0.1.
 // Any bot token is accepted.
 func NewServer() *Server {
 	s := &Server{
-		changed:  make(chan struct{}),
-		chats:    make(map[int64]tgbotapi.Chat),
-		failures: make(map[string][]failure),
+		changed:     make(chan struct{}),
+		chats:       make(map[int64]tgbotapi.Chat),
+		messages:    make(map[msgKey]*tgbotapi.Message),
+		failures:    make(map[string][]failure),
+		stoppedBots: make(map[*tgbotapi.BotAPI]bool),
 	}
 	s.ts = httptest.NewServer(http.HandlerFunc(s.serveHTTP))
 	s.URL = s.ts.URL
@@ -139,14 +185,20 @@ func (s *Server) Close() {
 // bot to stop and makes the pending long poll, and any later getUpdates,
 // answer at once with no updates, so the loop sees the stop and closes its
 // updates channel. The server keeps serving other calls until Close.
+// Calling it again, for the same bot or another, is harmless.
 func (s *Server) StopPolling(bot *tgbotapi.BotAPI) {
 	s.mu.Lock()
 	if !s.stopped {
 		s.stopped = true
 		s.notifyLocked()
 	}
+	first := !s.stoppedBots[bot]
+	s.stoppedBots[bot] = true
 	s.mu.Unlock()
-	bot.StopReceivingUpdates()
+	if first {
+		// tgbotapi closes a channel here, which panics the second time.
+		bot.StopReceivingUpdates()
+	}
 }
 
 // notifyLocked wakes all waiters. s.mu must be held.
@@ -167,9 +219,16 @@ func (s *Server) AddUpdate(u tgbotapi.Update) int {
 	if u.UpdateID > s.lastUpdateID {
 		s.lastUpdateID = u.UpdateID
 	}
-	// Remember the chat so replies to it carry the right chat type.
+	// Remember the chat so replies to it carry the right chat type, and
+	// the message so the bot can forward, copy or reply to it.
 	if c := updateChat(&u); c != nil {
 		s.chats[c.ID] = *c
+	}
+	for _, m := range []*tgbotapi.Message{u.Message, u.ChannelPost} {
+		if m != nil && m.Chat != nil {
+			cp := *m
+			s.messages[msgKey{m.Chat.ID, m.MessageID}] = &cp
+		}
 	}
 	i := sort.Search(len(s.pending), func(i int) bool { return s.pending[i].UpdateID > u.UpdateID })
 	s.pending = append(s.pending, tgbotapi.Update{})
@@ -231,15 +290,16 @@ func (s *Server) Requests() []Request {
 	return out
 }
 
-// Sent returns a copy of the messages sent by the bot via sendMessage, in
-// order.
+// Sent returns a copy of the messages the bot sent (send* methods,
+// forwardMessage, copyMessage), in order. Edits change the stored message,
+// not this record.
 func (s *Server) Sent() []Message {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return append([]Message(nil), s.sent...)
 }
 
-// WaitSent blocks until at least n messages were sent via sendMessage and
+// WaitSent blocks until the bot has sent at least n messages (see Sent) and
 // returns all sent so far. If ctx ends first it returns the messages sent so
 // far and ctx.Err(); if the server is closed first it returns ErrClosed.
 func (s *Server) WaitSent(ctx context.Context, n int) ([]Message, error) {
@@ -265,13 +325,34 @@ func (s *Server) WaitSent(ctx context.Context, n int) ([]Message, error) {
 
 // Fail makes the next call of method (case-insensitive) answer ok:false with
 // the given error_code and description, as Telegram does for rejected calls.
-// Repeated calls queue several failures. Note that tgbotapi's
-// GetUpdatesChan sleeps 3 seconds after a failed getUpdates.
-func (s *Server) Fail(method string, code int, description string) {
+// Optional parameters are answered as "parameters": RetryAfter for 429
+// Too Many Requests (1 second when not given), MigrateToChatID for a group
+// that became a supergroup. Repeated calls queue several failures. Note
+// that tgbotapi's GetUpdatesChan sleeps 3 seconds after a failed
+// getUpdates.
+//
+//	srv.Fail("sendMessage", 429, "Too Many Requests: retry after 5",
+//		tgbotapi.ResponseParameters{RetryAfter: 5})
+func (s *Server) Fail(method string, code int, description string, params ...tgbotapi.ResponseParameters) {
+	f := failure{code: code, description: description}
+	if len(params) > 0 {
+		f.params = params[0]
+	}
+	if code == http.StatusTooManyRequests && f.params.RetryAfter == 0 {
+		f.params.RetryAfter = 1
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	key := strings.ToLower(method)
-	s.failures[key] = append(s.failures[key], failure{code: code, description: description})
+	s.failures[key] = append(s.failures[key], f)
+}
+
+// Pending returns how many updates are queued and not yet confirmed by a
+// getUpdates offset: what Telegram would still deliver.
+func (s *Server) Pending() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.pending)
 }
 
 func (s *Server) nextMessageID() int {
@@ -312,25 +393,19 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mu.Unlock()
 
 	if fail != nil {
-		writeError(w, fail.code, fail.description)
+		writeFailure(w, fail.code, fail.description, fail.params)
 		return
 	}
-
-	switch key {
-	case "getme":
-		writeResult(w, s.botUser())
-	case "getupdates":
+	if key == "getupdates" {
 		s.getUpdates(w, r, params)
-	case "sendmessage":
-		s.sendMessage(w, params)
-	case "editmessagetext":
-		s.editMessageText(w, params)
-	default:
-		// True is what Telegram answers for most non-send methods
-		// (answerCallbackQuery, sendChatAction, deleteWebhook, ...) and is
-		// valid JSON for tgbotapi's APIResponse.Result.
-		writeResult(w, true)
+		return
 	}
+	result, apiErr := s.call(key, &call{method: method, params: params, r: r})
+	if apiErr != nil {
+		writeError(w, apiErr.code, apiErr.description)
+		return
+	}
+	writeResult(w, result)
 }
 
 func (s *Server) getUpdates(w http.ResponseWriter, r *http.Request, params url.Values) {
@@ -347,8 +422,25 @@ func (s *Server) getUpdates(w http.ResponseWriter, r *http.Request, params url.V
 		deadline = t.C
 	}
 
+	s.mu.Lock()
+	if s.webhookURL != "" {
+		s.mu.Unlock()
+		writeError(w, http.StatusConflict, "Conflict: can't use getUpdates method while webhook is active; use deleteWebhook to delete the webhook first")
+		return
+	}
+	// Like Telegram, a newer getUpdates call ends a waiting one.
+	s.polls++
+	poll := s.polls
+	s.notifyLocked()
+	s.mu.Unlock()
+
 	for {
 		s.mu.Lock()
+		if s.polls != poll {
+			s.mu.Unlock()
+			writeError(w, http.StatusConflict, "Conflict: terminated by other getUpdates request; make sure that only one bot instance is running")
+			return
+		}
 		s.confirmLocked(offset)
 		n := min(limit, len(s.pending))
 		batch := append([]tgbotapi.Update{}, s.pending[:n]...)
@@ -386,50 +478,6 @@ func (s *Server) confirmLocked(offset int) {
 	case offset < 0 && -offset < len(s.pending):
 		s.pending = s.pending[len(s.pending)+offset:]
 	}
-}
-
-func (s *Server) sendMessage(w http.ResponseWriter, params url.Values) {
-	chatID, _ := strconv.ParseInt(params.Get("chat_id"), 10, 64)
-	replyTo, _ := strconv.Atoi(params.Get("reply_to_message_id"))
-	text := params.Get("text")
-
-	s.mu.Lock()
-	s.lastMsgID++
-	msg := tgbotapi.Message{
-		MessageID: s.lastMsgID,
-		From:      s.botUser(),
-		Date:      int(time.Now().Unix()),
-		Chat:      s.chatLocked(chatID),
-		Text:      text,
-	}
-	s.sent = append(s.sent, Message{ChatID: chatID, Text: text, ReplyTo: replyTo})
-	s.notifyLocked()
-	s.mu.Unlock()
-
-	writeResult(w, msg)
-}
-
-// editMessageText answers like Telegram: the edited Message for chat
-// messages (so bot.Send works), true for inline messages.
-func (s *Server) editMessageText(w http.ResponseWriter, params url.Values) {
-	chatID, err1 := strconv.ParseInt(params.Get("chat_id"), 10, 64)
-	msgID, err2 := strconv.Atoi(params.Get("message_id"))
-	if err1 != nil || err2 != nil {
-		writeResult(w, true)
-		return
-	}
-	now := int(time.Now().Unix())
-	s.mu.Lock()
-	chat := s.chatLocked(chatID)
-	s.mu.Unlock()
-	writeResult(w, tgbotapi.Message{
-		MessageID: msgID,
-		From:      s.botUser(),
-		Date:      now,
-		EditDate:  now,
-		Chat:      chat,
-		Text:      params.Get("text"),
-	})
 }
 
 // chatLocked returns the chat seen in scripted updates, or a guess based on
@@ -496,15 +544,26 @@ func writeResult(w http.ResponseWriter, result any) {
 // writeError answers like Telegram: ok:false with the code both as HTTP
 // status (when it is a valid error status) and as error_code.
 func writeError(w http.ResponseWriter, code int, description string) {
+	writeFailure(w, code, description, tgbotapi.ResponseParameters{})
+}
+
+// writeFailure is writeError with "parameters" (retry_after,
+// migrate_to_chat_id) when any is set.
+func writeFailure(w http.ResponseWriter, code int, description string, params tgbotapi.ResponseParameters) {
 	status := code
 	if status < 400 || status > 599 {
 		status = http.StatusBadRequest
 	}
+	var p *tgbotapi.ResponseParameters
+	if params != (tgbotapi.ResponseParameters{}) {
+		p = &params
+	}
 	writeJSON(w, status, struct {
-		Ok          bool   `json:"ok"`
-		ErrorCode   int    `json:"error_code"`
-		Description string `json:"description"`
-	}{false, code, description})
+		Ok          bool                         `json:"ok"`
+		ErrorCode   int                          `json:"error_code"`
+		Description string                       `json:"description"`
+		Parameters  *tgbotapi.ResponseParameters `json:"parameters,omitempty"`
+	}{false, code, description, p})
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
