@@ -16,7 +16,7 @@ func TestMemory(t *testing.T) {
 
 func TestMemoryWithTTL(t *testing.T) {
 	storagetest.Run(t, func(*testing.T) session.StorageAdapter[storagetest.Value] {
-		return session.NewMemory[storagetest.Value](session.WithTTL(time.Hour))
+		return session.NewMemory[storagetest.Value](session.MemoryOptions{TTL: time.Hour})
 	})
 }
 
@@ -24,4 +24,11 @@ func TestEncodedMemory(t *testing.T) {
 	storagetest.Run(t, func(*testing.T) session.StorageAdapter[storagetest.Value] {
 		return session.Encoded[storagetest.Value](session.NewMemory[[]byte](), nil)
 	})
+}
+
+func TestMemoryExpiry(t *testing.T) {
+	const ttl = 200 * time.Millisecond
+	storagetest.RunExpiry(t, func(*testing.T) session.StorageAdapter[[]byte] {
+		return session.NewMemory[[]byte](session.MemoryOptions{TTL: ttl})
+	}, ttl)
 }

@@ -1,0 +1,596 @@
+// Package redisstore stores sessions in Redis, for bots that run as
+// several processes (replicas behind a webhook load balancer) or that must
+// keep their sessions across restarts.
+//
+// A [Store] is a byte store: wrap it with [session.Encoded] (JSON by
+// default) or [session.Enhance] to hold typed sessions:
+//
+//	store, err := redisstore.New(redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379"}),
+//		redisstore.Options{Prefix: "mybot:", TTL: 30 * 24 * time.Hour})
+//	h := session.Strict(session.Options[Data]{Storage: session.Encoded[Data](store, nil)})(handler)
+//
+// The store implements [session.Locker] across processes: the middleware
+// takes a lease on each session key in Redis before it reads the session
+// and gives it back after writing, so two replicas handling updates of one
+// chat never lose each other's changes. A write made under a lease that
+// was lost (a process stalled longer than [Options.LockLease]) is refused
+// with an error wrapping [session.ErrConflict] instead of overwriting the
+// newer value. It also implements [session.Toucher] (PEXPIRE) and
+// [session.Iterator] (SCAN, never KEYS).
+//
+// # Keys in Redis
+//
+// The session key k is stored at Prefix + "{" + k + "}" and its lock at
+// Prefix + "{" + k + "}:lock". The braces are a Redis Cluster hash tag: a
+// key and its lock always hash to the same slot, which the Lua scripts
+// that check a lease and write in one step need. In a cluster the prefix
+// must not contain '{' or '}', and session keys must not be empty or start
+// with '}' (the middleware's keys never are); elsewhere any bytes work.
+//
+// # Client settings
+//
+// Create the client with ContextTimeoutEnabled: true so that a cancelled
+// or expired context interrupts a call that is waiting on the network, not
+// just calls that have not started.
+package redisstore
+
+import (
+	"context"
+	cryptorand "crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"iter"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/tgsession/session"
+)
+
+// Options configures a [Store]. The zero value is usable: no prefix, no
+// expiry, locking across processes with a 10-second lease.
+type Options struct {
+	// Prefix is prepended to every Redis key the store uses, so several
+	// bots or stores can share one database. See the package doc for the
+	// exact layout.
+	Prefix string
+
+	// TTL, if positive, makes every session expire this long after its
+	// last write or touch (SET ... PX, PEXPIRE). Redis drops expired keys
+	// itself. Zero means sessions never expire. Redis counts in whole
+	// milliseconds, so a TTL must be at least 1ms.
+	TTL time.Duration
+
+	// LockLease is how long a lock outlives a holder that stopped renewing
+	// it (a crashed or frozen process): other processes wait at most this
+	// long for the key. While held, the lock is renewed every LockLease/3.
+	// Default 10s; at least 30ms.
+	LockLease time.Duration
+
+	// LockRetry is the longest pause between two attempts to take a lock
+	// held by another process. Attempts start 1ms apart and double up to
+	// LockRetry, with jitter. Default 20ms.
+	LockRetry time.Duration
+
+	// DisableLocking makes Lock exclude holders within this process only,
+	// with no lease in Redis and no fencing: one round trip fewer per
+	// lock and unlock each, but two processes sharing the store can lose
+	// each other's updates. For single-process bots (and for tests that
+	// show the difference).
+	DisableLocking bool
+
+	// OnError, if set, receives the errors that have no caller to return
+	// to: a lock renewal or release that failed, or a lease found lost
+	// while renewing. Nil ignores them (a lease that could not be released
+	// expires by itself after LockLease). Nothing is logged by default.
+	OnError func(error)
+
+	// ScanCount is the COUNT hint of each SCAN the iterators make.
+	// Default 100.
+	ScanCount int64
+}
+
+const (
+	defaultLease     = 10 * time.Second
+	defaultRetry     = 20 * time.Millisecond
+	defaultScanCount = 100
+	minLease         = 30 * time.Millisecond
+)
+
+// Store is a session store in Redis. It implements
+// session.StorageAdapter[[]byte], [session.Locker], [session.Toucher] and
+// session.Iterator[[]byte], and is safe for concurrent use. Make one with
+// [New] and share it: locks are excluded within the process by the Store
+// value, across processes by Redis.
+type Store struct {
+	client redis.UniversalClient
+	opts   Options
+	local  localLocks
+
+	mu   sync.Mutex
+	held map[string]*lease // keys whose lease this Store holds
+}
+
+// lease is one lock on a key held by this Store in Redis.
+type lease struct {
+	token string
+	stop  chan struct{} // closed by unlock: stop renewing
+	done  chan struct{} // closed when the renewer has stopped
+}
+
+var (
+	_ session.StorageAdapter[[]byte] = (*Store)(nil)
+	_ session.Locker                 = (*Store)(nil)
+	_ session.Toucher                = (*Store)(nil)
+	_ session.Iterator[[]byte]       = (*Store)(nil)
+)
+
+// New returns a store that keeps sessions in client, which may be a
+// single-node, sentinel (failover) or cluster client. It reports invalid
+// options; it does not contact the server.
+func New(client redis.UniversalClient, opts Options) (*Store, error) {
+	if client == nil {
+		return nil, errors.New("redisstore: nil client")
+	}
+	if opts.TTL < 0 || (opts.TTL > 0 && opts.TTL < time.Millisecond) {
+		return nil, fmt.Errorf("redisstore: TTL %v: must be 0 or at least 1ms", opts.TTL)
+	}
+	if opts.LockLease == 0 {
+		opts.LockLease = defaultLease
+	}
+	if opts.LockLease < minLease {
+		return nil, fmt.Errorf("redisstore: LockLease %v: must be at least %v", opts.LockLease, minLease)
+	}
+	if opts.LockRetry == 0 {
+		opts.LockRetry = defaultRetry
+	}
+	if opts.LockRetry < 0 {
+		return nil, fmt.Errorf("redisstore: LockRetry %v: must not be negative", opts.LockRetry)
+	}
+	if opts.ScanCount <= 0 {
+		opts.ScanCount = defaultScanCount
+	}
+	return &Store{client: client, opts: opts, held: make(map[string]*lease)}, nil
+}
+
+// dataKey is the Redis key of session key k; see the package doc.
+func (s *Store) dataKey(k string) string { return s.opts.Prefix + "{" + k + "}" }
+
+// lockKey is the Redis key of k's lock: its data key plus a suffix, so
+// both share the data key's hash tag and slot.
+func (s *Store) lockKey(k string) string { return s.dataKey(k) + ":lock" }
+
+// fail wraps err from operation op on key. If ctx has ended, the result
+// also wraps ctx's error, whatever error the client made of it, so callers
+// can test for context.Canceled.
+func fail(ctx context.Context, op, key string, err error) error {
+	if cerr := ctx.Err(); cerr != nil && !errors.Is(err, cerr) {
+		return fmt.Errorf("redisstore: %s %q: %w (%w)", op, key, cerr, err)
+	}
+	return fmt.Errorf("redisstore: %s %q: %w", op, key, err)
+}
+
+// Read returns the value stored at key; found is false if there is none
+// or it has expired.
+func (s *Store) Read(ctx context.Context, key string) ([]byte, bool, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, false, fail(ctx, "read", key, err)
+	}
+	b, err := s.client.Get(ctx, s.dataKey(key)).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, fail(ctx, "read", key, err)
+	}
+	return b, true, nil
+}
+
+// Scripts that check this Store's lease and act in one atomic step.
+// KEYS[1] is the data key, KEYS[2] its lock key (same slot), ARGV[1] the
+// lease token.
+var (
+	// fencedSet writes ARGV[2] with a TTL of ARGV[3] ms (0: none) if the
+	// lease still holds; returns 1 if written, 0 if the lease was lost.
+	fencedSet = redis.NewScript(`
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
+if tonumber(ARGV[3]) > 0 then
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+else
+  redis.call('SET', KEYS[1], ARGV[2])
+end
+return 1`)
+
+	// fencedDel deletes the data key if the lease still holds; returns 1
+	// if the lease held, 0 if it was lost.
+	fencedDel = redis.NewScript(`
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1])
+return 1`)
+
+	// renew extends the lock (KEYS[1]) to ARGV[2] ms if ARGV[1] still
+	// owns it; returns 1 if so, 0 if it was lost.
+	renew = redis.NewScript(`
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+return redis.call('PEXPIRE', KEYS[1], ARGV[2])`)
+
+	// release deletes the lock (KEYS[1]) only if ARGV[1] still owns it:
+	// a holder whose lease expired must not free the next holder's lock.
+	release = redis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0`)
+)
+
+// heldLease returns the lease this Store holds on key, or nil.
+func (s *Store) heldLease(key string) *lease {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.held[key]
+}
+
+func (s *Store) ttlMillis() int64 { return s.opts.TTL.Milliseconds() }
+
+// Write stores value at key, restarting its TTL. If this Store holds key's
+// lock, the write happens only if the lease still holds (checked by Redis
+// in the same step); otherwise it returns an error wrapping
+// [session.ErrConflict] and writes nothing.
+func (s *Store) Write(ctx context.Context, key string, value []byte) error {
+	if err := ctx.Err(); err != nil {
+		return fail(ctx, "write", key, err)
+	}
+	if l := s.heldLease(key); l != nil {
+		ok, err := fencedSet.Run(ctx, s.client, []string{s.dataKey(key), s.lockKey(key)},
+			l.token, value, s.ttlMillis()).Int()
+		if err != nil {
+			return fail(ctx, "write", key, err)
+		}
+		if ok == 0 {
+			return fmt.Errorf("redisstore: write %q: %w", key, session.ErrConflict)
+		}
+		return nil
+	}
+	if err := s.client.Set(ctx, s.dataKey(key), value, s.opts.TTL).Err(); err != nil {
+		return fail(ctx, "write", key, err)
+	}
+	return nil
+}
+
+// Delete removes key; a missing key is not an error. Under this Store's
+// lock it is fenced like [Store.Write].
+func (s *Store) Delete(ctx context.Context, key string) error {
+	if err := ctx.Err(); err != nil {
+		return fail(ctx, "delete", key, err)
+	}
+	if l := s.heldLease(key); l != nil {
+		ok, err := fencedDel.Run(ctx, s.client, []string{s.dataKey(key), s.lockKey(key)}, l.token).Int()
+		if err != nil {
+			return fail(ctx, "delete", key, err)
+		}
+		if ok == 0 {
+			return fmt.Errorf("redisstore: delete %q: %w", key, session.ErrConflict)
+		}
+		return nil
+	}
+	if err := s.client.Del(ctx, s.dataKey(key)).Err(); err != nil {
+		return fail(ctx, "delete", key, err)
+	}
+	return nil
+}
+
+// Touch restarts key's TTL without rewriting it (PEXPIRE). It does nothing
+// when the store has no TTL; a missing key is not an error.
+func (s *Store) Touch(ctx context.Context, key string) error {
+	if err := ctx.Err(); err != nil {
+		return fail(ctx, "touch", key, err)
+	}
+	if s.opts.TTL <= 0 {
+		return nil
+	}
+	if err := s.client.PExpire(ctx, s.dataKey(key), s.opts.TTL).Err(); err != nil {
+		return fail(ctx, "touch", key, err)
+	}
+	return nil
+}
+
+// Lock takes key's lock: first within this process, then, unless
+// [Options.DisableLocking] is set, a lease in Redis (SET NX PX with a
+// random token) that no other process can take until it is released or
+// expires. It waits until both are had or ctx ends; then it returns an
+// error wrapping ctx's error.
+//
+// The lease is renewed every LockLease/3 until unlock is called or ctx
+// ends: a holder whose context has ended can no longer use the store, and
+// a holder that is gone must not keep the key. While this Store holds
+// key's lease, its writes and deletes of key are fenced (see
+// [Store.Write]). unlock stops the renewal and deletes the lease only if
+// this Store still owns it; calling it again does nothing.
+//
+// Round trips: one to lock and one to unlock when the key is free.
+func (s *Store) Lock(ctx context.Context, key string) (unlock func(), err error) {
+	unlockLocal, err := s.local.lock(ctx, key)
+	if err != nil {
+		return nil, fail(ctx, "lock", key, err)
+	}
+	if s.opts.DisableLocking {
+		var once atomic.Bool
+		return func() {
+			if once.CompareAndSwap(false, true) {
+				unlockLocal()
+			}
+		}, nil
+	}
+
+	token, err := newToken()
+	if err != nil {
+		unlockLocal()
+		return nil, fail(ctx, "lock", key, err)
+	}
+	lk := s.lockKey(key)
+	wait := time.Millisecond
+	for {
+		ok, err := s.client.SetNX(ctx, lk, token, s.opts.LockLease).Result()
+		if err != nil {
+			// The SET may have landed with its reply lost: give the
+			// lease back (only ours, by token) rather than block the key
+			// for a whole lease.
+			s.releaseLease(ctx, key, token)
+			unlockLocal()
+			return nil, fail(ctx, "lock", key, err)
+		}
+		if ok {
+			break
+		}
+		// Held by another process: poll with capped exponential backoff
+		// and jitter, so that waiters of several processes spread out.
+		timer := time.NewTimer(wait/2 + rand.N(wait/2+1))
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			unlockLocal()
+			return nil, fail(ctx, "lock", key, ctx.Err())
+		case <-timer.C:
+		}
+		wait = min(2*wait, s.opts.LockRetry)
+	}
+
+	l := &lease{token: token, stop: make(chan struct{}), done: make(chan struct{})}
+	s.mu.Lock()
+	s.held[key] = l
+	s.mu.Unlock()
+	go s.renew(ctx, key, l)
+
+	var once atomic.Bool
+	return func() {
+		if !once.CompareAndSwap(false, true) {
+			return
+		}
+		close(l.stop)
+		<-l.done
+		s.mu.Lock()
+		delete(s.held, key)
+		s.mu.Unlock()
+		// Free the key in Redis before the next holder in this process
+		// goes for it, so it need not poll.
+		s.releaseLease(ctx, key, token)
+		unlockLocal()
+	}, nil
+}
+
+// renew keeps l alive until unlock or the end of ctx.
+func (s *Store) renew(ctx context.Context, key string, l *lease) {
+	defer close(l.done)
+	every := s.opts.LockLease / 3
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-l.stop:
+			return
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), every)
+		n, err := renew.Run(rctx, s.client, []string{s.lockKey(key)}, l.token, s.opts.LockLease.Milliseconds()).Int()
+		cancel()
+		if err != nil {
+			// Try again next tick; if the lease runs out meanwhile,
+			// fencing refuses the holder's write.
+			s.report(fmt.Errorf("redisstore: renew lock %q: %w", key, err))
+			continue
+		}
+		if n == 0 {
+			s.report(fmt.Errorf("redisstore: renew lock %q: %w", key, session.ErrConflict))
+			return
+		}
+	}
+}
+
+// releaseLease deletes key's lock if token still owns it. It runs even
+// when ctx has ended (the lease must not outlive its holder needlessly),
+// bounded by LockLease, after which the lease has expired anyway.
+func (s *Store) releaseLease(ctx context.Context, key, token string) {
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.opts.LockLease)
+	defer cancel()
+	if err := release.Run(rctx, s.client, []string{s.lockKey(key)}, token).Err(); err != nil {
+		s.report(fmt.Errorf("redisstore: release lock %q: %w", key, err))
+	}
+}
+
+func (s *Store) report(err error) {
+	if s.opts.OnError != nil {
+		s.opts.OnError(err)
+	}
+}
+
+// newToken returns a random lease token: 128 bits, so no two holders ever
+// share one.
+func newToken() (string, error) {
+	var b [16]byte
+	if _, err := cryptorand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("lease token: %w", err)
+	}
+	return hex.EncodeToString(b[:]), nil
+}
+
+// Keys yields the key of every stored session, each once, in no
+// particular order. It scans with SCAN (on every master of a cluster), so
+// it never blocks the server; sessions written or deleted during the scan
+// may or may not be seen. To yield each key once although SCAN may repeat
+// one, it remembers the keys yielded so far.
+func (s *Store) Keys(ctx context.Context) iter.Seq2[string, error] {
+	return func(yield func(string, error) bool) {
+		s.scan(ctx, false, func(k string, _ []byte, err error) bool { return yield(k, err) })
+	}
+}
+
+// Values yields the value of every stored session, as [Store.Keys] finds
+// them (one pipelined GET per SCAN batch).
+func (s *Store) Values(ctx context.Context) iter.Seq2[[]byte, error] {
+	return func(yield func([]byte, error) bool) {
+		s.scan(ctx, true, func(_ string, v []byte, err error) bool { return yield(v, err) })
+	}
+}
+
+// Entries yields the key and value of every stored session, as
+// [Store.Values] does.
+func (s *Store) Entries(ctx context.Context) iter.Seq2[session.Entry[[]byte], error] {
+	return func(yield func(session.Entry[[]byte], error) bool) {
+		s.scan(ctx, true, func(k string, v []byte, err error) bool {
+			if err != nil {
+				return yield(session.Entry[[]byte]{}, err)
+			}
+			return yield(session.Entry[[]byte]{Key: k, Value: v}, nil)
+		})
+	}
+}
+
+// nodes returns the clients to SCAN: every master of a cluster, every
+// shard of a ring, or the client itself.
+func (s *Store) nodes(ctx context.Context) ([]redis.UniversalClient, error) {
+	var mu sync.Mutex
+	var out []redis.UniversalClient
+	collect := func(_ context.Context, c *redis.Client) error {
+		mu.Lock()
+		out = append(out, c)
+		mu.Unlock()
+		return nil
+	}
+	switch c := s.client.(type) {
+	case *redis.ClusterClient:
+		if err := c.ForEachMaster(ctx, collect); err != nil {
+			return nil, err
+		}
+	case *redis.Ring:
+		if err := c.ForEachShard(ctx, collect); err != nil {
+			return nil, err
+		}
+	default:
+		out = []redis.UniversalClient{s.client}
+	}
+	return out, nil
+}
+
+// scan calls yield for every stored session (with its value if values is
+// set) until yield returns false or an error has been yielded.
+func (s *Store) scan(ctx context.Context, values bool, yield func(string, []byte, error) bool) {
+	stop := func(err error) { yield("", nil, fmt.Errorf("redisstore: scan: %w", err)) }
+	if err := ctx.Err(); err != nil {
+		stop(err)
+		return
+	}
+	nodes, err := s.nodes(ctx)
+	if err != nil {
+		stop(err)
+		return
+	}
+	// Data keys are prefix{key}; lock keys end in ":lock" and so do not
+	// match the trailing '}'.
+	match := escapeGlob(s.opts.Prefix) + "{*}"
+	seen := make(map[string]struct{})
+	for _, node := range nodes {
+		var cursor uint64
+		for {
+			if err := ctx.Err(); err != nil {
+				stop(err)
+				return
+			}
+			keys, next, err := node.Scan(ctx, cursor, match, s.opts.ScanCount).Result()
+			if err != nil {
+				stop(err)
+				return
+			}
+			var fresh []string
+			for _, rk := range keys {
+				if _, dup := seen[rk]; dup {
+					continue
+				}
+				seen[rk] = struct{}{}
+				fresh = append(fresh, rk)
+			}
+			if !s.yieldBatch(ctx, node, fresh, values, yield) {
+				return
+			}
+			if next == 0 {
+				break
+			}
+			cursor = next
+		}
+	}
+}
+
+// yieldBatch yields one SCAN batch; false means stop.
+func (s *Store) yieldBatch(ctx context.Context, node redis.UniversalClient, rkeys []string, values bool, yield func(string, []byte, error) bool) bool {
+	if len(rkeys) == 0 {
+		return true
+	}
+	var gets []*redis.StringCmd
+	if values {
+		pipe := node.Pipeline()
+		gets = make([]*redis.StringCmd, len(rkeys))
+		for i, rk := range rkeys {
+			gets[i] = pipe.Get(ctx, rk)
+		}
+		if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+			yield("", nil, fmt.Errorf("redisstore: scan: %w", err))
+			return false
+		}
+	}
+	for i, rk := range rkeys {
+		k := strings.TrimSuffix(strings.TrimPrefix(rk, s.opts.Prefix+"{"), "}")
+		var v []byte
+		if values {
+			b, err := gets[i].Bytes()
+			if errors.Is(err, redis.Nil) {
+				continue // deleted or expired since the SCAN
+			}
+			if err != nil {
+				yield("", nil, fmt.Errorf("redisstore: scan: read %q: %w", k, err))
+				return false
+			}
+			v = b
+		}
+		if !yield(k, v, nil) {
+			return false
+		}
+	}
+	return true
+}
+
+// escapeGlob quotes the characters SCAN MATCH treats specially.
+func escapeGlob(s string) string {
+	var b strings.Builder
+	for i := range len(s) {
+		switch s[i] {
+		case '*', '?', '[', ']', '\\':
+			b.WriteByte('\\')
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}

@@ -1,0 +1,337 @@
+package redisstore_test
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tgsession/session"
+	"github.com/tgsession/session/redisstore"
+	"github.com/tgsession/session/storagetest"
+)
+
+// redisAddr is the test server: REDIS_ADDR, or the local default.
+func redisAddr() string {
+	if a := os.Getenv("REDIS_ADDR"); a != "" {
+		return a
+	}
+	return "127.0.0.1:6379"
+}
+
+// newClient connects to the test server, failing the test (never
+// skipping it) if the server does not answer.
+func newClient(t testing.TB) *redis.Client {
+	t.Helper()
+	c := redis.NewClient(&redis.Options{Addr: redisAddr(), ContextTimeoutEnabled: true})
+	t.Cleanup(func() { _ = c.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	require.NoError(t, c.Ping(ctx).Err(),
+		"Redis at %s does not answer: start it (scripts/test.sh does) or set REDIS_ADDR", redisAddr())
+	return c
+}
+
+// uniquePrefix is a key prefix no other test or run uses. Its keys are
+// deleted when t ends, so reruns start clean.
+func uniquePrefix(t testing.TB) string {
+	t.Helper()
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	p := "redisstore-test:" + hex.EncodeToString(b[:]) + ":"
+	t.Cleanup(func() { dropPrefix(t, p) })
+	return p
+}
+
+func dropPrefix(t testing.TB, prefix string) {
+	c := redis.NewClient(&redis.Options{Addr: redisAddr()})
+	defer c.Close()
+	ctx := context.Background()
+	iter := c.Scan(ctx, 0, prefix+"*", 1000).Iterator()
+	var keys []string
+	for iter.Next(ctx) {
+		keys = append(keys, iter.Val())
+	}
+	if err := iter.Err(); err != nil {
+		t.Errorf("cleanup of %s: %v", prefix, err)
+		return
+	}
+	if len(keys) > 0 {
+		if err := c.Del(ctx, keys...).Err(); err != nil {
+			t.Errorf("cleanup of %s: %v", prefix, err)
+		}
+	}
+}
+
+func newStore(t testing.TB, client redis.UniversalClient, opts redisstore.Options) *redisstore.Store {
+	t.Helper()
+	s, err := redisstore.New(client, opts)
+	require.NoError(t, err)
+	return s
+}
+
+func TestConformance(t *testing.T) {
+	storagetest.Run(t, func(t *testing.T) session.StorageAdapter[storagetest.Value] {
+		return session.Encoded[storagetest.Value](newStore(t, newClient(t), redisstore.Options{Prefix: uniquePrefix(t)}), nil)
+	})
+}
+
+func TestConformanceWithTTL(t *testing.T) {
+	storagetest.Run(t, func(t *testing.T) session.StorageAdapter[storagetest.Value] {
+		return session.Encoded[storagetest.Value](newStore(t, newClient(t),
+			redisstore.Options{Prefix: uniquePrefix(t), TTL: time.Hour}), nil)
+	})
+}
+
+// TestConformanceOddPrefix uses a prefix with glob and hash-tag
+// characters: SCAN must match it literally.
+func TestConformanceOddPrefix(t *testing.T) {
+	storagetest.Run(t, func(t *testing.T) session.StorageAdapter[storagetest.Value] {
+		return session.Encoded[storagetest.Value](newStore(t, newClient(t),
+			redisstore.Options{Prefix: uniquePrefix(t) + `*?[a]\x`}), nil)
+	})
+}
+
+func TestExpiry(t *testing.T) {
+	storagetest.RunExpiry(t, func(t *testing.T) session.StorageAdapter[[]byte] {
+		return newStore(t, newClient(t), redisstore.Options{Prefix: uniquePrefix(t), TTL: 300 * time.Millisecond})
+	}, 300*time.Millisecond)
+}
+
+func TestLocker(t *testing.T) {
+	const lease = 300 * time.Millisecond
+	storagetest.RunLocker(t, func(t *testing.T) (a, b session.StorageAdapter[[]byte]) {
+		prefix := uniquePrefix(t)
+		opts := redisstore.Options{Prefix: prefix, LockLease: lease}
+		// Two clients, two stores: two processes as far as Redis can tell.
+		return newStore(t, newClient(t), opts), newStore(t, newClient(t), opts)
+	}, lease)
+}
+
+// TestLockerSingleStoreIterator checks the byte store's own capabilities
+// directly, whatever session.Encoded passes through.
+func TestByteStoreCapabilities(t *testing.T) {
+	var s any = newStore(t, newClient(t), redisstore.Options{Prefix: uniquePrefix(t)})
+	_, ok := s.(session.Locker)
+	assert.True(t, ok, "Locker")
+	_, ok = s.(session.Toucher)
+	assert.True(t, ok, "Toucher")
+	_, ok = s.(session.Iterator[[]byte])
+	assert.True(t, ok, "Iterator")
+}
+
+func TestIteratorBytes(t *testing.T) {
+	ctx := context.Background()
+	prefix := uniquePrefix(t)
+	s := newStore(t, newClient(t), redisstore.Options{Prefix: prefix, ScanCount: 7})
+	other := newStore(t, newClient(t), redisstore.Options{Prefix: prefix + "x"}) // a longer prefix: not ours
+	want := map[string]string{}
+	for i := range 250 {
+		k := "k" + strconv.Itoa(i)
+		require.NoError(t, s.Write(ctx, k, []byte("v"+k)))
+		want[k] = "v" + k
+	}
+	require.NoError(t, other.Write(ctx, "foreign", []byte("no")))
+	// A held lock leaves a lock key in Redis: not a session.
+	unlock, err := s.Lock(ctx, "k1")
+	require.NoError(t, err)
+	defer unlock()
+
+	got := map[string]string{}
+	for e, err := range s.Entries(ctx) {
+		require.NoError(t, err)
+		_, dup := got[e.Key]
+		assert.False(t, dup, "key %q yielded twice", e.Key)
+		got[e.Key] = string(e.Value)
+	}
+	assert.Equal(t, want, got)
+}
+
+func TestNewRejectsBadOptions(t *testing.T) {
+	c := redis.NewClient(&redis.Options{Addr: redisAddr()})
+	defer c.Close()
+	for _, opts := range []redisstore.Options{
+		{TTL: -time.Second},
+		{TTL: time.Microsecond},
+		{LockLease: time.Millisecond},
+		{LockRetry: -time.Millisecond},
+	} {
+		_, err := redisstore.New(c, opts)
+		assert.Error(t, err, "%+v", opts)
+	}
+	_, err := redisstore.New(nil, redisstore.Options{})
+	assert.Error(t, err, "nil client")
+}
+
+// TestLayout pins the Redis keys, which other tools and the cluster
+// hash-slot rule depend on.
+func TestLayout(t *testing.T) {
+	ctx := context.Background()
+	c := newClient(t)
+	prefix := uniquePrefix(t)
+	s := newStore(t, c, redisstore.Options{Prefix: prefix, TTL: time.Hour})
+	require.NoError(t, s.Write(ctx, "42", []byte(`{"n":1}`)))
+	v, err := c.Get(ctx, prefix+"{42}").Result()
+	require.NoError(t, err)
+	assert.Equal(t, `{"n":1}`, v)
+	ttl, err := c.PTTL(ctx, prefix+"{42}").Result()
+	require.NoError(t, err)
+	assert.InDelta(t, time.Hour.Seconds(), ttl.Seconds(), 5, "SET ... PX")
+
+	unlock, err := s.Lock(ctx, "42")
+	require.NoError(t, err)
+	n, err := c.Exists(ctx, prefix+"{42}:lock").Result()
+	require.NoError(t, err)
+	assert.EqualValues(t, 1, n, "lock key while held")
+	unlock()
+	n, err = c.Exists(ctx, prefix+"{42}:lock").Result()
+	require.NoError(t, err)
+	assert.EqualValues(t, 0, n, "lock key after unlock")
+}
+
+// TestTouchWithoutTTL: no TTL configured, Touch changes nothing (no
+// PEXPIRE that would make a persistent session expire).
+func TestTouchWithoutTTL(t *testing.T) {
+	ctx := context.Background()
+	c := newClient(t)
+	prefix := uniquePrefix(t)
+	s := newStore(t, c, redisstore.Options{Prefix: prefix})
+	require.NoError(t, s.Write(ctx, "k", []byte("v")))
+	require.NoError(t, s.Touch(ctx, "k"))
+	ttl, err := c.PTTL(ctx, prefix+"{k}").Result()
+	require.NoError(t, err)
+	assert.Equal(t, time.Duration(-1), ttl, "no expiry")
+}
+
+// TestConnectionKilled breaks the store's connections (CLIENT KILL, as a
+// server restart or a network cut does) while goroutines increment
+// counters under the lock. Every failure must surface as an error, every
+// stored value must stay whole, no increment reported as done may be
+// lost, and the store must work again afterwards.
+func TestConnectionKilled(t *testing.T) {
+	ctx := context.Background()
+	admin := newClient(t)
+	name := "redisstore-kill-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	// No retries: the errors must reach the caller, not be papered over.
+	c := redis.NewClient(&redis.Options{Addr: redisAddr(), ClientName: name, MaxRetries: -1, ContextTimeoutEnabled: true})
+	defer c.Close()
+	var reported atomic.Int64
+	s := newStore(t, c, redisstore.Options{Prefix: uniquePrefix(t), LockLease: 2 * time.Second,
+		OnError: func(error) { reported.Add(1) }})
+
+	var (
+		wg              sync.WaitGroup
+		done            = make(chan struct{})
+		failures, okays atomic.Int64
+		mu              sync.Mutex
+		acked           = map[string]int{} // increments reported done, per key
+	)
+	for g := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			key := "counter-" + strconv.Itoa(g)
+			for {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				err := func() error {
+					unlock, err := s.Lock(ctx, key)
+					if err != nil {
+						return err
+					}
+					defer unlock()
+					v, _, err := s.Read(ctx, key)
+					if err != nil {
+						return err
+					}
+					n := 0
+					if v != nil {
+						if n, err = strconv.Atoi(string(v)); err != nil {
+							return errors.New("half-written value " + strconv.Quote(string(v)))
+						}
+					}
+					if err := s.Write(ctx, key, []byte(strconv.Itoa(n+1))); err != nil {
+						return err
+					}
+					mu.Lock()
+					acked[key]++
+					mu.Unlock()
+					return nil
+				}()
+				if err != nil {
+					assert.NotContains(t, err.Error(), "half-written")
+					assert.True(t, strings.HasPrefix(err.Error(), "redisstore: "), "error %v is the store's", err)
+					failures.Add(1)
+				} else {
+					okays.Add(1)
+				}
+			}
+		}()
+	}
+	for range 10 {
+		time.Sleep(30 * time.Millisecond)
+		killClients(t, admin, name)
+	}
+	time.Sleep(30 * time.Millisecond)
+	close(done)
+	wg.Wait()
+	t.Logf("%d updates done, %d failed with an error, %d background errors reported", okays.Load(), failures.Load(), reported.Load())
+	assert.Positive(t, failures.Load(), "killing connections surfaced no error")
+	assert.Positive(t, okays.Load(), "no update went through")
+
+	// Every acknowledged increment is stored (an unacknowledged one may
+	// or may not have landed: its reply was lost).
+	for key, n := range acked {
+		v, found, err := s.Read(ctx, key)
+		require.NoError(t, err, "the store works again after the connections were killed")
+		require.True(t, found)
+		got, err := strconv.Atoi(string(v))
+		require.NoError(t, err, "value %q is whole", v)
+		assert.GreaterOrEqual(t, got, n, "%s: acknowledged increments lost", key)
+	}
+}
+
+// killClients kills every connection named name.
+func killClients(t *testing.T, admin *redis.Client, name string) {
+	t.Helper()
+	list, err := admin.ClientList(context.Background()).Result()
+	require.NoError(t, err)
+	for _, line := range strings.Split(list, "\n") {
+		if !strings.Contains(line, " name="+name+" ") {
+			continue
+		}
+		for _, f := range strings.Fields(line) {
+			if id, ok := strings.CutPrefix(f, "id="); ok {
+				_ = admin.Do(context.Background(), "CLIENT", "KILL", "ID", id).Err()
+			}
+		}
+	}
+}
+
+// TestCrossProcessStorm: 4 processes x 10 chats x 500 increments through
+// the strict middleware, locked and unlocked.
+func TestCrossProcessStorm(t *testing.T) {
+	storagetest.RunCrossProcess(t, storagetest.CrossProcess{
+		NewStore: func(t *testing.T, namespace string, locking bool) session.StorageAdapter[[]byte] {
+			c := redis.NewClient(&redis.Options{Addr: redisAddr(), ContextTimeoutEnabled: true, PoolSize: 32})
+			t.Cleanup(func() { _ = c.Close() })
+			require.NoError(t, c.Ping(context.Background()).Err(), "Redis at %s does not answer", redisAddr())
+			return newStore(t, c, redisstore.Options{Prefix: "redisstore-test:" + namespace + ":", DisableLocking: !locking})
+		},
+		Cleanup: func(t *testing.T, namespace string) { dropPrefix(t, "redisstore-test:"+namespace+":") },
+	})
+}
