@@ -1,0 +1,252 @@
+package runner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"sort"
+	"sync"
+	"time"
+
+	tgbotapi "github.com/go-telegram-bot-api/telegram-bot-api/v5"
+)
+
+// PollingOptions configures [NewPolling].
+type PollingOptions struct {
+	// Timeout is the long-polling timeout in seconds. 0 means 30.
+	Timeout int
+	// Limit is the most updates per getUpdates call, 1 to 100. 0 means 100.
+	Limit int
+	// AllowedUpdates restricts the update kinds Telegram sends; nil keeps
+	// the bot's previous setting.
+	AllowedUpdates []string
+}
+
+// Polling is the default [Source]: it fetches updates with getUpdates and
+// confirms an update to Telegram only after it was handled or reported.
+//
+// Telegram's offset both confirms every update below it and positions the
+// next answer, so Polling always asks from its oldest unfinished update
+// and skips the ones it already took. Two consequences, both deliberate:
+// at most Limit updates past the oldest unfinished one are taken at a
+// time, so a handler that runs for long holds back the intake (hand long
+// work to a goroutine of your own); and while handlers run, Polling asks
+// without waiting (no long poll), paced to a few calls a second, because
+// Telegram answers at once while unconfirmed updates exist.
+//
+// On a graceful stop, Close confirms the offset past every finished
+// update with one last short getUpdates. Updates taken but not finished
+// when the process dies are sent again at the next start.
+type Polling struct {
+	bot  *tgbotapi.BotAPI
+	opts PollingOptions
+
+	mu sync.Mutex
+	// open holds the ids of taken, unfinished updates, ascending (they are
+	// taken in id order); it is bounded by the runner's bounds and Limit.
+	open []int
+	// next is the id after the last update taken: the offset to confirm
+	// once nothing is open.
+	next int
+	// advanced is closed and replaced when the oldest open update finishes.
+	advanced chan struct{}
+	calls    sync.WaitGroup // getUpdates calls still on the wire
+}
+
+// NewPolling returns a polling source for bot.
+func NewPolling(bot *tgbotapi.BotAPI, opts PollingOptions) *Polling {
+	if opts.Timeout <= 0 {
+		opts.Timeout = 30
+	}
+	if opts.Limit <= 0 || opts.Limit > 100 {
+		opts.Limit = 100
+	}
+	return &Polling{bot: bot, opts: opts, advanced: make(chan struct{})}
+}
+
+// Pacing of getUpdates while updates are open, and the backoff after
+// failures (doubling up to the maximum).
+const (
+	busyPollInterval = 200 * time.Millisecond
+	minBackoff       = time.Second
+	maxBackoff       = 30 * time.Second
+)
+
+// Receive implements [Source].
+func (p *Polling) Receive(ctx context.Context, feed *Feed) error {
+	backoff := minBackoff
+	for ctx.Err() == nil {
+		offset, busy := p.offset()
+		timeout := p.opts.Timeout
+		if busy {
+			timeout = 0 // Telegram would answer at once with the open updates anyway
+		}
+		ups, err := p.get(ctx, tgbotapi.UpdateConfig{Offset: offset, Limit: p.opts.Limit, Timeout: timeout, AllowedUpdates: p.opts.AllowedUpdates})
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			var apiErr *tgbotapi.Error
+			if errors.As(err, &apiErr) {
+				switch {
+				case apiErr.Code == http.StatusUnauthorized || apiErr.Code == http.StatusNotFound:
+					return fmt.Errorf("runner: getUpdates: %w", err) // bad token: retrying cannot help
+				case apiErr.RetryAfter > 0:
+					backoff = time.Duration(apiErr.RetryAfter) * time.Second
+				}
+			}
+			feed.Error(ctx, fmt.Errorf("runner: getUpdates (retrying in %v): %w", backoff, err))
+			if !sleep(ctx, backoff) {
+				return nil
+			}
+			backoff = min(2*backoff, maxBackoff)
+			continue
+		}
+		backoff = minBackoff
+
+		taken := 0
+		for i := range ups {
+			u := &ups[i]
+			if !p.take(u.UpdateID) {
+				continue // taken before, still open
+			}
+			id := u.UpdateID
+			if err := feed.Put(ctx, u, func() { p.finish(id) }); err != nil {
+				p.untake(id)
+				return nil // stopped: the rest stays with Telegram
+			}
+			taken++
+		}
+		if taken == 0 && len(ups) > 0 {
+			// Only open updates came back. If the answer was full, nothing
+			// new is visible until the oldest finishes; else new updates
+			// may arrive, so look again soon.
+			p.mu.Lock()
+			ch := p.advanced
+			p.mu.Unlock()
+			var tick <-chan time.Time
+			t := time.NewTimer(busyPollInterval)
+			if len(ups) < p.opts.Limit {
+				tick = t.C
+			}
+			select {
+			case <-ch:
+			case <-tick:
+			case <-ctx.Done():
+			}
+			t.Stop()
+		}
+	}
+	return nil
+}
+
+// Close implements [Source]: it confirms the offset past every finished
+// update with one getUpdates call that asks for nothing to wait for. It
+// also ends a long poll still on the wire: Telegram terminates the older
+// of two getUpdates calls.
+func (p *Polling) Close(ctx context.Context) error {
+	offset, _ := p.offset()
+	var err error
+	if offset > 0 {
+		_, err = p.get(ctx, tgbotapi.UpdateConfig{Offset: offset, Limit: 1, Timeout: 0})
+		if err != nil {
+			err = fmt.Errorf("runner: confirm offset %d: %w", offset, err)
+		}
+	}
+	done := make(chan struct{})
+	go func() { p.calls.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
+	return err
+}
+
+// get calls getUpdates, giving up waiting when ctx ends: tgbotapi takes
+// no context, so the call itself finishes in the background (Close waits
+// for it).
+func (p *Polling) get(ctx context.Context, cfg tgbotapi.UpdateConfig) ([]tgbotapi.Update, error) {
+	type result struct {
+		ups []tgbotapi.Update
+		err error
+	}
+	ch := make(chan result, 1)
+	p.calls.Add(1)
+	go func() {
+		defer p.calls.Done()
+		ups, err := p.bot.GetUpdates(cfg)
+		ch <- result{ups, err}
+	}()
+	select {
+	case r := <-ch:
+		return r.ups, r.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// offset returns the offset to send: the oldest open update, or the one
+// after the last taken; busy tells whether updates are open.
+func (p *Polling) offset() (offset int, busy bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.open) > 0 {
+		return p.open[0], true
+	}
+	return p.next, false
+}
+
+// take records id as taken, unless it was taken before.
+func (p *Polling) take(id int) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if id < p.next {
+		return false
+	}
+	p.open = append(p.open, id)
+	p.next = id + 1
+	return true
+}
+
+// untake forgets the last id taken: the runner refused it.
+func (p *Polling) untake(id int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if n := len(p.open); n > 0 && p.open[n-1] == id {
+		p.open = p.open[:n-1]
+	}
+	p.next = id
+}
+
+// finish records that id was handled or reported.
+func (p *Polling) finish(id int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	i := sort.SearchInts(p.open, id)
+	if i == len(p.open) || p.open[i] != id {
+		return
+	}
+	if i == 0 {
+		p.open = p.open[1:]
+		if len(p.open) == 0 {
+			p.open = nil // give the backing array back
+		}
+		close(p.advanced)
+		p.advanced = make(chan struct{})
+		return
+	}
+	p.open = append(p.open[:i], p.open[i+1:]...)
+}
+
+// sleep waits d or until ctx ends, and reports whether d passed.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}

@@ -1,0 +1,529 @@
+// Package runner runs a session handler in production: it takes updates
+// from a [Source] (long polling by default, or a [Webhook]), handles the
+// updates of one ordering key one after another and different keys in
+// parallel, stays within fixed bounds under any load, and stops like
+// http.Server.Shutdown, without losing an update.
+//
+//	err := runner.Run(ctx, bot, h, runner.Options{})
+//
+// # Stopping
+//
+// When ctx is cancelled, Run stops taking updates from its source. Updates
+// it has already taken are still handled: the running ones finish, and the
+// queued ones run, in order and within the same bounds. Handlers get a
+// context that is not cancelled by the stop (so the session write-back
+// after the handler still works) and ends DrainTimeout after it. Whatever
+// has not started by then is reported to OnError with an error wrapping
+// [ErrStopped]. Run returns after that, with nil when every taken update was
+// handled or reported.
+//
+// # Delivery
+//
+// The polling source confirms an update to Telegram only once it has been
+// handled or reported, so after a graceful stop the next start neither
+// repeats nor misses an update. After a crash, updates that were taken but
+// not finished come again: delivery is at least once.
+//
+// # Bounds
+//
+// At most MaxInFlight handlers run at once, each in its own goroutine;
+// idle keys cost nothing. At most QueueLimit updates wait per key and
+// MaxQueued in all; when either is full the source is made to wait
+// (backpressure): the polling source stops fetching, the webhook holds the
+// request. One chat flooding the bot therefore slows the intake of the
+// others: that is the price of never dropping an update.
+package runner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"sync"
+	"time"
+
+	tgbotapi "github.com/go-telegram-bot-api/telegram-bot-api/v5"
+
+	"github.com/tgsession/session"
+)
+
+// Defaults of [Options].
+const (
+	DefaultMaxInFlight  = 64
+	DefaultQueueLimit   = 100
+	DefaultMaxQueued    = 10_000
+	DefaultDrainTimeout = 10 * time.Second
+)
+
+// ErrStopped is wrapped by the error given to OnError for an update that
+// was taken but not handled because the runner stopped, and returned by
+// [Feed.Put] for an update the runner did not take.
+var ErrStopped = errors.New("runner: stopped")
+
+// Options configures [Run]. The zero Options polls the bot with the
+// defaults below.
+type Options struct {
+	// Source delivers the updates. Nil means NewPolling(bot, PollingOptions{}).
+	Source Source
+
+	// Key gives the ordering key of an update: updates with the same key
+	// are handled one at a time, in arrival order. Use the key function of
+	// your session (session.ByUser, say) so that updates sharing a session
+	// never wait for each other's lock. Nil means by chat, and by user for
+	// updates without a chat. Updates without a key run unordered.
+	Key session.KeyFunc
+
+	// MaxInFlight is the most handlers running at once. 0 means
+	// DefaultMaxInFlight.
+	MaxInFlight int
+
+	// QueueLimit is the most updates waiting behind the running one of
+	// the same key; MaxQueued is the most waiting over all keys. When
+	// either is reached the source waits until there is room. 0 means
+	// DefaultQueueLimit and DefaultMaxQueued.
+	QueueLimit int
+	MaxQueued  int
+
+	// DrainTimeout bounds the stop: handlers' context ends this long
+	// after ctx is cancelled, and updates not started by then are
+	// reported with ErrStopped. 0 means DefaultDrainTimeout.
+	DrainTimeout time.Duration
+
+	// OnError receives every handler error, every handler panic (as an
+	// error carrying the stack), every update reported with ErrStopped,
+	// and the source's transient errors (then u is nil and key empty). It
+	// may be called from several goroutines at once. ctx is the handlers'
+	// context. Nil logs with slog.Default at error level.
+	OnError func(ctx context.Context, u *tgbotapi.Update, key string, err error)
+}
+
+func (o Options) withDefaults() Options {
+	if o.Key == nil {
+		o.Key = defaultKey
+	}
+	if o.MaxInFlight <= 0 {
+		o.MaxInFlight = DefaultMaxInFlight
+	}
+	if o.QueueLimit <= 0 {
+		o.QueueLimit = DefaultQueueLimit
+	}
+	if o.MaxQueued <= 0 {
+		o.MaxQueued = DefaultMaxQueued
+	}
+	if o.DrainTimeout <= 0 {
+		o.DrainTimeout = DefaultDrainTimeout
+	}
+	if o.OnError == nil {
+		o.OnError = logError
+	}
+	return o
+}
+
+// defaultKey orders by chat, and by user for updates without a chat.
+// The prefixes keep chat 5 and user 5 apart.
+func defaultKey(u *tgbotapi.Update) (string, bool) {
+	if k, ok := session.ByChat(u); ok {
+		return "chat " + k, true
+	}
+	if k, ok := session.ByUser(u); ok {
+		return "user " + k, true
+	}
+	return "", false
+}
+
+func logError(ctx context.Context, u *tgbotapi.Update, key string, err error) {
+	if u == nil {
+		slog.Default().ErrorContext(ctx, "runner: source failed", "error", err)
+		return
+	}
+	slog.Default().ErrorContext(ctx, "runner: update failed", "update_id", u.UpdateID, "key", key, "error", err)
+}
+
+// Run handles the updates of opts.Source with h until ctx is cancelled or
+// the source fails for good, then stops gracefully (see the package
+// documentation) and returns. Each update is handled with a fresh
+// session.NewContext[S](hctx, bot, u), where hctx keeps ctx's values but
+// is cancelled only DrainTimeout after ctx.
+//
+// Run returns nil after a stop in which every taken update was handled
+// or reported, the source's error if it failed, and an error wrapping
+// context.DeadlineExceeded if handlers were still running at the end of
+// the drain: they are then left behind, their updates reported with
+// ErrStopped and not confirmed, so they come again at the next start.
+func Run[S any](ctx context.Context, bot *tgbotapi.BotAPI, h session.Handler[S], opts Options) error {
+	if h == nil {
+		return errors.New("runner: nil handler")
+	}
+	opts = opts.withDefaults()
+	src := opts.Source
+	if src == nil {
+		if bot == nil {
+			return errors.New("runner: no bot and no source")
+		}
+		src = NewPolling(bot, PollingOptions{})
+	}
+
+	// Handlers never see ctx's cancellation: it only starts the drain.
+	hctx, hcancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer hcancel()
+	d := newDispatcher(opts, func(it *item) error {
+		return call(h, session.NewContext[S](hctx, bot, it.u))
+	})
+	d.report = func(it *item, err error) { opts.OnError(hctx, &it.u, it.key, err) }
+	if testHookDispatcher != nil {
+		testHookDispatcher(d)
+	}
+	feed := &Feed{d: d, onError: func(ctx context.Context, err error) { opts.OnError(ctx, nil, "", err) }}
+
+	srcErr := src.Receive(ctx, feed)
+	if srcErr != nil && ctx.Err() != nil {
+		srcErr = nil // the source ended because of the stop
+	}
+	d.stop()
+
+	drainCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), opts.DrainTimeout)
+	defer cancel()
+	context.AfterFunc(drainCtx, hcancel)
+	var drainErr error
+	if !d.waitIdle(drainCtx) {
+		if n := d.abandon(); n > 0 {
+			drainErr = fmt.Errorf("runner: %d handlers still running after the drain timeout of %v: %w", n, opts.DrainTimeout, context.DeadlineExceeded)
+		}
+	}
+
+	// The source gets its own short bound: confirming an offset is one
+	// call, and skipping it would make the next start repeat updates.
+	closeCtx, cancelClose := context.WithTimeout(context.WithoutCancel(ctx), closeTimeout)
+	defer cancelClose()
+	var closeErr error
+	if err := src.Close(closeCtx); err != nil {
+		closeErr = fmt.Errorf("runner: close source: %w", err)
+	}
+	return errors.Join(srcErr, drainErr, closeErr)
+}
+
+// testHookDispatcher, when set by a test, sees each Run's dispatcher, so
+// bound tests can read its counters.
+var testHookDispatcher func(*dispatcher)
+
+// closeTimeout bounds Source.Close after the drain.
+const closeTimeout = 5 * time.Second
+
+// call runs h, turning a panic into an error that carries the stack.
+func call[S any](h session.Handler[S], c *session.Context[S]) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			if e, ok := r.(error); ok {
+				err = fmt.Errorf("runner: handler panicked: %w\n%s", e, debug.Stack())
+			} else {
+				err = fmt.Errorf("runner: handler panicked: %v\n%s", r, debug.Stack())
+			}
+		}
+	}()
+	return h(c)
+}
+
+// A Source delivers updates to [Run]. [Polling] and [Webhook] are the two
+// built in; a test can feed updates from a slice with its own.
+type Source interface {
+	// Receive hands updates to feed.Put, in order, until ctx is
+	// cancelled (then it returns nil or ctx's error) or it fails for good
+	// (then it returns the error). Transient problems go to feed.Error.
+	Receive(ctx context.Context, feed *Feed) error
+	// Close is called once, after Receive has returned and every taken
+	// update has been handled or reported (or the drain timed out). The
+	// polling source confirms its last offset here.
+	Close(ctx context.Context) error
+}
+
+// Feed is how a [Source] hands updates to the runner.
+type Feed struct {
+	d       *dispatcher
+	onError func(context.Context, error)
+}
+
+// Put offers u to the runner. It waits while the runner is full, so a
+// source never holds more than the bounds allow, until ctx ends or the
+// runner stops. It returns nil if the runner took u: then done, unless
+// nil, is called exactly once when u has been handled or reported to
+// OnError. Otherwise it returns an error (wrapping [ErrStopped] or ctx's
+// error) and u was not taken: the source still owns it and should let
+// Telegram send it again (not confirm it, or answer a webhook with an
+// error status).
+func (f *Feed) Put(ctx context.Context, u *tgbotapi.Update, done func()) error {
+	return f.d.put(ctx, u, done)
+}
+
+// Error reports a transient problem of the source, such as a failed
+// getUpdates that will be retried, to OnError with a nil update.
+func (f *Feed) Error(ctx context.Context, err error) {
+	f.onError(ctx, err)
+}
+
+// item is one taken update.
+type item struct {
+	u    tgbotapi.Update
+	key  string
+	q    *keyQueue
+	done func()
+
+	// Guarded by dispatcher.mu.
+	abandoned bool // reported at the drain timeout while still running
+}
+
+// keyQueue holds the updates of one key waiting behind the running one.
+// It exists only while its key has a handler running or updates waiting,
+// so the map of queues never holds idle keys.
+type keyQueue struct {
+	key     string
+	keyed   bool // in dispatcher.queues; keyless updates get a queue of their own
+	items   fifo[*item]
+	running bool
+}
+
+// dispatcher orders, bounds and runs taken updates. Goroutines exist only
+// for running handlers: a worker runs one update, then takes the next
+// ready key in round-robin order, and exits when none is ready.
+type dispatcher struct {
+	maxInFlight, queueLimit, maxQueued int
+	key                                session.KeyFunc
+	exec                               func(*item) error
+	report                             func(*item, error)
+
+	mu       sync.Mutex
+	queues   map[string]*keyQueue
+	ready    fifo[*keyQueue] // have waiting updates, no running handler
+	running  map[*item]struct{}
+	inFlight int // workers
+	queued   int // waiting updates over all keys
+	blocked  int // Put calls waiting for room; for tests and figures
+	stopped  bool
+	// changed is closed and replaced whenever room frees up or the
+	// dispatcher goes idle, so waiters can select on it with a context.
+	changed chan struct{}
+}
+
+func newDispatcher(o Options, exec func(*item) error) *dispatcher {
+	return &dispatcher{
+		maxInFlight: o.MaxInFlight,
+		queueLimit:  o.QueueLimit,
+		maxQueued:   o.MaxQueued,
+		key:         o.Key,
+		exec:        exec,
+		queues:      make(map[string]*keyQueue),
+		running:     make(map[*item]struct{}),
+		changed:     make(chan struct{}),
+	}
+}
+
+func (d *dispatcher) notifyLocked() {
+	close(d.changed)
+	d.changed = make(chan struct{})
+}
+
+func (d *dispatcher) put(ctx context.Context, u *tgbotapi.Update, done func()) error {
+	key, keyed := d.key(u)
+	d.mu.Lock()
+	for {
+		if d.stopped {
+			d.mu.Unlock()
+			return ErrStopped
+		}
+		q := d.queues[key]
+		if d.queued < d.maxQueued && (!keyed || q == nil || q.items.len() < d.queueLimit) {
+			if q == nil {
+				q = &keyQueue{key: key, keyed: keyed}
+				if keyed {
+					d.queues[key] = q
+				}
+			}
+			q.items.push(&item{u: *u, key: key, q: q, done: done})
+			d.queued++
+			if !q.running && q.items.len() == 1 {
+				d.ready.push(q)
+			}
+			d.startLocked()
+			d.mu.Unlock()
+			return nil
+		}
+		ch := d.changed
+		d.blocked++
+		d.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			d.mu.Lock()
+			d.blocked--
+			d.mu.Unlock()
+			return fmt.Errorf("runner: waiting for room: %w", ctx.Err())
+		}
+		d.mu.Lock()
+		d.blocked--
+	}
+}
+
+// startLocked starts workers for ready keys, up to maxInFlight.
+func (d *dispatcher) startLocked() {
+	for d.inFlight < d.maxInFlight && d.ready.len() > 0 {
+		d.inFlight++
+		go d.work(d.nextLocked())
+	}
+}
+
+// nextLocked takes the first update of the next ready key.
+func (d *dispatcher) nextLocked() *item {
+	q := d.ready.pop()
+	it := q.items.pop()
+	q.running = true
+	d.queued--
+	d.running[it] = struct{}{}
+	d.notifyLocked() // room for one more
+	return it
+}
+
+func (d *dispatcher) work(it *item) {
+	for {
+		err := d.exec(it)
+		d.mu.Lock()
+		if it.abandoned {
+			// Reported at the drain timeout; Run may have returned.
+			d.inFlight--
+			d.mu.Unlock()
+			return
+		}
+		delete(d.running, it)
+		d.mu.Unlock()
+		if err != nil {
+			d.report(it, err)
+		}
+		if it.done != nil {
+			it.done()
+		}
+
+		d.mu.Lock()
+		q := it.q
+		q.running = false
+		if q.items.len() > 0 {
+			d.ready.push(q) // behind the other ready keys: round robin
+		} else if q.keyed {
+			delete(d.queues, q.key)
+		}
+		if d.ready.len() == 0 {
+			d.inFlight--
+			d.notifyLocked() // maybe idle
+			d.mu.Unlock()
+			return
+		}
+		it = d.nextLocked()
+		d.mu.Unlock()
+	}
+}
+
+// stop makes Put refuse new updates from now on.
+func (d *dispatcher) stop() {
+	d.mu.Lock()
+	d.stopped = true
+	d.notifyLocked()
+	d.mu.Unlock()
+}
+
+// waitIdle waits until no update is running or waiting, or ctx ends, and
+// reports whether it got idle.
+func (d *dispatcher) waitIdle(ctx context.Context) bool {
+	for {
+		d.mu.Lock()
+		idle := d.inFlight == 0 && d.queued == 0
+		ch := d.changed
+		d.mu.Unlock()
+		if idle {
+			return true
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return false
+		}
+	}
+}
+
+// abandon ends the drain: it reports every waiting update with ErrStopped
+// and marks it done, and reports the running ones, whose results will be
+// ignored, without marking them done, so they are not confirmed. It
+// returns how many were still running.
+func (d *dispatcher) abandon() int {
+	d.mu.Lock()
+	var waiting, running []*item
+	for d.ready.len() > 0 {
+		q := d.ready.pop()
+		for q.items.len() > 0 {
+			waiting = append(waiting, q.items.pop())
+		}
+	}
+	// Keys with a running handler are not in ready but may have updates waiting.
+	for _, q := range d.queues {
+		for q.items.len() > 0 {
+			waiting = append(waiting, q.items.pop())
+		}
+	}
+	d.queued = 0
+	for it := range d.running {
+		it.abandoned = true
+		running = append(running, it)
+	}
+	clear(d.running)
+	d.notifyLocked()
+	d.mu.Unlock()
+
+	for _, it := range waiting {
+		d.report(it, fmt.Errorf("runner: update %d not handled: %w", it.u.UpdateID, ErrStopped))
+		if it.done != nil {
+			it.done()
+		}
+	}
+	for _, it := range running {
+		d.report(it, fmt.Errorf("runner: update %d still running at the drain timeout, left behind and not confirmed: %w", it.u.UpdateID, ErrStopped))
+	}
+	return len(running)
+}
+
+// stats is a snapshot of the dispatcher's counters.
+type stats struct {
+	inFlight, queued, keys, blocked int
+}
+
+func (d *dispatcher) stats() stats {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return stats{inFlight: d.inFlight, queued: d.queued, keys: len(d.queues), blocked: d.blocked}
+}
+
+// fifo is a queue on a slice that gives its memory back: the slice is
+// dropped when it empties and compacted when mostly consumed, so a queue
+// that once held many items does not keep their backing array.
+type fifo[T any] struct {
+	buf  []T
+	head int
+}
+
+func (f *fifo[T]) len() int { return len(f.buf) - f.head }
+
+func (f *fifo[T]) push(v T) {
+	if f.head > 0 && f.head >= len(f.buf)/2 && len(f.buf) == cap(f.buf) {
+		n := copy(f.buf, f.buf[f.head:])
+		clear(f.buf[n:])
+		f.buf, f.head = f.buf[:n], 0
+	}
+	f.buf = append(f.buf, v)
+}
+
+func (f *fifo[T]) pop() T {
+	var zero T
+	v := f.buf[f.head]
+	f.buf[f.head] = zero
+	f.head++
+	if f.head == len(f.buf) {
+		f.buf, f.head = nil, 0
+	}
+	return v
+}
