@@ -157,3 +157,8 @@ func msg(chatID, userID int64) tgbotapi.Update {
 func run[S any](h Handler[S], u tgbotapi.Update) error {
 	return h(NewContext[S](context.Background(), nil, u))
 }
+
+// newTTLMemory is a Memory with a TTL and a fake clock.
+func newTTLMemory[T any](ttl time.Duration, clock func() time.Time) *Memory[T] {
+	return NewMemory[T](MemoryOptions{TTL: ttl, Clock: clock})
+}
