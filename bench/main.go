@@ -134,7 +134,7 @@ func run(cfg config, start, stop func()) (*result, error) {
 
 	var h func(ctx context.Context, u tgbotapi.Update) error
 	var count func(ctx context.Context) (int, error) // nil: nothing counted
-	var keys []keyed                                // what to empty after the warm-up
+	var keys []keyed                                 // what to empty after the warm-up
 	chatKeys := func(prefix string) []string {
 		ks := make([]string, cfg.k)
 		for i := range ks {
