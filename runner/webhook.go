@@ -27,7 +27,8 @@ const SecretHeader = "X-Telegram-Bot-Api-Secret-Token"
 //
 // It answers 405 to anything but POST, 401 when the secret header does
 // not match Secret (compared in constant time), 413 when the body exceeds
-// MaxBodyBytes and 400 when it is not an update. An update is answered
+// MaxBodyBytes and 400 when it is not one JSON update with a positive
+// update_id. An update is answered
 // with 200 as soon as the runner has taken it, before it is handled; when
 // the runner is full the request waits for room (backpressure). Before
 // Run starts and after it stops, the answer is 503, so Telegram keeps the
@@ -77,8 +78,9 @@ func (w *Webhook) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		http.Error(rw, "not an update", http.StatusBadRequest)
 		return
 	}
-	if dec.More() {
-		http.Error(rw, "not an update: trailing data", http.StatusBadRequest)
+	if dec.More() || u.UpdateID <= 0 {
+		// Telegram sends one update per request, and its ids are positive.
+		http.Error(rw, "not an update", http.StatusBadRequest)
 		return
 	}
 

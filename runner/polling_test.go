@@ -1,0 +1,182 @@
+package runner
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	tgbotapi "github.com/go-telegram-bot-api/telegram-bot-api/v5"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tgsession/session"
+)
+
+// An update is confirmed only once it is finished: while the first
+// update of chat 1 runs, the later ones of chat 2 are handled but nothing
+// is confirmed, so a crash would have them all sent again.
+func TestPollingConfirmsOnlyFinished(t *testing.T) {
+	srv, bot := fakeBot(t)
+	srv.SendMessage(1, 1, "slow")
+	for range 4 {
+		srv.SendMessage(2, 2, "fast")
+	}
+	release := make(chan struct{})
+	var fast atomic.Int32
+	h := func(c *session.Context[struct{}]) error {
+		if c.Update.Message.Chat.ID == 1 {
+			<-release
+			return nil
+		}
+		fast.Add(1)
+		return nil
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := startRun(ctx, bot, h, Options{})
+	eventually(t, func() bool { return fast.Load() == 4 }, "chat 2 handled")
+	assert.Equal(t, 5, srv.Pending(), "update 1 is open: nothing is confirmed yet")
+
+	close(release)
+	eventually(t, func() bool { return srv.Pending() == 0 }, "all confirmed once update 1 is done")
+	cancel()
+	require.NoError(t, result(t, done))
+}
+
+// Rounds of start and graceful stop while updates keep arriving: in the
+// end every update was handled exactly once.
+func TestPollingStopAndRestart(t *testing.T) {
+	srv, bot := fakeBot(t)
+	var mu sync.Mutex
+	seen := map[int]int{}
+	var handled atomic.Int64
+	h := func(c *session.Context[struct{}]) error {
+		mu.Lock()
+		seen[c.Update.UpdateID]++
+		mu.Unlock()
+		handled.Add(1)
+		return nil
+	}
+	onError := func(_ context.Context, u *tgbotapi.Update, _ string, err error) {
+		t.Errorf("update %v: %v", u, err)
+	}
+	const rounds, perRound = 5, 40
+	for r := range rounds {
+		ctx, cancel := context.WithCancel(context.Background())
+		done := startRun(ctx, bot, h, Options{OnError: onError, MaxInFlight: 3})
+		for i := range perRound {
+			chat := int64(1 + i%4)
+			srv.SendMessage(chat, chat, strconv.Itoa(r*perRound+i))
+		}
+		// Stop once some of this round's updates were handled, so some
+		// are left for the next round.
+		target := int64(r*perRound + perRound/2)
+		eventually(t, func() bool { return handled.Load() >= target }, "half the round handled")
+		cancel()
+		require.NoError(t, result(t, done))
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := startRun(ctx, bot, h, Options{OnError: onError})
+	eventually(t, func() bool { return handled.Load() == rounds*perRound }, "the rest handled")
+	cancel()
+	require.NoError(t, result(t, done))
+
+	assert.Zero(t, srv.Pending())
+	mu.Lock()
+	defer mu.Unlock()
+	assert.Len(t, seen, rounds*perRound, "none missed")
+	for id, n := range seen {
+		assert.Equal(t, 1, n, "update %d repeated", id)
+	}
+}
+
+// A handler left behind at the drain timeout is not confirmed: its
+// update comes again at the next start (at least once).
+func TestPollingLeftBehindComesAgain(t *testing.T) {
+	srv, bot := fakeBot(t)
+	srv.SendMessage(1, 1, "stuck")
+	stuck := make(chan struct{})
+	defer close(stuck)
+	entered := make(chan struct{}, 1)
+	h := func(c *session.Context[struct{}]) error {
+		entered <- struct{}{}
+		<-stuck // ignores its context
+		return nil
+	}
+	errs := newErrorLog()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := startRun(ctx, bot, h, Options{DrainTimeout: 20 * 1e6, OnError: errs.onError})
+	receive(t, entered, "the handler")
+	cancel()
+	require.ErrorIs(t, result(t, done), context.DeadlineExceeded)
+	assert.ErrorIs(t, errs.snapshot()[1], ErrStopped)
+	assert.Equal(t, 1, srv.Pending(), "not confirmed")
+
+	var again atomic.Int32
+	ctx, cancel = context.WithCancel(context.Background())
+	done = startRun(ctx, bot, func(c *session.Context[struct{}]) error {
+		again.Store(int32(c.Update.UpdateID))
+		return nil
+	}, Options{})
+	eventually(t, func() bool { return again.Load() == 1 }, "update 1 again")
+	cancel()
+	require.NoError(t, result(t, done))
+}
+
+// Failed getUpdates calls are reported to OnError without an update and
+// retried; an invalid token ends Run with the error.
+func TestPollingErrors(t *testing.T) {
+	srv, bot := fakeBot(t)
+	srv.Fail("getUpdates", 500, "Internal Server Error")
+	srv.SendMessage(1, 1, "after the failure")
+	var got atomic.Bool
+	errs := newErrorLog()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := startRun(ctx, bot, func(c *session.Context[struct{}]) error {
+		got.Store(true)
+		return nil
+	}, Options{OnError: errs.onError})
+	eventually(t, got.Load, "the update, after a retry")
+	cancel()
+	require.NoError(t, result(t, done))
+	var apiErr *tgbotapi.Error
+	require.True(t, errors.As(errs.snapshot()[0], &apiErr), "the source error, reported with a nil update")
+	assert.Equal(t, 500, apiErr.Code)
+
+	srv.Fail("getUpdates", 401, "Unauthorized")
+	err := result(t, startRun(context.Background(), bot, func(*session.Context[struct{}]) error { return nil }, Options{}))
+	require.True(t, errors.As(err, &apiErr), "%v", err)
+	assert.Equal(t, 401, apiErr.Code)
+}
+
+// The offset bookkeeping: confirmed = oldest open update, else one past
+// the last taken.
+func TestPollingOffsets(t *testing.T) {
+	p := NewPolling(nil, PollingOptions{})
+	off, busy := p.offset()
+	assert.Equal(t, 0, off)
+	assert.False(t, busy)
+	for _, id := range []int{10, 11, 15} {
+		require.True(t, p.take(id))
+	}
+	assert.False(t, p.take(11), "already taken")
+	p.finish(11)
+	off, busy = p.offset()
+	assert.Equal(t, 10, off)
+	assert.True(t, busy)
+	p.finish(10)
+	off, _ = p.offset()
+	assert.Equal(t, 15, off)
+	p.finish(15)
+	off, busy = p.offset()
+	assert.Equal(t, 16, off)
+	assert.False(t, busy)
+	require.True(t, p.take(16))
+	p.untake(16)
+	off, _ = p.offset()
+	assert.Equal(t, 16, off)
+	assert.True(t, p.take(16), "refused updates can be taken again")
+}
