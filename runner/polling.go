@@ -82,6 +82,7 @@ func (p *Polling) Receive(ctx context.Context, feed *Feed) error {
 		if busy {
 			timeout = 0 // Telegram would answer at once with the open updates anyway
 		}
+		start := time.Now()
 		ups, err := p.get(ctx, tgbotapi.UpdateConfig{Offset: offset, Limit: p.opts.Limit, Timeout: timeout, AllowedUpdates: p.opts.AllowedUpdates})
 		if err != nil {
 			if ctx.Err() != nil {
@@ -118,10 +119,12 @@ func (p *Polling) Receive(ctx context.Context, feed *Feed) error {
 			}
 			taken++
 		}
-		if taken == 0 && len(ups) > 0 {
-			// Only open updates came back. If the answer was full, nothing
-			// new is visible until the oldest finishes; else new updates
-			// may arrive, so look again soon.
+		if taken == 0 && (busy || len(ups) > 0 || time.Since(start) < busyPollInterval) {
+			// Nothing new, and asking again at once would get the same
+			// answer: only open updates, or an early empty one (the
+			// open updates were confirmed elsewhere, or a proxy does not
+			// long-poll). If the answer was full, nothing new is visible
+			// until the oldest finishes; else look again soon.
 			p.mu.Lock()
 			ch := p.advanced
 			p.mu.Unlock()
@@ -146,13 +149,11 @@ func (p *Polling) Receive(ctx context.Context, feed *Feed) error {
 // also ends a long poll still on the wire: Telegram terminates the older
 // of two getUpdates calls.
 func (p *Polling) Close(ctx context.Context) error {
+	// Also without an offset to confirm: the call still ends the long poll.
 	offset, _ := p.offset()
-	var err error
-	if offset > 0 {
-		_, err = p.get(ctx, tgbotapi.UpdateConfig{Offset: offset, Limit: 1, Timeout: 0})
-		if err != nil {
-			err = fmt.Errorf("runner: confirm offset %d: %w", offset, err)
-		}
+	_, err := p.get(ctx, tgbotapi.UpdateConfig{Offset: offset, Limit: 1, Timeout: 0})
+	if err != nil {
+		err = fmt.Errorf("runner: confirm offset %d: %w", offset, err)
 	}
 	done := make(chan struct{})
 	go func() { p.calls.Wait(); close(done) }()

@@ -180,3 +180,25 @@ func TestPollingOffsets(t *testing.T) {
 	assert.Equal(t, 16, off)
 	assert.True(t, p.take(16), "refused updates can be taken again")
 }
+
+// An idle Run stops without waiting for its long poll: the last,
+// short getUpdates of Close ends it (Telegram answers the older call 409).
+func TestPollingIdleStopEndsLongPoll(t *testing.T) {
+	srv, bot := fakeBot(t)
+	p := NewPolling(bot, PollingOptions{Timeout: 60})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := startRun(ctx, bot, func(*session.Context[struct{}]) error { return nil }, Options{Source: p})
+	eventually(t, func() bool {
+		for _, r := range srv.Requests() {
+			if r.Method == "getUpdates" && r.Params.Get("timeout") == "60" {
+				return true
+			}
+		}
+		return false
+	}, "the long poll on the wire")
+	cancel()
+	require.NoError(t, result(t, done))
+	calls := make(chan struct{})
+	go func() { p.calls.Wait(); close(calls) }()
+	receive(t, calls, "the long poll to end") // well before its 60 seconds
+}

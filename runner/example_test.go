@@ -1,0 +1,151 @@
+package runner_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"time"
+
+	tgbotapi "github.com/go-telegram-bot-api/telegram-bot-api/v5"
+
+	"github.com/tgsession/session"
+	"github.com/tgsession/session/runner"
+	"github.com/tgsession/session/telegramtest"
+)
+
+// Data is the session of the examples.
+type Data struct{ Count int }
+
+// counter replies to every message with how many its chat has sent. It is
+// nil-safe: edited messages and button presses have no Message.
+func counter(c *session.Context[Data]) error {
+	m := c.Update.Message
+	if m == nil {
+		return nil
+	}
+	s, err := c.Session()
+	if err != nil {
+		return err
+	}
+	s.Count++
+	_, err = c.Bot.Send(tgbotapi.NewMessage(m.Chat.ID, fmt.Sprintf("message %d: %s", s.Count, m.Text)))
+	return err
+}
+
+// A bot on long polling, against the fake Telegram here. In main, ctx
+// would come from signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+// and bot from tgbotapi.NewBotAPI(token).
+func ExampleRun() {
+	srv := telegramtest.NewServer()
+	defer srv.Close()
+	bot, err := tgbotapi.NewBotAPIWithAPIEndpoint("test-token", srv.Endpoint())
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	srv.SendMessage(42, 42, "hello")
+	srv.SendMessage(42, 42, "again")
+
+	ctx, stop := context.WithCancel(context.Background())
+	go func() {
+		_, _ = srv.WaitSent(ctx, 2) // the example's Ctrl-C: stop after two replies
+		stop()
+	}()
+
+	h := session.Strict(session.Options[Data]{})(counter)
+	err = runner.Run(ctx, bot, h, runner.Options{
+		OnError: func(ctx context.Context, u *tgbotapi.Update, key string, err error) {
+			if u == nil {
+				slog.WarnContext(ctx, "polling failed, retrying", "error", err)
+				return
+			}
+			slog.ErrorContext(ctx, "update failed", "update_id", u.UpdateID, "key", key, "error", err)
+		},
+	})
+	fmt.Println("stopped:", err)
+	for _, m := range srv.Sent() {
+		fmt.Println(m.Text)
+	}
+	fmt.Println("left with Telegram:", srv.Pending())
+	// Output:
+	// stopped: <nil>
+	// message 1: hello
+	// message 2: again
+	// left with Telegram: 0
+}
+
+// A bot behind a webhook. Telegram's side is played by a loop that posts
+// the update and retries while the answer is not 200, as Telegram does.
+func ExampleWebhook() {
+	srv := telegramtest.NewServer()
+	defer srv.Close()
+	bot, err := tgbotapi.NewBotAPIWithAPIEndpoint("test-token", srv.Endpoint())
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+
+	wh := &runner.Webhook{Secret: "my-secret"}
+	// In production: an http.Server with TLS, and once at setup
+	// runner.SetWebhook(bot, "https://bot.example.com/telegram", "my-secret").
+	hs := httptest.NewServer(wh)
+
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	done := make(chan error, 1)
+	go func() {
+		done <- runner.Run(ctx, bot, session.Strict(session.Options[Data]{})(counter), runner.Options{Source: wh})
+	}()
+
+	update := `{"update_id": 1, "message": {"message_id": 1, "date": 0, "text": "hi", "chat": {"id": 7, "type": "private"}, "from": {"id": 7, "first_name": "Ann"}}}`
+	for {
+		req, _ := http.NewRequest(http.MethodPost, hs.URL, bytes.NewBufferString(update))
+		req.Header.Set(runner.SecretHeader, "my-secret")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			fmt.Println(err)
+			return
+		}
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusOK {
+			break
+		}
+		time.Sleep(10 * time.Millisecond) // 503 until Run has started
+	}
+	sent, err := srv.WaitSent(ctx, 1)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println(sent[0].Text)
+
+	// Graceful stop: first the HTTP server, then the runner's drain.
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := hs.Config.Shutdown(shutdownCtx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		fmt.Println(err)
+	}
+	hs.Close()
+	stop()
+	fmt.Println("stopped:", <-done)
+	// Output:
+	// message 1: hi
+	// stopped: <nil>
+}
+
+// Registering the webhook with its secret, once, at deployment.
+func ExampleSetWebhook() {
+	bot, err := tgbotapi.NewBotAPI(os.Getenv("TELEGRAM_BOT_TOKEN"))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	if err := runner.SetWebhook(bot, "https://bot.example.com/telegram", os.Getenv("WEBHOOK_SECRET")); err != nil {
+		fmt.Println(err)
+	}
+}
