@@ -282,6 +282,7 @@ func (gobCodec) Unmarshal(data []byte, v any) error {
 
 type gobProfile struct {
 	Name   string
+	Tags   []string
 	Secret string `json:"-"`
 }
 
@@ -289,19 +290,28 @@ type gobProfile struct {
 type lossy struct {
 	Count int
 	Note  string
+	Tags  []string
 }
 
 func (l lossy) MarshalJSON() ([]byte, error) { return json.Marshal(map[string]int{"count": l.Count}) }
 
-// pointerJSON has MarshalJSON on the pointer receiver only.
+// pointerJSON has its JSON methods on the pointer receiver only, so
+// encoding/json uses them only where the value is addressable.
 type pointerJSON struct{ N int }
 
-func (p *pointerJSON) MarshalJSON() ([]byte, error) { return []byte(fmt.Sprintf(`{"n":%d}`, p.N)), nil }
+func (p *pointerJSON) MarshalJSON() ([]byte, error) { return []byte(fmt.Sprintf(`{"value":%d}`, p.N)), nil }
 func (p *pointerJSON) UnmarshalJSON(b []byte) error {
-	var v struct{ N int }
+	var v struct {
+		V int `json:"value"`
+	}
 	err := json.Unmarshal(b, &v)
-	p.N = v.N
+	p.N = v.V
 	return err
+}
+
+type withPointerJSON struct {
+	P    pointerJSON
+	Tags []string
 }
 
 type unexportedBesideSlice struct {
@@ -343,12 +353,12 @@ func TestScenarioChangeDetectionByWhatTheStoreKeeps(t *testing.T) {
 		assert.Equal(t, "kept", got.Note)
 	})
 	t.Run("pointer-receiver MarshalJSON in Memory", func(t *testing.T) {
-		got := changeAndReadBack(t, NewMemory[pointerJSON](), func(p *pointerJSON) { p.N = 7 })
-		assert.Equal(t, 7, got.N)
+		got := changeAndReadBack(t, NewMemory[withPointerJSON](), func(w *withPointerJSON) { w.P.N = 7 })
+		assert.Equal(t, 7, got.P.N)
 	})
 	t.Run("pointer-receiver MarshalJSON in a JSON byte store", func(t *testing.T) {
-		got := changeAndReadBack(t, Encoded[pointerJSON](NewMemory[[]byte](), nil), func(p *pointerJSON) { p.N = 7 })
-		assert.Equal(t, 7, got.N)
+		got := changeAndReadBack(t, Encoded[withPointerJSON](NewMemory[[]byte](), nil), func(w *withPointerJSON) { w.P.N = 7 })
+		assert.Equal(t, 7, got.P.N)
 	})
 	t.Run("unexported field beside a slice in Memory", func(t *testing.T) {
 		got := changeAndReadBack(t, NewMemory[unexportedBesideSlice](), func(u *unexportedBesideSlice) { u.count = 3 })
