@@ -1,0 +1,531 @@
+package wizard_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	tgbotapi "github.com/go-telegram-bot-api/telegram-bot-api/v5"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tgsession/session"
+	"github.com/tgsession/session/telegramtest"
+	"github.com/tgsession/session/wizard"
+)
+
+// order is what the test wizard collects.
+type order struct {
+	Size    string `json:"size"`
+	Qty     int    `json:"qty"`
+	Address string `json:"address"`
+}
+
+// sess is the test bot's session: a wizard and a counter outside it.
+type sess struct {
+	Order  wizard.State[order] `json:"order"`
+	Orders int                 `json:"orders"`
+}
+
+// clock is a fake clock that tests move by hand.
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *clock) Add(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+// newOrderWizard builds the three-step order wizard the tests drive: a
+// size chosen with buttons, a validated quantity, and an address.
+func newOrderWizard(locate wizard.Locate[sess, order], clk *clock) *wizard.Wizard[sess, order] {
+	w := wizard.New(locate, wizard.Options[sess, order]{
+		Timeout: 10 * time.Minute,
+		Clock:   clk.Now,
+		Cancel:  []string{"cancel"},
+		OnLeave: func(f *wizard.Flow[sess, order], why wizard.Reason) error {
+			switch why {
+			case wizard.Done:
+				s, err := f.Session()
+				if err != nil {
+					return err
+				}
+				s.Orders++
+				return f.Reply(fmt.Sprintf("Ordered %d × %s to %s (order #%d).", f.Data.Qty, f.Data.Size, f.Data.Address, s.Orders))
+			case wizard.Cancelled:
+				return f.Reply("Order cancelled at step " + f.Step() + ".")
+			default:
+				return f.Reply("Your order " + why.String() + ".")
+			}
+		},
+	})
+	w.Step("size",
+		func(f *wizard.Flow[sess, order]) error {
+			m := tgbotapi.NewMessage(f.ChatID(), "Which size?")
+			m.ReplyMarkup = tgbotapi.NewInlineKeyboardMarkup(tgbotapi.NewInlineKeyboardRow(
+				tgbotapi.NewInlineKeyboardButtonData("S", "size:S"),
+				tgbotapi.NewInlineKeyboardButtonData("M", "size:M"),
+				tgbotapi.NewInlineKeyboardButtonData("L", "size:L"),
+			))
+			return f.Send(m)
+		},
+		func(f *wizard.Flow[sess, order]) error {
+			size, ok := strings.CutPrefix(f.Text(), "size:")
+			if !ok || f.Update.CallbackQuery == nil {
+				return wizard.Invalid("Please press a button.")
+			}
+			f.Data.Size = size
+			return f.Next()
+		})
+	w.Step("qty",
+		func(f *wizard.Flow[sess, order]) error { return f.Reply("How many?") },
+		func(f *wizard.Flow[sess, order]) error {
+			if f.Text() == "back" {
+				return f.Back()
+			}
+			n, err := strconv.Atoi(f.Text())
+			if err != nil || n < 1 || n > 10 {
+				return wizard.Invalid("Send a number from 1 to 10.")
+			}
+			f.Data.Qty = n
+			return f.Next()
+		})
+	w.Step("address",
+		func(f *wizard.Flow[sess, order]) error { return f.Reply("Where to?") },
+		func(f *wizard.Flow[sess, order]) error {
+			switch f.Text() {
+			case "back":
+				return f.Back()
+			case "restart":
+				return f.Goto("size")
+			case "fail":
+				f.Data.Address = "lost"
+				return errors.New("handler failed")
+			}
+			f.Data.Address = f.Text()
+			return f.Leave()
+		})
+	return w
+}
+
+// fallback is the handler behind the wizard: it starts it on /order.
+func fallback(w *wizard.Wizard[sess, order]) session.Handler[sess] {
+	return func(c *session.Context[sess]) error {
+		m := c.Update.Message
+		if m == nil {
+			return nil
+		}
+		if m.Command() == "order" {
+			return w.Enter(c, order{})
+		}
+		reply := "Send /order to order."
+		if m.Command() == "cancel" {
+			reply = "Nothing to cancel."
+		}
+		_, err := c.Bot.Send(tgbotapi.NewMessage(m.Chat.ID, reply))
+		return err
+	}
+}
+
+// harness runs a bot handler against the fake Bot API, one update at a
+// time, so tests read replies without waiting.
+type harness struct {
+	t      *testing.T
+	srv    *telegramtest.Server
+	bot    *tgbotapi.BotAPI
+	h      session.Handler[sess]
+	offset int
+	seen   int // replies already returned by step
+}
+
+func newHarness(t *testing.T) *harness {
+	srv := telegramtest.NewServer()
+	t.Cleanup(srv.Close)
+	bot, err := tgbotapi.NewBotAPIWithAPIEndpoint("test-token", srv.Endpoint())
+	require.NoError(t, err)
+	return &harness{t: t, srv: srv, bot: bot}
+}
+
+// pump fetches the queued updates and handles each; it returns the last
+// handler error.
+func (h *harness) pump() error {
+	ups, err := h.bot.GetUpdates(tgbotapi.UpdateConfig{Offset: h.offset})
+	require.NoError(h.t, err)
+	var last error
+	for _, u := range ups {
+		h.offset = u.UpdateID + 1
+		last = h.h(session.NewContext[sess](context.Background(), h.bot, u))
+	}
+	return last
+}
+
+// replies returns the texts the bot sent since the last call.
+func (h *harness) replies() []string {
+	var out []string
+	sent := h.srv.Sent()
+	for _, m := range sent[h.seen:] {
+		out = append(out, m.Text)
+	}
+	h.seen = len(sent)
+	return out
+}
+
+// say sends text from user chat in its private chat and returns the replies.
+func (h *harness) say(chat int64, text string) []string {
+	h.srv.SendMessage(chat, chat, text)
+	require.NoError(h.t, h.pump())
+	return h.replies()
+}
+
+// press presses the button with data under the bot's last message with
+// buttons in chat, and returns the replies.
+func (h *harness) press(chat int64, data string) []string {
+	sent := h.srv.Sent()
+	for i := len(sent) - 1; i >= 0; i-- {
+		if sent[i].ChatID == chat && len(sent[i].InlineKeyboard) > 0 {
+			_, err := h.srv.PressButton(chat, chat, sent[i].MessageID, data)
+			require.NoError(h.t, err)
+			require.NoError(h.t, h.pump())
+			return h.replies()
+		}
+	}
+	h.t.Fatalf("no message with buttons in chat %d", chat)
+	return nil
+}
+
+// variants are the session middlewares the wizard must work under.
+func variants() map[string]func(session.Options[sess]) session.Middleware[sess] {
+	return map[string]func(session.Options[sess]) session.Middleware[sess]{
+		"strict": session.Strict[sess],
+		"lazy":   session.Lazy[sess],
+	}
+}
+
+// stores are the storages the wizard must work with: typed memory, and
+// byte stores that need the state to be JSON-encodable.
+func stores(t *testing.T) map[string]func() session.StorageAdapter[sess] {
+	return map[string]func() session.StorageAdapter[sess]{
+		"memory":  func() session.StorageAdapter[sess] { return session.NewMemory[sess]() },
+		"encoded": func() session.StorageAdapter[sess] { return session.Encoded[sess](session.NewMemory[[]byte](), nil) },
+		"enhanced": func() session.StorageAdapter[sess] {
+			s, err := session.Enhance[sess](session.NewMemory[[]byte](), session.EnhanceOptions{TTL: time.Hour})
+			require.NoError(t, err)
+			return s
+		},
+	}
+}
+
+// A whole order, through every navigation method and a re-ask, with
+// button presses, under Strict and Lazy and with every kind of store.
+func TestWizardFlow(t *testing.T) {
+	field := wizard.Field(func(s *sess) *wizard.State[order] { return &s.Order })
+	for vname, middleware := range variants() {
+		for sname, newStore := range stores(t) {
+			t.Run(vname+"/"+sname, func(t *testing.T) {
+				clk := &clock{now: time.Unix(1_700_000_000, 0)}
+				store := newStore()
+				hs := newHarness(t)
+				w := newOrderWizard(field, clk)
+				hs.h = middleware(session.Options[sess]{Storage: store})(w.Middleware(fallback(w)))
+				const alice = 101
+
+				assert.Equal(t, []string{"Send /order to order."}, hs.say(alice, "hello"))
+				assert.Equal(t, []string{"Which size?"}, hs.say(alice, "/order"))
+				assert.Equal(t, []string{"Please press a button.", "Which size?"}, hs.say(alice, "large"), "text where a button is expected is re-asked")
+				assert.Equal(t, []string{"How many?"}, hs.press(alice, "size:L"))
+				assert.Equal(t, []string{"Send a number from 1 to 10.", "How many?"}, hs.say(alice, "lots"))
+				assert.Equal(t, []string{"Which size?"}, hs.say(alice, "back"))
+				assert.Equal(t, []string{"How many?"}, hs.press(alice, "size:M"))
+				assert.Equal(t, []string{"Where to?"}, hs.say(alice, "2"))
+				assert.Equal(t, []string{"Which size?"}, hs.say(alice, "restart"), "Goto")
+				assert.Equal(t, []string{"How many?"}, hs.press(alice, "size:S"))
+				assert.Equal(t, []string{"Where to?"}, hs.say(alice, "3"))
+				assert.Equal(t, []string{"Ordered 3 × S to 1 Main St (order #1)."}, hs.say(alice, "1 Main St"))
+				assert.Equal(t, []string{"Send /order to order."}, hs.say(alice, "thanks"), "after Leave, updates go to the next handler")
+
+				// Every button press was answered, so clients stop their spinners.
+				answered := 0
+				for _, r := range hs.srv.Requests() {
+					if r.Method == "answerCallbackQuery" {
+						answered++
+					}
+				}
+				assert.Equal(t, 3, answered)
+
+				// What is stored: the wizard ended, the counter outside it kept.
+				s, found, err := store.Read(context.Background(), "101")
+				require.NoError(t, err)
+				require.True(t, found)
+				assert.Equal(t, sess{Orders: 1}, s)
+			})
+		}
+	}
+}
+
+// /cancel leaves at any step and is consumed; outside the wizard it
+// reaches the next handler.
+func TestWizardCancel(t *testing.T) {
+	clk := &clock{now: time.Unix(1_700_000_000, 0)}
+	hs := newHarness(t)
+	w := newOrderWizard(wizard.Field(func(s *sess) *wizard.State[order] { return &s.Order }), clk)
+	store := session.NewMemory[sess]()
+	hs.h = session.Strict(session.Options[sess]{Storage: store})(w.Middleware(fallback(w)))
+
+	hs.say(7, "/order")
+	hs.press(7, "size:M")
+	assert.Equal(t, []string{"Order cancelled at step qty."}, hs.say(7, "/cancel"))
+	assert.Equal(t, []string{"Nothing to cancel."}, hs.say(7, "/cancel"))
+	s, _, err := store.Read(context.Background(), "7")
+	require.NoError(t, err)
+	assert.False(t, s.Order.Active())
+	assert.Equal(t, order{}, s.Order.Data, "the collected data is not left behind")
+}
+
+// After Timeout without an update, the next update leaves the wizard and
+// then goes to the next handler; an update just before it keeps it alive.
+func TestWizardTimeout(t *testing.T) {
+	clk := &clock{now: time.Unix(1_700_000_000, 0)}
+	hs := newHarness(t)
+	w := newOrderWizard(wizard.Field(func(s *sess) *wizard.State[order] { return &s.Order }), clk)
+	hs.h = session.Strict(session.Options[sess]{})(w.Middleware(fallback(w)))
+
+	hs.say(7, "/order")
+	clk.Add(10*time.Minute - time.Millisecond)
+	assert.Equal(t, []string{"How many?"}, hs.press(7, "size:L"), "within the timeout")
+	clk.Add(10*time.Minute - time.Millisecond)
+	assert.Equal(t, []string{"Send a number from 1 to 10.", "How many?"}, hs.say(7, "x"), "activity restarts the timeout, invalid input too")
+	clk.Add(10 * time.Minute)
+	assert.Equal(t, []string{"Your order expired.", "Send /order to order."}, hs.say(7, "2"))
+	assert.Equal(t, []string{"Which size?"}, hs.say(7, "/order"), "a new order starts afresh")
+}
+
+// A step handler that fails writes nothing: the wizard stays where it was
+// before the update, as any session does after an error.
+func TestWizardHandlerErrorKeepsState(t *testing.T) {
+	clk := &clock{now: time.Unix(1_700_000_000, 0)}
+	hs := newHarness(t)
+	w := newOrderWizard(wizard.Field(func(s *sess) *wizard.State[order] { return &s.Order }), clk)
+	store := session.NewMemory[sess]()
+	hs.h = session.Strict(session.Options[sess]{Storage: store})(w.Middleware(fallback(w)))
+
+	hs.say(7, "/order")
+	hs.press(7, "size:L")
+	hs.say(7, "2")
+	hs.srv.SendMessage(7, 7, "fail")
+	assert.EqualError(t, hs.pump(), "handler failed")
+	s, _, err := store.Read(context.Background(), "7")
+	require.NoError(t, err)
+	assert.Equal(t, "address", s.Order.Step)
+	assert.Equal(t, order{Size: "L", Qty: 2}, s.Order.Data)
+	assert.Equal(t, []string{"size", "qty"}, s.Order.Trail)
+	assert.Equal(t, []string{"Ordered 2 × L to Elm St (order #1)."}, hs.say(7, "Elm St"))
+}
+
+// A stored step that the bot no longer has (it was redeployed) ends the
+// wizard with Stale, and the update goes on to the next handler.
+func TestWizardStaleStep(t *testing.T) {
+	clk := &clock{now: time.Unix(1_700_000_000, 0)}
+	hs := newHarness(t)
+	w := newOrderWizard(wizard.Field(func(s *sess) *wizard.State[order] { return &s.Order }), clk)
+	store := session.NewMemory[sess]()
+	require.NoError(t, store.Write(context.Background(), "7", sess{Order: wizard.State[order]{Step: "toppings", Seen: clk.Now().UnixMilli()}}))
+	hs.h = session.Strict(session.Options[sess]{Storage: store})(w.Middleware(fallback(w)))
+
+	assert.Equal(t, []string{"Your order stale.", "Send /order to order."}, hs.say(7, "extra cheese"))
+	cur, err := w.Current(session.NewContext[sess](context.Background(), nil, tgbotapi.Update{}))
+	assert.ErrorIs(t, err, session.ErrNoMiddleware, "Current needs a session")
+	assert.Empty(t, cur)
+}
+
+// In a multi session the state can be a fragment of its own: its Get
+// method is a Locate. Under LazyMulti, updates that reach no wizard and no
+// fragment leave the other fragment unread.
+func TestWizardFragment(t *testing.T) {
+	type data struct {
+		Order  wizard.State[order]
+		Orders int
+	}
+	hs := newHarness(t)
+	orderStore := session.Encoded[wizard.State[order]](session.NewMemory[[]byte](), nil)
+	frag := session.NewFragment("order", func(d *data) *wizard.State[order] { return &d.Order },
+		session.Options[wizard.State[order]]{Storage: orderStore, Key: session.ByUser})
+	counts := session.NewMemory[int]()
+	count := session.NewFragment("count", func(d *data) *int { return &d.Orders }, session.Options[int]{Storage: counts})
+
+	w := wizard.New(frag.Get, wizard.Options[data, order]{
+		OnLeave: func(f *wizard.Flow[data, order], why wizard.Reason) error {
+			return f.Reply("bye " + f.Data.Address)
+		},
+	})
+	w.Step("address", nil, func(f *wizard.Flow[data, order]) error {
+		f.Data.Address = f.Text()
+		return f.Next() // Next on the last step leaves with Done
+	})
+	h := session.LazyMulti[data](frag, count)(w.Middleware(func(c *session.Context[data]) error {
+		if c.Update.Message.Command() == "go" {
+			return w.Enter(c, order{})
+		}
+		return nil
+	}))
+
+	srv, bot := hs.srv, hs.bot
+	run := func(text string) {
+		srv.SendMessage(-5, 7, text)
+		ups, err := bot.GetUpdates(tgbotapi.UpdateConfig{Offset: hs.offset})
+		require.NoError(t, err)
+		require.Len(t, ups, 1)
+		hs.offset = ups[0].UpdateID + 1
+		require.NoError(t, h(session.NewContext[data](context.Background(), bot, ups[0])))
+	}
+	run("/go")
+	stored, found, err := orderStore.Read(context.Background(), "order:7")
+	require.NoError(t, err)
+	require.True(t, found, "the state is stored under the fragment's key, by user")
+	assert.Equal(t, "address", stored.Step)
+	run("Oak St")
+	assert.Equal(t, []string{"bye Oak St"}, hs.replies())
+	n := 0
+	for range counts.Keys(context.Background()) {
+		n++
+	}
+	assert.Zero(t, n, "the count fragment was never touched, so never written")
+}
+
+// Many chats run the wizard at once through tgbotapi's long polling and
+// session.Serve; under -race this checks the wizard shares nothing between
+// updates.
+func TestWizardConcurrentChats(t *testing.T) {
+	clk := &clock{now: time.Unix(1_700_000_000, 0)}
+	srv := telegramtest.NewServer()
+	defer srv.Close()
+	bot, err := tgbotapi.NewBotAPIWithAPIEndpoint("test-token", srv.Endpoint())
+	require.NoError(t, err)
+	w := newOrderWizard(wizard.Field(func(s *sess) *wizard.State[order] { return &s.Order }), clk)
+	store := session.Encoded[sess](session.NewMemory[[]byte](), nil)
+	h := session.Strict(session.Options[sess]{Storage: store})(w.Middleware(fallback(w)))
+
+	var mu sync.Mutex
+	var errs []error
+	updates := bot.GetUpdatesChan(tgbotapi.UpdateConfig{Timeout: 30})
+	served := make(chan error, 1)
+	go func() {
+		served <- session.Serve(context.Background(), bot, updates, h, func(_ *session.Context[sess], err error) {
+			mu.Lock()
+			defer mu.Unlock()
+			errs = append(errs, err)
+		})
+	}()
+
+	const chats = 8
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	// Each round sends one message per chat and waits for every reply,
+	// so button presses find the keyboard they press.
+	round := func(sent int, texts func(chat int64) string) int {
+		for c := int64(1); c <= chats; c++ {
+			srv.SendMessage(c, c, texts(c))
+		}
+		got, err := srv.WaitSent(ctx, sent+chats)
+		require.NoError(t, err)
+		return len(got)
+	}
+	n := round(0, func(int64) string { return "/order" })
+	for c := int64(1); c <= chats; c++ {
+		sent := srv.Sent()
+		for i := len(sent) - 1; i >= 0; i-- {
+			if sent[i].ChatID == c && len(sent[i].InlineKeyboard) > 0 {
+				_, err := srv.PressButton(c, c, sent[i].MessageID, "size:M")
+				require.NoError(t, err)
+				break
+			}
+		}
+	}
+	got, err := srv.WaitSent(ctx, n+chats)
+	require.NoError(t, err)
+	n = len(got)
+	n = round(n, func(c int64) string { return strconv.Itoa(int(c%10) + 1) })
+	round(n, func(c int64) string { return fmt.Sprintf("House %d", c) })
+
+	srv.StopPolling(bot)
+	require.NoError(t, <-served)
+	mu.Lock()
+	assert.Empty(t, errs)
+	mu.Unlock()
+
+	final := map[int64]string{}
+	for _, m := range srv.Sent() {
+		final[m.ChatID] = m.Text
+	}
+	for c := int64(1); c <= chats; c++ {
+		assert.Equal(t, fmt.Sprintf("Ordered %d × M to House %d (order #1).", c%10+1, c), final[c])
+	}
+}
+
+// Configuration mistakes panic with session.ErrConfig, like session.Multi.
+func TestWizardConfig(t *testing.T) {
+	field := wizard.Field(func(s *sess) *wizard.State[order] { return &s.Order })
+	handle := func(*wizard.Flow[sess, order]) error { return nil }
+	panicsWithConfig := func(name string, f func()) {
+		t.Helper()
+		defer func() {
+			r := recover()
+			require.NotNil(t, r, name)
+			err, ok := r.(error)
+			require.True(t, ok, name)
+			assert.ErrorIs(t, err, session.ErrConfig, name)
+		}()
+		f()
+	}
+	panicsWithConfig("nil locate", func() { wizard.New[sess, order](nil, wizard.Options[sess, order]{}) })
+	panicsWithConfig("negative timeout", func() { wizard.New(field, wizard.Options[sess, order]{Timeout: -1}) })
+	w := wizard.New(field, wizard.Options[sess, order]{})
+	panicsWithConfig("empty name", func() { w.Step("", nil, handle) })
+	panicsWithConfig("nil handler", func() { w.Step("a", nil, nil) })
+	w.Step("a", nil, handle)
+	panicsWithConfig("duplicate", func() { w.Step("a", nil, handle) })
+
+	empty := wizard.New(field, wizard.Options[sess, order]{})
+	h := session.Strict(session.Options[sess]{})(func(c *session.Context[sess]) error { return empty.Enter(c, order{}) })
+	assert.ErrorIs(t, h(session.NewContext[sess](context.Background(), nil, tgbotapi.Update{Message: &tgbotapi.Message{Chat: &tgbotapi.Chat{ID: 1}}})), session.ErrConfig)
+}
+
+// Navigation after the wizard ended fails with ErrNotRunning, and
+// Invalid errors match ErrInvalid.
+func TestWizardErrors(t *testing.T) {
+	assert.ErrorIs(t, wizard.Invalid("no"), wizard.ErrInvalid)
+	assert.Equal(t, "wizard: invalid input: no", wizard.Invalid("no").Error())
+	assert.Equal(t, "done", wizard.Done.String())
+	assert.Equal(t, "Reason(9)", wizard.Reason(9).String())
+
+	var afterLeave []error
+	w := wizard.New(wizard.Field(func(s *sess) *wizard.State[order] { return &s.Order }), wizard.Options[sess, order]{})
+	w.Step("only", nil, func(f *wizard.Flow[sess, order]) error {
+		if err := f.Leave(); err != nil {
+			return err
+		}
+		afterLeave = append(afterLeave, f.Next(), f.Back(), f.Goto("only"), f.Leave())
+		return nil
+	})
+	h := session.Strict(session.Options[sess]{})(w.Middleware(func(c *session.Context[sess]) error { return w.Enter(c, order{}) }))
+	u := tgbotapi.Update{Message: &tgbotapi.Message{Chat: &tgbotapi.Chat{ID: 1}, Text: "x"}}
+	require.NoError(t, h(session.NewContext[sess](context.Background(), nil, u)), "enters")
+	require.NoError(t, h(session.NewContext[sess](context.Background(), nil, u)), "leaves")
+	require.Len(t, afterLeave, 4)
+	for _, err := range afterLeave {
+		assert.ErrorIs(t, err, wizard.ErrNotRunning)
+	}
+}
