@@ -8,16 +8,18 @@
 // It runs in one of two modes:
 //
 //   - With TELEGRAM_BOT_TOKEN set, it is a real bot: it long-polls the
-//     Telegram Bot API with that token and serves updates until it is
-//     interrupted (Ctrl-C or SIGTERM).
+//     Telegram Bot API with that token through [runner.Run] until it is
+//     interrupted (Ctrl-C or SIGTERM), then stops gracefully: updates
+//     already taken are handled and saved, the rest stay with Telegram
+//     for the next start.
 //
 //     TELEGRAM_BOT_TOKEN=123456:ABC... go run ./examples/pizza
 //
 //   - Without a token, it runs a demo offline: it starts the fake Bot API
 //     server from package telegramtest, scripts an interleaved
 //     conversation in two chats, runs the very same bot code against it
-//     through tgbotapi's long polling and [session.Serve], waits for every
-//     reply and prints the conversation of each chat, then exits.
+//     through [runner.Run], waits for every reply, stops the runner and
+//     prints the conversation of each chat, then exits.
 //
 //     go run ./examples/pizza
 package main
@@ -27,7 +29,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log"
+	"log/slog"
 	"os"
 	"os/signal"
 	"slices"
@@ -39,6 +41,7 @@ import (
 	tgbotapi "github.com/go-telegram-bot-api/telegram-bot-api/v5"
 
 	"github.com/tgsession/session"
+	"github.com/tgsession/session/runner"
 	"github.com/tgsession/session/telegramtest"
 )
 
@@ -99,15 +102,19 @@ func run(ctx context.Context, out io.Writer, token string) error {
 		return err
 	}
 	fmt.Fprintf(out, "Pizza bot @%s is running; press Ctrl-C to stop.\n", bot.Self.UserName)
-	updates := bot.GetUpdatesChan(tgbotapi.UpdateConfig{Timeout: 30})
-	err = session.Serve(ctx, bot, updates, newBot(), func(c *session.Context[Session], err error) {
-		log.Printf("update %d: %v", c.Update.UpdateID, err)
-	})
-	bot.StopReceivingUpdates()
-	if errors.Is(err, context.Canceled) {
-		return nil // interrupted: a normal stop
+	// Run returns once ctx is cancelled and every update it took is
+	// handled (or reported below): nil is a normal stop.
+	return runner.Run(ctx, bot, newBot(), runner.Options{OnError: logError})
+}
+
+// logError is the bot's OnError: failed updates, and failed polls (u is
+// nil then, and the runner retries).
+func logError(ctx context.Context, u *tgbotapi.Update, key string, err error) {
+	if u == nil {
+		slog.WarnContext(ctx, "pizza: polling failed; retrying", "error", err)
+		return
 	}
-	return err
+	slog.ErrorContext(ctx, "pizza: update failed", "update_id", u.UpdateID, "key", key, "error", err)
 }
 
 // line is one scripted user message.
@@ -165,37 +172,42 @@ func demo(ctx context.Context, out io.Writer) error {
 	}
 
 	var (
-		mu      sync.Mutex // guards errs: handlers of different chats run concurrently
-		errs    []error
-		stopped bool
+		mu   sync.Mutex // guards errs: handlers of different chats run concurrently
+		errs []error
 	)
 	handlerErrs := func() error {
 		mu.Lock()
 		defer mu.Unlock()
 		return errors.Join(errs...)
 	}
+	runCtx, stopRun := context.WithCancel(ctx)
 	served := make(chan error, 1)
-	updates := bot.GetUpdatesChan(tgbotapi.UpdateConfig{Timeout: 30})
 	go func() {
-		served <- session.Serve(ctx, bot, updates, newBot(), func(c *session.Context[Session], err error) {
-			mu.Lock()
-			defer mu.Unlock()
-			errs = append(errs, fmt.Errorf("update %d: %w", c.Update.UpdateID, err))
+		served <- runner.Run(runCtx, bot, newBot(), runner.Options{
+			OnError: func(_ context.Context, u *tgbotapi.Update, _ string, err error) {
+				mu.Lock()
+				defer mu.Unlock()
+				if u == nil {
+					errs = append(errs, err)
+					return
+				}
+				errs = append(errs, fmt.Errorf("update %d: %w", u.UpdateID, err))
+			},
 		})
 	}()
-	stopPolling := func() error {
+	stopped := false
+	stop := func() error {
 		if stopped {
 			return nil
 		}
 		stopped = true
-		// The polling loop closes updates, which ends Serve; only then
-		// is the server closed, so the loop never meets a closed server.
-		srv.StopPolling(bot)
-		err := <-served
-		srv.Close()
-		return err
+		// A graceful stop: Run returns after the updates it took are
+		// handled, and its last getUpdates ends its long poll, so the
+		// server can close at once.
+		stopRun()
+		return <-served
 	}
-	defer stopPolling()
+	defer stop()
 
 	waitCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
@@ -203,7 +215,7 @@ func demo(ctx context.Context, out io.Writer) error {
 	if err != nil {
 		return errors.Join(fmt.Errorf("waiting for %d replies, got %d: %w", want, len(sent), err), handlerErrs())
 	}
-	if err := stopPolling(); err != nil {
+	if err := stop(); err != nil {
 		return err
 	}
 	if err := handlerErrs(); err != nil {
@@ -212,7 +224,7 @@ func demo(ctx context.Context, out io.Writer) error {
 	sent = srv.Sent()
 
 	// Replies of one chat arrive in the order of that chat's /hunger
-	// messages, because Serve handles each chat's updates in order.
+	// messages, because the runner handles each chat's updates in order.
 	for _, chat := range chats {
 		var replies []string
 		for _, m := range sent {
