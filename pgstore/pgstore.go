@@ -153,9 +153,9 @@ type queries struct {
 	schema []string
 
 	read, write, fencedWrite, del, fencedDel, touch string
-	keysFirst, keysNext, entriesFirst, entriesNext     string
-	purge, purgeLocks                                  string
-	lock, renew, release                               string
+	keysFirst, keysNext, entriesFirst, entriesNext  string
+	purge, purgeLocks                               string
+	lock, renew, release                            string
 }
 
 func buildQueries(opts Options) queries {
