@@ -83,7 +83,7 @@ func (m *Memory[T]) Read(ctx context.Context, key string) (T, bool, error) {
 	if !ok || m.expired(item, m.clock()) {
 		return zero, false, nil
 	}
-	v, err := m.ops.clone(&item.value)
+	v, err := m.ops.cloneValue(item.value)
 	if err != nil {
 		return zero, false, fmt.Errorf("session: memory: copy %q: %w", key, err)
 	}
@@ -95,7 +95,7 @@ func (m *Memory[T]) Write(ctx context.Context, key string, value T) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	v, err := m.ops.clone(&value)
+	v, err := m.ops.cloneValue(value)
 	if err != nil {
 		return fmt.Errorf("session: memory: copy %q: %w", key, err)
 	}

@@ -44,6 +44,18 @@ func (o valueOps[T]) clone(v *T) (T, error) {
 	return c, err
 }
 
+// cloneValue is clone for a value held in a local variable: taking the
+// address of a local makes the compiler move it to the heap on every call,
+// so only values that need a deep copy pay for that (in cloneSlow).
+func (o valueOps[T]) cloneValue(v T) (T, error) {
+	if o.ops.flat {
+		return v, nil
+	}
+	return o.cloneSlow(v)
+}
+
+func (o valueOps[T]) cloneSlow(v T) (T, error) { return o.clone(&v) }
+
 // equal reports whether *a and *b are deeply equal. Floats compare by bit
 // pattern, so an unchanged NaN is not a change; values that cannot be
 // compared (too deep, uncopyable) are reported unequal, which costs at most
