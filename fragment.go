@@ -17,6 +17,7 @@ type part[S any] interface {
 	set(st *state[S], sl *slot, from *S)
 	clear(st *state[S], sl *slot) error
 	commit(ctx context.Context, st *state[S], sl *slot) error // write, delete or touch after success
+	move(ctx context.Context, from, to *slot) error           // for chat migration, with both locks held
 }
 
 // partInfo is what the engine needs of a part besides its value.
@@ -280,6 +281,30 @@ func (f *Fragment[S, F]) commit(ctx context.Context, st *state[S], sl *slot) err
 	}
 	if err != nil {
 		return f.errorf(sl, "write", err)
+	}
+	return nil
+}
+
+// move stores the value of from under to and deletes from, unless from
+// has nothing or to has something already.
+func (f *Fragment[S, F]) move(ctx context.Context, from, to *slot) error {
+	v, found, err := f.store.Read(ctx, from.storeKey)
+	if err != nil {
+		return f.errorf(from, "read", err)
+	}
+	if !found {
+		return nil // moved already, or never had a session
+	}
+	if _, taken, err := f.store.Read(ctx, to.storeKey); err != nil {
+		return f.errorf(to, "read", err)
+	} else if taken {
+		return nil // never overwrite what the new chat has
+	}
+	if err := f.store.Write(ctx, to.storeKey, v); err != nil {
+		return f.errorf(to, "write", err)
+	}
+	if err := f.store.Delete(ctx, from.storeKey); err != nil {
+		return f.errorf(from, "delete", err)
 	}
 	return nil
 }
