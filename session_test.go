@@ -277,7 +277,8 @@ func TestSessionWithoutMiddleware(t *testing.T) {
 
 func TestContextIsSingleUse(t *testing.T) {
 	h := Strict(Options[counter]{})(increment)
-	c := NewContext[counter](nil, nil, msg(1, 1)) //nolint:staticcheck // nil context is allowed
+	// A Context built by hand: no session state yet, no context.Context.
+	c := &Context[counter]{Update: msg(1, 1)}
 	require.NoError(t, h(c), "a nil context.Context means Background")
 	assert.ErrorIs(t, h(c), errReused)
 }
