@@ -31,6 +31,7 @@ package storagetest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -496,6 +497,14 @@ func testIterator(t *testing.T, s session.StorageAdapter[Value]) {
 		t.Skip("store does not implement session.Iterator")
 	}
 	ctx := context.Background()
+	// A wrapper (session.Encoded) has the methods whatever its base store
+	// has, and reports a base that cannot list as errors.ErrUnsupported.
+	for _, err := range it.Keys(ctx) {
+		if errors.Is(err, errors.ErrUnsupported) {
+			t.Skipf("store cannot list its sessions: %v", err)
+		}
+		break
+	}
 
 	// An empty store yields nothing.
 	for k, err := range it.Keys(ctx) {
