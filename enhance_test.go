@@ -470,6 +470,7 @@ func TestEnhanceOptionsRejected(t *testing.T) {
 			s, err := Enhance[enhCounter](tt.store, tt.opts)
 			require.Error(t, err)
 			assert.Nil(t, s)
+			assert.ErrorIs(t, err, ErrConfig, "reported like Multi's mistakes")
 			assert.Contains(t, err.Error(), tt.msg)
 		})
 	}

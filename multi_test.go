@@ -213,11 +213,23 @@ func TestFragmentOfAnotherSession(t *testing.T) {
 func TestMultiRejectsBadFragments(t *testing.T) {
 	type data struct{ A counter }
 	a := NewFragment("a", func(d *data) *counter { return &d.A }, Options[counter]{})
-	assert.Panics(t, func() { Multi[data]() })
-	assert.Panics(t, func() { Multi(a, a) })
-	assert.Panics(t, func() { Multi[data](nil) })
-	assert.Panics(t, func() { NewFragment[data, counter]("b", nil, Options[counter]{}) })
-	assert.Panics(t, func() { Multi(NewFragment("", func(d *data) *counter { return &d.A }, Options[counter]{})) })
+	for name, build := range map[string]func(){
+		"no fragments":    func() { Multi[data]() },
+		"same name twice": func() { Multi(a, a) },
+		"nil fragment":    func() { Multi[data](nil) },
+		"no accessor":     func() { NewFragment[data, counter]("b", nil, Options[counter]{}) },
+		"empty name":      func() { Multi(NewFragment("", func(d *data) *counter { return &d.A }, Options[counter]{})) },
+	} {
+		var recovered any
+		func() {
+			defer func() { recovered = recover() }()
+			build()
+		}()
+		err, ok := recovered.(error)
+		if assert.True(t, ok, "%s: panics with an error, got %v", name, recovered) {
+			assert.ErrorIs(t, err, ErrConfig, name)
+		}
+	}
 }
 
 func TestMultiConcurrentChatAndUserExactTotals(t *testing.T) {
