@@ -1,0 +1,45 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tgsession/session/examples/internal/demo"
+)
+
+// Version-1 data is migrated on first read and written back in the envelope with version 2; a chat idle for longer than the TTL loses its pets, while one used within it keeps them (the expiry slides).
+func TestDemo(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var out bytes.Buffer
+	require.NoError(t, run(ctx, &out, ""), "output:\n%s", out.String())
+	assert.Contains(t, out.String(), demo.Header)
+	assert.Equal(t, []string{
+		"(the old bot stored Alice's pets by name)",
+		"Alice: /raw",
+		"  bot: Stored: {\"petNames\":[\"Rex\",\"Tom\"]}",
+		"Alice: /pets",
+		"  bot: Your pets: Rex (?), Tom (?).",
+		"Alice: /raw",
+		"  bot: Stored: {\"__d\":{\"pets\":[{\"name\":\"Rex\",\"species\":\"?\"},{\"name\":\"Tom\",\"species\":\"?\"}]},\"v\":2,\"e\":1767873600000}",
+		"Alice: /adopt Bella cat",
+		"  bot: Welcome, Bella the cat!",
+		"Bob: /adopt Rocky dog",
+		"  bot: Welcome, Rocky the dog!",
+		"(5 days pass)",
+		"Bob: /pets",
+		"  bot: Your pets: Rocky (dog).",
+		"(5 more days pass: Alice's chat has been idle for 10, Bob's for 5)",
+		"Alice: /pets",
+		"  bot: You have no pets.",
+		"Alice: /raw",
+		"  bot: Stored: nothing",
+		"Bob: /pets",
+		"  bot: Your pets: Rocky (dog).",
+	}, demo.Transcript(out.String()))
+}
