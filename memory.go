@@ -52,15 +52,18 @@ type MemoryOptions struct {
 	Clock func() time.Time
 }
 
-// NewMemory returns an empty in-memory store, configured by at most one
-// MemoryOptions (none gives the zero value).
+// NewMemory returns an empty in-memory store. Options are usually given
+// as one MemoryOptions; several are merged, the later ones' non-zero fields
+// winning.
 func NewMemory[T any](opts ...MemoryOptions) *Memory[T] {
-	var o MemoryOptions
-	if len(opts) > 0 {
-		o = opts[len(opts)-1]
-	}
-	if o.Clock == nil {
-		o.Clock = time.Now
+	o := MemoryOptions{Clock: time.Now}
+	for _, opt := range opts {
+		if opt.TTL != 0 {
+			o.TTL = opt.TTL
+		}
+		if opt.Clock != nil {
+			o.Clock = opt.Clock
+		}
 	}
 	return &Memory[T]{
 		ttl:   max(o.TTL, 0),
@@ -70,6 +73,18 @@ func NewMemory[T any](opts ...MemoryOptions) *Memory[T] {
 		items: make(map[string]memoryItem[T]),
 	}
 }
+
+// WithTTL is MemoryOptions{TTL: ttl}, kept so that code written for the
+// first release still compiles.
+//
+// Deprecated: use NewMemory[T](MemoryOptions{TTL: ttl}).
+func WithTTL(ttl time.Duration) MemoryOptions { return MemoryOptions{TTL: ttl} }
+
+// WithClock is MemoryOptions{Clock: now}, kept so that code written for the
+// first release still compiles.
+//
+// Deprecated: use NewMemory[T](MemoryOptions{Clock: now}).
+func WithClock(now func() time.Time) MemoryOptions { return MemoryOptions{Clock: now} }
 
 // Read returns a copy of the session stored under key.
 func (m *Memory[T]) Read(ctx context.Context, key string) (T, bool, error) {

@@ -234,3 +234,15 @@ func TestMemoryGivesMemoryBack(t *testing.T) {
 	assert.Less(t, after, 2*base+64<<10, "deleting everything gives the map's memory back")
 	assert.Zero(t, session.MemoryMapLen(m))
 }
+
+func TestMemoryOptionsMerge(t *testing.T) {
+	ctx := context.Background()
+	clock := newFakeClock()
+	//lint:ignore SA1019 the deprecated helpers must keep working
+	m := session.NewMemory[int](session.WithTTL(time.Minute), session.WithClock(clock.Now))
+	require.NoError(t, m.Write(ctx, "k", 1))
+	clock.Advance(time.Minute)
+	has, err := m.Has(ctx, "k")
+	require.NoError(t, err)
+	assert.False(t, has, "both the TTL and the clock of the first release's options apply")
+}
