@@ -33,7 +33,6 @@ func (h countHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Pro
 	}
 }
 
-
 // BenchmarkStore: go test -bench . -benchmem ./redisstore/
 func BenchmarkStore(b *testing.B) {
 	var n atomic.Int64
