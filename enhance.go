@@ -167,63 +167,76 @@ type envelope struct {
 }
 
 func (s *enhanced[T]) Read(ctx context.Context, key string) (T, bool, error) {
-	v, _, found, err := s.readRaw(ctx, key)
+	var v T
+	_, found, err := s.readRaw(ctx, key, &v)
 	return v, found, err
 }
 
-// readRaw reads and decodes key. The bytes it returns for comparison are
-// the stored data, unless the data must be rewritten even if the handler
-// leaves it as it is: migrations ran, or the expiry is missing or less
-// than half a TTL away.
-func (s *enhanced[T]) readRaw(ctx context.Context, key string) (T, []byte, bool, error) {
+// readRaw reads key and decodes it into *into (left zero when not found).
+// The bytes it returns for comparison are the stored data, unless the
+// data must be rewritten even if the handler leaves it as it is:
+// migrations ran, or the expiry is missing or less than half a TTL away.
+func (s *enhanced[T]) readRaw(ctx context.Context, key string, into *T) ([]byte, bool, error) {
 	var zero T
+	*into = zero
 	raw, found, err := s.store.Read(ctx, key)
 	if err != nil || !found {
-		return zero, nil, false, err
+		return nil, false, err
 	}
-	v, env, ran, live, err := s.decode(key, raw)
+	now := s.nowMilli()
+	env, ran, live, err := s.decode(key, raw, now, into)
 	if err != nil {
-		return zero, nil, false, err
+		return nil, false, err
 	}
 	if !live {
 		// Delete now rather than leave expired data for the next write.
 		if err := s.store.Delete(ctx, key); err != nil {
-			return zero, nil, false, fmt.Errorf("session: delete expired %q: %w", key, err)
+			return nil, false, fmt.Errorf("session: delete expired %q: %w", key, err)
 		}
-		return zero, nil, false, nil
+		return nil, false, nil
 	}
 	stored := []byte(env.data)
-	if ran || (s.ttl > 0 && (!env.expiring || env.expiry-float64(s.now().UnixMilli()) < float64(s.ttl.Milliseconds())/2)) {
+	if ran || (s.ttl > 0 && (!env.expiring || env.expiry-float64(now) < float64(s.ttl.Milliseconds())/2)) {
 		stored = nil
 	}
-	return v, stored, true, nil
+	return stored, true, nil
 }
 
-// decode takes stored bytes apart, checks expiry and migrates. live is
+// nowMilli is the clock in Unix ms, read only when a TTL needs it.
+func (s *enhanced[T]) nowMilli() int64 {
+	if s.ttl == 0 {
+		return 0
+	}
+	return s.now().UnixMilli()
+}
+
+// decode takes stored bytes apart, checks expiry against now (Unix ms),
+// migrates and decodes into *into, which holds the zero value. live is
 // false for expired data, which is not decoded.
-func (s *enhanced[T]) decode(key string, raw []byte) (value T, env envelope, ran, live bool, err error) {
+func (s *enhanced[T]) decode(key string, raw []byte, now int64, into *T) (env envelope, ran, live bool, err error) {
 	env, err = unwrap(raw)
 	if err != nil {
-		return value, env, false, false, fmt.Errorf("%w: key %q: %w", ErrCorrupt, key, err)
+		return env, false, false, fmt.Errorf("%w: key %q: %w", ErrCorrupt, key, err)
 	}
-	if s.ttl > 0 && env.expiring && env.expiry <= float64(s.now().UnixMilli()) {
-		return value, env, false, false, nil
+	if s.ttl > 0 && env.expiring && env.expiry <= float64(now) {
+		return env, false, false, nil
 	}
 	data, ran, err := s.migrate(key, env)
 	if err != nil {
-		return value, env, false, false, err
+		return env, false, false, err
 	}
-	if err := json.Unmarshal(data, &value); err != nil {
-		var zero T // value may be half-decoded
+	if err := json.Unmarshal(data, into); err != nil {
+		var zero T // *into may be half-decoded
+		*into = zero
 		if ran {
 			// The stored data was readable, since migrations ran: what the
 			// last one produced is not a T.
-			return zero, env, false, false, fmt.Errorf("%w: key %q: data migrated from version %s to %s does not decode: %w",
+			return env, false, false, fmt.Errorf("%w: key %q: data migrated from version %s to %s does not decode: %w",
 				ErrMigration, key, versionLabel(env.version, env.versioned), s.latest(), err)
 		}
-		return zero, env, false, false, fmt.Errorf("%w: key %q: %w", ErrCorrupt, key, err)
+		return env, false, false, fmt.Errorf("%w: key %q: %w", ErrCorrupt, key, err)
 	}
-	return value, env, ran, true, nil
+	return env, ran, true, nil
 }
 
 // Keys yields the key of every live session, through the base store's
@@ -248,7 +261,8 @@ func (s *enhanced[T]) Values(ctx context.Context) iter.Seq2[T, error] {
 // base store's [Iterator]. Expired sessions are skipped, not deleted.
 func (s *enhanced[T]) Entries(ctx context.Context) iter.Seq2[Entry[T], error] {
 	return decodeEntries(ctx, s.store, func(key string, raw []byte) (T, bool, error) {
-		v, _, _, live, err := s.decode(key, raw)
+		var v T
+		_, _, live, err := s.decode(key, raw, s.nowMilli(), &v)
 		return v, live, err
 	})
 }

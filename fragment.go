@@ -180,7 +180,7 @@ func (f *Fragment[S, F]) load(c *Context[S], st *state[S], sl *slot) error {
 	v := f.field(&st.val)
 	var err error
 	if f.raw != nil {
-		*v, sl.stored, sl.found, err = f.raw.readRaw(c, sl.storeKey)
+		sl.stored, sl.found, err = f.raw.readRaw(c, sl.storeKey, v)
 	} else {
 		*v, sl.found, err = f.store.Read(c, sl.storeKey)
 	}

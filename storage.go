@@ -138,30 +138,34 @@ type encoded[T any] struct {
 }
 
 func (e *encoded[T]) Read(ctx context.Context, key string) (T, bool, error) {
-	v, _, found, err := e.readRaw(ctx, key)
+	var v T
+	_, found, err := e.readRaw(ctx, key, &v)
 	return v, found, err
 }
 
-func (e *encoded[T]) readRaw(ctx context.Context, key string) (T, []byte, bool, error) {
-	var v T
+// readRaw decodes into *into, which the session already holds, so the
+// value is not built in a temporary and copied.
+func (e *encoded[T]) readRaw(ctx context.Context, key string, into *T) ([]byte, bool, error) {
+	var zero T
+	*into = zero
 	data, found, err := e.store.Read(ctx, key)
 	if err != nil || !found {
-		return v, nil, false, err
+		return nil, false, err
 	}
-	v, err = e.decode(key, data)
-	if err != nil {
-		return v, nil, false, err
+	if err := e.decode(key, data, into); err != nil {
+		return nil, false, err
 	}
-	return v, data, true, nil
+	return data, true, nil
 }
 
-func (e *encoded[T]) decode(key string, data []byte) (T, error) {
-	var v T
-	if err := e.codec.Unmarshal(data, &v); err != nil {
-		var zero T // v may be half-decoded
-		return zero, fmt.Errorf("%w: key %q: %w", ErrCorrupt, key, err)
+// decode decodes data into *into, which holds the zero value.
+func (e *encoded[T]) decode(key string, data []byte, into *T) error {
+	if err := e.codec.Unmarshal(data, into); err != nil {
+		var zero T // *into may be half-decoded
+		*into = zero
+		return fmt.Errorf("%w: key %q: %w", ErrCorrupt, key, err)
 	}
-	return v, nil
+	return nil
 }
 
 func (e *encoded[T]) encode(key string, v *T) ([]byte, error) {
@@ -192,18 +196,19 @@ func (e *encoded[T]) Values(ctx context.Context) iter.Seq2[T, error] {
 // Entries yields every stored session with its key, decoded.
 func (e *encoded[T]) Entries(ctx context.Context) iter.Seq2[Entry[T], error] {
 	return decodeEntries(ctx, e.store, func(key string, data []byte) (T, bool, error) {
-		v, err := e.decode(key, data)
+		var v T
+		err := e.decode(key, data, &v)
 		return v, err == nil, err
 	})
 }
 
 // rawStore is implemented by the byte-backed stores of this package, so
-// the middleware can decide on the bytes that are stored: readRaw returns
-// the decoded value with the bytes encode would have to produce for the
-// value to count as unchanged (nil when it must be written anyway, as when
+// the middleware can decide on the bytes that are stored: readRaw decodes
+// the value into *into (left zero when not found) and returns the bytes
+// encode would have to produce for the value to count as unchanged (nil when it must be written anyway, as when
 // a refresh is due); writeRaw stores what encode produced.
 type rawStore[T any] interface {
-	readRaw(ctx context.Context, key string) (v T, stored []byte, found bool, err error)
+	readRaw(ctx context.Context, key string, into *T) (stored []byte, found bool, err error)
 	encode(key string, v *T) ([]byte, error)
 	writeRaw(ctx context.Context, key string, data []byte) error
 }

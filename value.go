@@ -36,6 +36,9 @@ func (o valueOps[T]) clone(v *T) (T, error) {
 	if o.ops.flat {
 		return *v, nil
 	}
+	if o.ops.bytes {
+		return cloneBytes(*v), nil
+	}
 	var c T
 	if o.ops.err != nil {
 		return c, o.ops.err
@@ -51,10 +54,24 @@ func (o valueOps[T]) cloneValue(v T) (T, error) {
 	if o.ops.flat {
 		return v, nil
 	}
+	if o.ops.bytes {
+		return cloneBytes(v), nil
+	}
 	return o.cloneSlow(v)
 }
 
 func (o valueOps[T]) cloneSlow(v T) (T, error) { return o.clone(&v) }
+
+// cloneBytes copies a byte slice (T's underlying type is []byte) in one
+// allocation; the general slice plan goes through reflect and allocates
+// more. Nil stays nil and empty stays empty, as in the general plan.
+func cloneBytes[T any](v T) T {
+	s := *(*[]byte)(unsafe.Pointer(&v))
+	if s != nil {
+		s = append(make([]byte, 0, len(s)), s...)
+	}
+	return *(*T)(unsafe.Pointer(&s))
+}
 
 // equal reports whether *a and *b are deeply equal. Floats compare by bit
 // pattern, so an unchanged NaN is not a change; values that cannot be
@@ -79,6 +96,7 @@ var errTooDeep = fmt.Errorf("value nested deeper than %d levels (cyclic?)", maxD
 type typeOps struct {
 	t     reflect.Type
 	flat  bool
+	bytes bool  // a slice of bytes: copied without reflect
 	err   error // non-nil: the type cannot be copied
 	copy  func(dst, src unsafe.Pointer, depth int) error
 	equal func(a, b unsafe.Pointer, depth int) bool
@@ -122,6 +140,7 @@ func compile(t reflect.Type, busy map[reflect.Type]*typeOps) *typeOps {
 	case reflect.Pointer:
 		compilePointer(o, t, busy)
 	case reflect.Slice:
+		o.bytes = t.Elem().Kind() == reflect.Uint8
 		compileSlice(o, t, busy)
 	case reflect.Map:
 		compileMap(o, t, busy)
