@@ -5,7 +5,9 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"net"
 	"os"
+	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
@@ -214,37 +216,28 @@ func TestTouchWithoutTTL(t *testing.T) {
 	assert.Equal(t, time.Duration(-1), ttl, "no expiry")
 }
 
-// TestConnectionKilled breaks the store's connections (CLIENT KILL, as a
-// server restart or a network cut does) while goroutines increment
-// counters under the lock. Every failure must surface as an error, every
-// stored value must stay whole, no increment reported as done may be
-// lost, and the store must work again afterwards.
-func TestConnectionKilled(t *testing.T) {
-	ctx := context.Background()
-	admin := newClient(t)
-	name := "redisstore-kill-" + strconv.FormatInt(time.Now().UnixNano(), 36)
-	// No retries: the errors must reach the caller, not be papered over.
-	c := redis.NewClient(&redis.Options{Addr: redisAddr(), ClientName: name, MaxRetries: -1, ContextTimeoutEnabled: true})
-	defer c.Close()
-	var reported atomic.Int64
-	s := newStore(t, c, redisstore.Options{Prefix: uniquePrefix(t), LockLease: 2 * time.Second,
-		OnError: func(error) { reported.Add(1) }})
+// load runs goroutines that increment one counter each under the lock
+// (Lock, Read, Write, unlock) until stop is closed, counting what
+// succeeded and what failed. A value that is not a whole number fails the
+// test: nothing may be half-written.
+type load struct {
+	okays, failures atomic.Int64
+	mu              sync.Mutex
+	acked           map[string]int // increments reported done, per key
+	wg              sync.WaitGroup
+}
 
-	var (
-		wg              sync.WaitGroup
-		done            = make(chan struct{})
-		failures, okays atomic.Int64
-		mu              sync.Mutex
-		acked           = map[string]int{} // increments reported done, per key
-	)
-	for g := range 4 {
-		wg.Add(1)
+func startLoad(t *testing.T, s *redisstore.Store, goroutines int, stop <-chan struct{}) *load {
+	ctx := context.Background()
+	l := &load{acked: map[string]int{}}
+	for g := range goroutines {
+		l.wg.Add(1)
 		go func() {
-			defer wg.Done()
+			defer l.wg.Done()
 			key := "counter-" + strconv.Itoa(g)
 			for {
 				select {
-				case <-done:
+				case <-stop:
 					return
 				default:
 				}
@@ -267,42 +260,126 @@ func TestConnectionKilled(t *testing.T) {
 					if err := s.Write(ctx, key, []byte(strconv.Itoa(n+1))); err != nil {
 						return err
 					}
-					mu.Lock()
-					acked[key]++
-					mu.Unlock()
+					l.mu.Lock()
+					l.acked[key]++
+					l.mu.Unlock()
 					return nil
 				}()
 				if err != nil {
 					assert.NotContains(t, err.Error(), "half-written")
 					assert.True(t, strings.HasPrefix(err.Error(), "redisstore: "), "error %v is the store's", err)
-					failures.Add(1)
+					l.failures.Add(1)
+					time.Sleep(5 * time.Millisecond) // a server that is down: do not spin
 				} else {
-					okays.Add(1)
+					l.okays.Add(1)
 				}
 			}
 		}()
 	}
-	for range 10 {
-		time.Sleep(30 * time.Millisecond)
-		killClients(t, admin, name)
-	}
-	time.Sleep(30 * time.Millisecond)
-	close(done)
-	wg.Wait()
-	t.Logf("%d updates done, %d failed with an error, %d background errors reported", okays.Load(), failures.Load(), reported.Load())
-	assert.Positive(t, failures.Load(), "killing connections surfaced no error")
-	assert.Positive(t, okays.Load(), "no update went through")
+	return l
+}
 
-	// Every acknowledged increment is stored (an unacknowledged one may
-	// or may not have landed: its reply was lost).
-	for key, n := range acked {
-		v, found, err := s.Read(ctx, key)
-		require.NoError(t, err, "the store works again after the connections were killed")
+// check verifies that every acknowledged increment is stored (one whose
+// reply was lost may or may not have landed) and that the store works.
+func (l *load) check(t *testing.T, s *redisstore.Store) {
+	t.Helper()
+	for key, n := range l.acked {
+		v, found, err := s.Read(context.Background(), key)
+		require.NoError(t, err, "the store works again")
 		require.True(t, found)
 		got, err := strconv.Atoi(string(v))
 		require.NoError(t, err, "value %q is whole", v)
 		assert.GreaterOrEqual(t, got, n, "%s: acknowledged increments lost", key)
 	}
+}
+
+// TestConnectionKilled breaks the store's connections (CLIENT KILL, as a
+// network cut does) while goroutines increment counters under the lock.
+// Every failure must surface as an error, every stored value must stay
+// whole, no increment reported as done may be lost, and the store must
+// work again afterwards.
+func TestConnectionKilled(t *testing.T) {
+	admin := newClient(t)
+	name := "redisstore-kill-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	// No retries: the errors must reach the caller, not be papered over.
+	c := redis.NewClient(&redis.Options{Addr: redisAddr(), ClientName: name, MaxRetries: -1, ContextTimeoutEnabled: true})
+	defer c.Close()
+	var reported atomic.Int64
+	s := newStore(t, c, redisstore.Options{Prefix: uniquePrefix(t), LockLease: 2 * time.Second,
+		OnError: func(error) { reported.Add(1) }})
+
+	stop := make(chan struct{})
+	l := startLoad(t, s, 4, stop)
+	for range 10 {
+		time.Sleep(30 * time.Millisecond)
+		killClients(t, admin, name)
+	}
+	time.Sleep(30 * time.Millisecond)
+	close(stop)
+	l.wg.Wait()
+	t.Logf("%d updates done, %d failed with an error, %d background errors reported", l.okays.Load(), l.failures.Load(), reported.Load())
+	assert.Positive(t, l.failures.Load(), "killing connections surfaced no error")
+	assert.Positive(t, l.okays.Load(), "no update went through")
+	l.check(t, s)
+}
+
+// TestServerRestart kills a Redis server (SIGKILL) in the middle of a run
+// and starts it again on the same port and data directory. The server is
+// the test's own redis-server, with an fsynced append-only file, so that
+// the data survives as it would on a production server: updates fail with
+// errors while it is down, none acknowledged before the crash is lost, no
+// value is half-written, and updates go through again once it is back
+// (after the leases held at the crash have run out).
+func TestServerRestart(t *testing.T) {
+	bin, err := exec.LookPath("redis-server")
+	require.NoError(t, err, "this test runs its own Redis server: install redis-server (Debian: apt-get install redis-server)")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := ln.Addr().String()
+	require.NoError(t, ln.Close())
+	_, port, _ := net.SplitHostPort(addr)
+	dir := t.TempDir()
+
+	var srv *exec.Cmd
+	start := func() {
+		srv = exec.Command(bin, "--port", port, "--bind", "127.0.0.1", "--save", "",
+			"--appendonly", "yes", "--appendfsync", "always", "--dir", dir)
+		require.NoError(t, srv.Start())
+		c := redis.NewClient(&redis.Options{Addr: addr})
+		defer c.Close()
+		require.Eventually(t, func() bool { return c.Ping(context.Background()).Err() == nil },
+			10*time.Second, 20*time.Millisecond, "redis-server on %s did not start", addr)
+	}
+	kill := func() {
+		_ = srv.Process.Kill()
+		_ = srv.Wait()
+	}
+	start()
+	t.Cleanup(kill)
+
+	c := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, ContextTimeoutEnabled: true,
+		DialTimeout: 200 * time.Millisecond, ReadTimeout: time.Second, WriteTimeout: time.Second})
+	defer c.Close()
+	s := newStore(t, c, redisstore.Options{Prefix: "restart:", LockLease: 500 * time.Millisecond})
+
+	stop := make(chan struct{})
+	l := startLoad(t, s, 4, stop)
+	time.Sleep(300 * time.Millisecond)
+	beforeCrash := l.okays.Load()
+	kill()
+	time.Sleep(300 * time.Millisecond)
+	failedDown := l.failures.Load()
+	start()
+	restarted := l.okays.Load()
+	time.Sleep(1500 * time.Millisecond) // leases of the crash run out, then work resumes
+	close(stop)
+	l.wg.Wait()
+	t.Logf("%d updates before the crash, %d failed with an error while down, %d after the restart",
+		beforeCrash, failedDown, l.okays.Load()-restarted)
+	assert.Positive(t, beforeCrash, "no update before the crash")
+	assert.Positive(t, failedDown, "the server being down surfaced no error")
+	assert.Positive(t, l.okays.Load()-restarted, "no update after the restart")
+	l.check(t, s)
 }
 
 // killClients kills every connection named name.
