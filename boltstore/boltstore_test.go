@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 
 	"github.com/tgsession/session"
 	"github.com/tgsession/session/boltstore"
@@ -200,7 +201,7 @@ func TestClosedDatabase(t *testing.T) {
 	require.NoError(t, db.Close())
 	err := s.Write(context.Background(), "k", []byte("v"))
 	require.Error(t, err)
-	assert.ErrorIs(t, err, bolt.ErrDatabaseNotOpen)
+	assert.ErrorIs(t, err, berrors.ErrDatabaseNotOpen)
 	assert.ErrorContains(t, err, `"k"`)
 	_, _, err = s.Read(context.Background(), "k")
 	assert.ErrorContains(t, err, `"k"`)
