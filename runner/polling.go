@@ -18,8 +18,8 @@ type PollingOptions struct {
 	Timeout int
 	// Limit is the most updates per getUpdates call, 1 to 100. 0 means 100.
 	Limit int
-	// AllowedUpdates restricts the update kinds Telegram sends; nil keeps
-	// the bot's previous setting.
+	// AllowedUpdates restricts the update kinds Telegram sends, as
+	// getUpdates' allowed_updates (tgbotapi sends nil as null).
 	AllowedUpdates []string
 }
 
@@ -51,7 +51,10 @@ type Polling struct {
 	next int
 	// advanced is closed and replaced when the oldest open update finishes.
 	advanced chan struct{}
-	calls    sync.WaitGroup // getUpdates calls still on the wire
+	// calls counts getUpdates calls still on the wire; callEnded is
+	// closed and replaced when one ends.
+	calls     int
+	callEnded chan struct{}
 }
 
 // NewPolling returns a polling source for bot.
@@ -62,7 +65,7 @@ func NewPolling(bot *tgbotapi.BotAPI, opts PollingOptions) *Polling {
 	if opts.Limit <= 0 || opts.Limit > 100 {
 		opts.Limit = 100
 	}
-	return &Polling{bot: bot, opts: opts, advanced: make(chan struct{})}
+	return &Polling{bot: bot, opts: opts, advanced: make(chan struct{}), callEnded: make(chan struct{})}
 }
 
 // Pacing of getUpdates while updates are open, and the backoff after
@@ -88,20 +91,25 @@ func (p *Polling) Receive(ctx context.Context, feed *Feed) error {
 			if ctx.Err() != nil {
 				return nil
 			}
+			// Telegram's retry_after says how long to wait; otherwise
+			// back off, doubling up to maxBackoff.
+			wait, told := backoff, false
 			var apiErr *tgbotapi.Error
 			if errors.As(err, &apiErr) {
 				switch {
 				case apiErr.Code == http.StatusUnauthorized || apiErr.Code == http.StatusNotFound:
 					return fmt.Errorf("runner: getUpdates: %w", err) // bad token: retrying cannot help
 				case apiErr.RetryAfter > 0:
-					backoff = time.Duration(apiErr.RetryAfter) * time.Second
+					wait, told = time.Duration(apiErr.RetryAfter)*time.Second, true
 				}
 			}
-			feed.Error(ctx, fmt.Errorf("runner: getUpdates (retrying in %v): %w", backoff, err))
-			if !sleep(ctx, backoff) {
+			feed.Error(ctx, fmt.Errorf("runner: getUpdates (retrying in %v): %w", wait, err))
+			if !sleep(ctx, wait) {
 				return nil
 			}
-			backoff = min(2*backoff, maxBackoff)
+			if !told {
+				backoff = min(2*backoff, maxBackoff)
+			}
 			continue
 		}
 		backoff = minBackoff
@@ -145,38 +153,58 @@ func (p *Polling) Receive(ctx context.Context, feed *Feed) error {
 }
 
 // Close implements [Source]: it confirms the offset past every finished
-// update with one getUpdates call that asks for nothing to wait for. It
-// also ends a long poll still on the wire: Telegram terminates the older
-// of two getUpdates calls.
+// update with a getUpdates call that asks for nothing to wait for. That
+// call also ends a long poll still on the wire, since Telegram terminates
+// the older of two getUpdates calls; a poll that reaches Telegram only
+// after it would wait out its timeout, so Close repeats the short call
+// until the long poll has ended or ctx ends.
 func (p *Polling) Close(ctx context.Context) error {
-	// Also without an offset to confirm: the call still ends the long poll.
 	offset, _ := p.offset()
-	_, err := p.get(ctx, tgbotapi.UpdateConfig{Offset: offset, Limit: 1, Timeout: 0})
-	if err != nil {
-		err = fmt.Errorf("runner: confirm offset %d: %w", offset, err)
+	cfg := tgbotapi.UpdateConfig{Offset: offset, Limit: 1, Timeout: 0, AllowedUpdates: p.opts.AllowedUpdates}
+	var err error
+	for confirmed := false; ; {
+		if _, e := p.get(ctx, cfg); e == nil {
+			confirmed, err = true, nil
+		} else if !confirmed {
+			err = fmt.Errorf("runner: confirm offset %d: %w", offset, e)
+		}
+		p.mu.Lock()
+		calls, ended := p.calls, p.callEnded
+		p.mu.Unlock()
+		if calls == 0 {
+			return err
+		}
+		t := time.NewTimer(busyPollInterval)
+		select {
+		case <-ended:
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		}
+		t.Stop()
 	}
-	done := make(chan struct{})
-	go func() { p.calls.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-ctx.Done():
-	}
-	return err
 }
 
 // get calls getUpdates, giving up waiting when ctx ends: tgbotapi takes
-// no context, so the call itself finishes in the background (Close waits
-// for it).
+// no context, so the call itself finishes in the background (Close ends
+// it).
 func (p *Polling) get(ctx context.Context, cfg tgbotapi.UpdateConfig) ([]tgbotapi.Update, error) {
 	type result struct {
 		ups []tgbotapi.Update
 		err error
 	}
 	ch := make(chan result, 1)
-	p.calls.Add(1)
+	p.mu.Lock()
+	p.calls++
+	p.mu.Unlock()
 	go func() {
-		defer p.calls.Done()
 		ups, err := p.bot.GetUpdates(cfg)
+		p.mu.Lock()
+		p.calls--
+		close(p.callEnded)
+		p.callEnded = make(chan struct{})
+		p.mu.Unlock()
 		ch <- result{ups, err}
 	}()
 	select {

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	tgbotapi "github.com/go-telegram-bot-api/telegram-bot-api/v5"
 	"github.com/stretchr/testify/assert"
@@ -108,7 +109,7 @@ func TestPollingLeftBehindComesAgain(t *testing.T) {
 	}
 	errs := newErrorLog()
 	ctx, cancel := context.WithCancel(context.Background())
-	done := startRun(ctx, bot, h, Options{DrainTimeout: 20 * 1e6, OnError: errs.onError})
+	done := startRun(ctx, bot, h, Options{DrainTimeout: 20 * time.Millisecond, OnError: errs.onError})
 	receive(t, entered, "the handler")
 	cancel()
 	require.ErrorIs(t, result(t, done), context.DeadlineExceeded)
@@ -130,8 +131,9 @@ func TestPollingLeftBehindComesAgain(t *testing.T) {
 // retried; an invalid token ends Run with the error.
 func TestPollingErrors(t *testing.T) {
 	srv, bot := fakeBot(t)
+	srv.Fail("getUpdates", 429, "Too Many Requests: retry after 1", tgbotapi.ResponseParameters{RetryAfter: 1})
 	srv.Fail("getUpdates", 500, "Internal Server Error")
-	srv.SendMessage(1, 1, "after the failure")
+	srv.SendMessage(1, 1, "after the failures")
 	var got atomic.Bool
 	errs := newErrorLog()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -142,9 +144,17 @@ func TestPollingErrors(t *testing.T) {
 	eventually(t, got.Load, "the update, after a retry")
 	cancel()
 	require.NoError(t, result(t, done))
+	// Both failures were reported, with a nil update; the last one kept.
 	var apiErr *tgbotapi.Error
 	require.True(t, errors.As(errs.snapshot()[0], &apiErr), "the source error, reported with a nil update")
 	assert.Equal(t, 500, apiErr.Code)
+	waits := 0
+	for _, r := range srv.Requests() {
+		if r.Method == "getUpdates" {
+			waits++
+		}
+	}
+	assert.GreaterOrEqual(t, waits, 3, "retried after the 429 and the 500")
 
 	srv.Fail("getUpdates", 401, "Unauthorized")
 	err := result(t, startRun(context.Background(), bot, func(*session.Context[struct{}]) error { return nil }, Options{}))
@@ -198,7 +208,8 @@ func TestPollingIdleStopEndsLongPoll(t *testing.T) {
 	}, "the long poll on the wire")
 	cancel()
 	require.NoError(t, result(t, done))
-	calls := make(chan struct{})
-	go func() { p.calls.Wait(); close(calls) }()
-	receive(t, calls, "the long poll to end") // well before its 60 seconds
+	p.mu.Lock()
+	calls := p.calls
+	p.mu.Unlock()
+	assert.Zero(t, calls, "Run returned after the long poll ended, well before its 60 seconds")
 }

@@ -12,10 +12,13 @@
 // it has already taken are still handled: the running ones finish, and the
 // queued ones run, in order and within the same bounds. Handlers get a
 // context that is not cancelled by the stop (so the session write-back
-// after the handler still works) and ends DrainTimeout after it. Whatever
-// has not started by then is reported to OnError with an error wrapping
-// [ErrStopped]. Run returns after that, with nil when every taken update was
-// handled or reported.
+// after the handler still works) and ends DrainTimeout after it. At that
+// deadline nothing more starts: updates still waiting are reported to
+// OnError with an error wrapping [ErrStopped], and handlers that do not
+// return promptly once their context ends are left behind and reported
+// the same way. Run returns after that, with nil when every taken update
+// was handled. With a webhook, shut the HTTP server down first (see
+// [Webhook]).
 //
 // # Delivery
 //
@@ -146,11 +149,15 @@ func logError(ctx context.Context, u *tgbotapi.Update, key string, err error) {
 // session.NewContext[S](hctx, bot, u), where hctx keeps ctx's values but
 // is cancelled only DrainTimeout after ctx.
 //
-// Run returns nil after a stop in which every taken update was handled
-// or reported, the source's error if it failed, and an error wrapping
-// context.DeadlineExceeded if handlers were still running at the end of
-// the drain: they are then left behind, their updates reported with
-// ErrStopped and not confirmed, so they come again at the next start.
+// Run returns nil after a stop in which every taken update was handled,
+// and the source's error if it failed for good. If the drain times out,
+// nothing more starts, the handlers' context is cancelled, and shortly
+// after, updates still waiting are reported with ErrStopped (and
+// confirmed), handlers still running are left behind (their updates
+// reported with ErrStopped and not confirmed, so they come again at the
+// next start), and Run returns an error wrapping
+// context.DeadlineExceeded. OnError is not called for a handler left
+// behind when it eventually returns.
 func Run[S any](ctx context.Context, bot *tgbotapi.BotAPI, h session.Handler[S], opts Options) error {
 	if h == nil {
 		return errors.New("runner: nil handler")
@@ -184,12 +191,18 @@ func Run[S any](ctx context.Context, bot *tgbotapi.BotAPI, h session.Handler[S],
 
 	drainCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), opts.DrainTimeout)
 	defer cancel()
-	context.AfterFunc(drainCtx, hcancel)
 	var drainErr error
-	if !d.waitIdle(drainCtx) {
-		if n := d.abandon(); n > 0 {
-			drainErr = fmt.Errorf("runner: %d handlers still running after the drain timeout of %v: %w", n, opts.DrainTimeout, context.DeadlineExceeded)
-		}
+	if !d.wait(drainCtx, (*dispatcher).idleLocked) {
+		// The deadline: start nothing more, end the handlers' context,
+		// and give those that honour it a moment to return and be
+		// reported like any other failure.
+		d.halt()
+		hcancel()
+		graceCtx, cancelGrace := context.WithTimeout(context.WithoutCancel(ctx), abandonGrace)
+		d.wait(graceCtx, func(d *dispatcher) bool { return d.inFlight == 0 })
+		cancelGrace()
+		waiting, running := d.abandon()
+		drainErr = fmt.Errorf("runner: drain timeout of %v: %d waiting updates reported, %d handlers left behind: %w", opts.DrainTimeout, waiting, running, context.DeadlineExceeded)
 	}
 
 	// The source gets its own short bound: confirming an offset is one
@@ -207,8 +220,13 @@ func Run[S any](ctx context.Context, bot *tgbotapi.BotAPI, h session.Handler[S],
 // bound tests can read its counters.
 var testHookDispatcher func(*dispatcher)
 
-// closeTimeout bounds Source.Close after the drain.
-const closeTimeout = 5 * time.Second
+// closeTimeout bounds Source.Close after the drain; abandonGrace is how
+// long handlers get to return once their context ended at the drain
+// timeout, before they are left behind.
+const (
+	closeTimeout = 5 * time.Second
+	abandonGrace = 100 * time.Millisecond
+)
 
 // call runs h, turning a panic into an error that carries the stack.
 func call[S any](h session.Handler[S], c *session.Context[S]) (err error) {
@@ -295,10 +313,11 @@ type dispatcher struct {
 	queues   map[string]*keyQueue
 	ready    fifo[*keyQueue] // have waiting updates, no running handler
 	running  map[*item]struct{}
-	inFlight int // workers
-	queued   int // waiting updates over all keys
-	blocked  int // Put calls waiting for room; for tests and figures
-	stopped  bool
+	inFlight int  // workers
+	queued   int  // waiting updates over all keys
+	blocked  int  // Put calls waiting for room; for tests and figures
+	stopped  bool // Put refuses updates
+	halted   bool // nothing more starts: the drain timed out
 	// changed is closed and replaced whenever room frees up or the
 	// dispatcher goes idle, so waiters can select on it with a context.
 	changed chan struct{}
@@ -365,7 +384,7 @@ func (d *dispatcher) put(ctx context.Context, u *tgbotapi.Update, done func()) e
 
 // startLocked starts workers for ready keys, up to maxInFlight.
 func (d *dispatcher) startLocked() {
-	for d.inFlight < d.maxInFlight && d.ready.len() > 0 {
+	for !d.halted && d.inFlight < d.maxInFlight && d.ready.len() > 0 {
 		d.inFlight++
 		go d.work(d.nextLocked())
 	}
@@ -409,7 +428,7 @@ func (d *dispatcher) work(it *item) {
 		} else if q.keyed {
 			delete(d.queues, q.key)
 		}
-		if d.ready.len() == 0 {
+		if d.ready.len() == 0 || d.halted {
 			d.inFlight--
 			d.notifyLocked() // maybe idle
 			d.mu.Unlock()
@@ -428,15 +447,25 @@ func (d *dispatcher) stop() {
 	d.mu.Unlock()
 }
 
-// waitIdle waits until no update is running or waiting, or ctx ends, and
-// reports whether it got idle.
-func (d *dispatcher) waitIdle(ctx context.Context) bool {
+// halt makes workers start nothing more.
+func (d *dispatcher) halt() {
+	d.mu.Lock()
+	d.halted = true
+	d.mu.Unlock()
+}
+
+// idleLocked tells whether no update is running or waiting.
+func (d *dispatcher) idleLocked() bool { return d.inFlight == 0 && d.queued == 0 }
+
+// wait waits until cond, called with d.mu held, is true or ctx ends, and
+// reports whether cond became true.
+func (d *dispatcher) wait(ctx context.Context, cond func(*dispatcher) bool) bool {
 	for {
 		d.mu.Lock()
-		idle := d.inFlight == 0 && d.queued == 0
+		ok := cond(d)
 		ch := d.changed
 		d.mu.Unlock()
-		if idle {
+		if ok {
 			return true
 		}
 		select {
@@ -450,8 +479,8 @@ func (d *dispatcher) waitIdle(ctx context.Context) bool {
 // abandon ends the drain: it reports every waiting update with ErrStopped
 // and marks it done, and reports the running ones, whose results will be
 // ignored, without marking them done, so they are not confirmed. It
-// returns how many were still running.
-func (d *dispatcher) abandon() int {
+// returns how many were waiting and running.
+func (d *dispatcher) abandon() (waitingN, runningN int) {
 	d.mu.Lock()
 	var waiting, running []*item
 	for d.ready.len() > 0 {
@@ -484,7 +513,7 @@ func (d *dispatcher) abandon() int {
 	for _, it := range running {
 		d.report(it, fmt.Errorf("runner: update %d still running at the drain timeout, left behind and not confirmed: %w", it.u.UpdateID, ErrStopped))
 	}
-	return len(running)
+	return len(waiting), len(running)
 }
 
 // stats is a snapshot of the dispatcher's counters.

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	tgbotapi "github.com/go-telegram-bot-api/telegram-bot-api/v5"
 	"github.com/stretchr/testify/assert"
@@ -340,11 +341,12 @@ func TestStopUnderLoadLosesNothing(t *testing.T) {
 	}
 }
 
-// When the drain times out, waiting updates are reported with ErrStopped,
-// the handlers still running see their context end and are reported, and
-// Run returns with context.DeadlineExceeded.
+// When the drain times out, nothing more starts, the running handlers
+// see their context end and are reported with their error, the waiting
+// updates are reported with ErrStopped, and Run returns with
+// context.DeadlineExceeded.
 func TestDrainTimeout(t *testing.T) {
-	entered := make(chan struct{}, 2)
+	entered := make(chan struct{}, 4)
 	var sawCancel atomic.Int32
 	h := func(c *session.Context[struct{}]) error {
 		entered <- struct{}{}
@@ -356,7 +358,7 @@ func TestDrainTimeout(t *testing.T) {
 	src := newSliceSource(chatMsg(1, 1, 0), chatMsg(2, 1, 1), chatMsg(3, 1, 2), chatMsg(4, 2, 0))
 	errs := newErrorLog()
 	ctx, cancel := context.WithCancel(context.Background())
-	done := startRun(ctx, nil, h, Options{Source: src, DrainTimeout: 50 * 1e6, OnError: errs.onError})
+	done := startRun(ctx, nil, h, Options{Source: src, DrainTimeout: 50 * time.Millisecond, OnError: errs.onError})
 	receive(t, entered, "a handler")
 	receive(t, entered, "another handler")
 	receive(t, src.finished, "all taken")
@@ -366,12 +368,13 @@ func TestDrainTimeout(t *testing.T) {
 
 	got := errs.snapshot()
 	require.Len(t, got, 4, "every taken update is reported")
-	for id, err := range got {
-		assert.ErrorIs(t, err, ErrStopped, "update %d", id)
-	}
+	assert.ErrorIs(t, got[1], context.Canceled, "running, returned its context's error")
+	assert.ErrorIs(t, got[4], context.Canceled, "running, returned its context's error")
+	assert.ErrorIs(t, got[2], ErrStopped, "waiting")
+	assert.ErrorIs(t, got[3], ErrStopped, "waiting")
 	_, doneCount := src.counts()
-	assert.Equal(t, 2, doneCount, "only the waiting ones are done (confirmable); the running ones are not")
-	eventually(t, func() bool { return sawCancel.Load() == 2 }, "handlers saw their context end")
+	assert.Equal(t, 4, doneCount, "all finished: handled with an error, or reported")
+	assert.Equal(t, int32(2), sawCancel.Load(), "nothing started after the deadline")
 }
 
 // Stopped before anything came, Run returns nil at once and closes the
