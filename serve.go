@@ -20,6 +20,13 @@ import (
 // reordered; different chats are handled concurrently. Updates with
 // neither run at once. A handler's error, or its panic turned into an
 // error, goes to onError; nil onError logs it with slog.Default().
+//
+// Deprecated: Serve loses updates on stop (handlers save with the
+// cancelled context, queued updates are dropped, and tgbotapi's channel
+// has already confirmed what it buffered) and has no bounds. Use
+// runner.Run from github.com/tgsession/session/runner, which stops
+// gracefully, confirms only finished updates and bounds goroutines and
+// queues. Serve will be removed.
 func Serve[S any](ctx context.Context, bot *tgbotapi.BotAPI, updates <-chan tgbotapi.Update, h Handler[S], onError func(*Context[S], error)) error {
 	if onError == nil {
 		onError = func(c *Context[S], err error) {
