@@ -53,9 +53,15 @@ import (
 
 // Defaults of [Options].
 const (
-	DefaultMaxInFlight  = 64
-	DefaultQueueLimit   = 100
-	DefaultMaxQueued    = 10_000
+	// DefaultMaxInFlight is the default of Options.MaxInFlight.
+	DefaultMaxInFlight = 64
+	// DefaultQueueLimit is the default of Options.QueueLimit.
+	DefaultQueueLimit = 100
+	// DefaultMaxQueued is the default of Options.MaxQueued: about 13 MB of
+	// waiting updates at the sizes measured in the tests.
+	DefaultMaxQueued = 10_000
+	// DefaultDrainTimeout is the default of Options.DrainTimeout, within
+	// the usual grace periods of process managers (Kubernetes: 30s).
 	DefaultDrainTimeout = 10 * time.Second
 )
 
@@ -144,13 +150,15 @@ func logError(ctx context.Context, u *tgbotapi.Update, key string, err error) {
 }
 
 // Run handles the updates of opts.Source with h until ctx is cancelled or
-// the source fails for good, then stops gracefully (see the package
-// documentation) and returns. Each update is handled with a fresh
+// the source's Receive returns (a finite source, or one that failed for
+// good), then stops gracefully (see the package documentation) and
+// returns. Each update is handled with a fresh
 // session.NewContext[S](hctx, bot, u), where hctx keeps ctx's values but
 // is cancelled only DrainTimeout after ctx.
 //
-// Run returns nil after a stop in which every taken update was handled,
-// and the source's error if it failed for good. If the drain times out,
+// Run returns nil after a stop in which every taken update was handled
+// (a handler's error counts: it went to OnError), and the source's error
+// if it failed for good. If the drain times out,
 // nothing more starts, the handlers' context is cancelled, and shortly
 // after, updates still waiting are reported with ErrStopped (and
 // confirmed), handlers still running are left behind (their updates
