@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tgsession/session"
+	"github.com/tgsession/session/runner"
 	"github.com/tgsession/session/telegramtest"
 	"github.com/tgsession/session/wizard"
 )
@@ -405,8 +406,8 @@ func TestWizardFragment(t *testing.T) {
 	assert.Zero(t, n, "the count fragment was never touched, so never written")
 }
 
-// Many chats run the wizard at once through tgbotapi's long polling and
-// session.Serve; under -race this checks the wizard shares nothing between
+// Many chats run the wizard at once through long polling and runner.Run;
+// under -race this checks the wizard shares nothing between
 // updates.
 func TestWizardConcurrentChats(t *testing.T) {
 	clk := &clock{now: time.Unix(1_700_000_000, 0)}
@@ -420,13 +421,16 @@ func TestWizardConcurrentChats(t *testing.T) {
 
 	var mu sync.Mutex
 	var errs []error
-	updates := bot.GetUpdatesChan(tgbotapi.UpdateConfig{Timeout: 30})
+	runCtx, stop := context.WithCancel(context.Background())
+	defer stop()
 	served := make(chan error, 1)
 	go func() {
-		served <- session.Serve(context.Background(), bot, updates, h, func(_ *session.Context[sess], err error) {
-			mu.Lock()
-			defer mu.Unlock()
-			errs = append(errs, err)
+		served <- runner.Run(runCtx, bot, h, runner.Options{
+			OnError: func(_ context.Context, _ *tgbotapi.Update, _ string, err error) {
+				mu.Lock()
+				defer mu.Unlock()
+				errs = append(errs, err)
+			},
 		})
 	}()
 
@@ -460,7 +464,7 @@ func TestWizardConcurrentChats(t *testing.T) {
 	n = round(n, func(c int64) string { return strconv.Itoa(int(c%10) + 1) })
 	round(n, func(c int64) string { return fmt.Sprintf("House %d", c) })
 
-	srv.StopPolling(bot)
+	stop()
 	require.NoError(t, <-served)
 	mu.Lock()
 	assert.Empty(t, errs)
