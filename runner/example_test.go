@@ -149,3 +149,74 @@ func ExampleSetWebhook() {
 		fmt.Println(err)
 	}
 }
+
+// outbox holds the replies of one update until its session is saved.
+type outbox struct{ msgs []tgbotapi.Chattable }
+
+type outboxKey struct{}
+
+// reply queues a message to send once the session is saved.
+func reply(c *session.Context[Data], m tgbotapi.Chattable) {
+	box := c.Value(outboxKey{}).(*outbox)
+	box.msgs = append(box.msgs, m)
+}
+
+// sendAfterSave wraps a session-wrapped handler: it sends the queued
+// replies only after the session middleware returned nil, that is after
+// the session was written.
+func sendAfterSave(next session.Handler[Data]) session.Handler[Data] {
+	return func(c *session.Context[Data]) error {
+		box := &outbox{}
+		c.Context = context.WithValue(c.Context, outboxKey{}, box)
+		if err := next(c); err != nil {
+			return err // not saved: nothing was sent either
+		}
+		for _, m := range box.msgs {
+			if _, err := c.Bot.Send(m); err != nil {
+				return fmt.Errorf("send after save: %w", err)
+			}
+		}
+		return nil
+	}
+}
+
+// Replying only after the save: a reply that states the session ("you
+// have 3") is never seen by the user unless the new state was stored.
+func Example_sendAfterSave() {
+	srv := telegramtest.NewServer()
+	defer srv.Close()
+	bot, err := tgbotapi.NewBotAPIWithAPIEndpoint("test-token", srv.Endpoint())
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	srv.SendMessage(42, 42, "one more")
+
+	count := func(c *session.Context[Data]) error {
+		m := c.Update.Message
+		if m == nil {
+			return nil
+		}
+		s, err := c.Session()
+		if err != nil {
+			return err
+		}
+		s.Count++
+		reply(c, tgbotapi.NewMessage(m.Chat.ID, fmt.Sprintf("you have %d", s.Count)))
+		return nil
+	}
+	// The session middleware is built once: it holds the per-key locks.
+	h := sendAfterSave(session.Strict(session.Options[Data]{})(count))
+
+	ctx, stop := context.WithCancel(context.Background())
+	go func() {
+		_, _ = srv.WaitSent(ctx, 1)
+		stop()
+	}()
+	if err := runner.Run(ctx, bot, h, runner.Options{}); err != nil {
+		fmt.Println(err)
+	}
+	fmt.Println(srv.Sent()[0].Text)
+	// Output:
+	// you have 1
+}
