@@ -396,3 +396,41 @@ func TestRunArguments(t *testing.T) {
 	assert.Error(t, Run[struct{}](context.Background(), nil, nil, Options{}))
 	assert.Error(t, Run(context.Background(), nil, func(*session.Context[struct{}]) error { return nil }, Options{}))
 }
+
+// Run and Strict sessions together: 1,000 updates over 10 chats, each
+// update seeing exactly the count of the updates of its chat before it.
+func TestStrictExactCounts(t *testing.T) {
+	const chats, perChat = 10, 100
+	var us []tgbotapi.Update
+	for seq := range perChat {
+		for c := range chats {
+			us = append(us, chatMsg(len(us)+1, int64(1+c), seq))
+		}
+	}
+	mem := session.NewMemory[tally]()
+	h := session.Strict(session.Options[tally]{Storage: mem})(func(c *session.Context[tally]) error {
+		s, err := c.Session()
+		if err != nil {
+			return err
+		}
+		if seq := c.Update.Message.MessageID; s.N != seq {
+			return fmt.Errorf("chat %d: message #%d saw count %d", c.Update.Message.Chat.ID, seq, s.N)
+		}
+		s.N++
+		return nil
+	})
+	src := newSliceSource(us...)
+	errs := newErrorLog()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := startRun(ctx, nil, h, Options{Source: src, MaxInFlight: 4, OnError: errs.onError})
+	eventually(t, func() bool { _, d := src.counts(); return d == len(us) }, "all handled")
+	cancel()
+	require.NoError(t, result(t, done))
+	assert.Empty(t, errs.snapshot())
+	for c := range chats {
+		v, found, err := mem.Read(context.Background(), strconv.Itoa(1+c))
+		require.NoError(t, err)
+		require.True(t, found, "chat %d", 1+c)
+		assert.Equal(t, perChat, v.N, "chat %d", 1+c)
+	}
+}
