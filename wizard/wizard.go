@@ -154,13 +154,14 @@ type step[S, T any] struct {
 
 // New returns a wizard without steps whose state locate finds in the
 // session. It panics with an error wrapping [session.ErrConfig] if locate
-// is nil or opts.Timeout is negative.
+// is nil, or opts.Timeout is negative or positive but below the stored
+// resolution of a millisecond.
 func New[S, T any](locate Locate[S, T], opts Options[S, T]) *Wizard[S, T] {
 	if locate == nil {
 		panic(fmt.Errorf("%w: wizard: nil Locate", session.ErrConfig))
 	}
-	if opts.Timeout < 0 {
-		panic(fmt.Errorf("%w: wizard: negative Timeout %v", session.ErrConfig, opts.Timeout))
+	if opts.Timeout < 0 || (opts.Timeout > 0 && opts.Timeout < time.Millisecond) {
+		panic(fmt.Errorf("%w: wizard: Timeout %v is negative or below 1ms", session.ErrConfig, opts.Timeout))
 	}
 	if opts.Clock == nil {
 		opts.Clock = time.Now

@@ -496,6 +496,7 @@ func TestWizardConfig(t *testing.T) {
 	}
 	panicsWithConfig("nil locate", func() { wizard.New[sess, order](nil, wizard.Options[sess, order]{}) })
 	panicsWithConfig("negative timeout", func() { wizard.New(field, wizard.Options[sess, order]{Timeout: -1}) })
+	panicsWithConfig("sub-millisecond timeout", func() { wizard.New(field, wizard.Options[sess, order]{Timeout: time.Microsecond}) })
 	w := wizard.New(field, wizard.Options[sess, order]{})
 	panicsWithConfig("empty name", func() { w.Step("", nil, handle) })
 	panicsWithConfig("nil handler", func() { w.Step("a", nil, nil) })
@@ -532,4 +533,35 @@ func TestWizardErrors(t *testing.T) {
 	for _, err := range afterLeave {
 		assert.ErrorIs(t, err, wizard.ErrNotRunning)
 	}
+}
+
+// readCounter counts the reads of the store it wraps.
+type readCounter struct {
+	session.StorageAdapter[sess]
+	mu    sync.Mutex
+	reads int
+}
+
+func (r *readCounter) Read(ctx context.Context, key string) (sess, bool, error) {
+	r.mu.Lock()
+	r.reads++
+	r.mu.Unlock()
+	return r.StorageAdapter.Read(ctx, key)
+}
+
+// Under Lazy, updates that are neither messages nor button presses pass
+// the wizard without reading the session.
+func TestWizardLazyPassThrough(t *testing.T) {
+	clk := &clock{now: time.Unix(1_700_000_000, 0)}
+	store := &readCounter{StorageAdapter: session.NewMemory[sess]()}
+	w := newOrderWizard(wizard.Field(func(s *sess) *wizard.State[order] { return &s.Order }), clk)
+	reached := 0
+	h := session.Lazy(session.Options[sess]{Storage: store})(w.Middleware(func(c *session.Context[sess]) error {
+		reached++
+		return nil
+	}))
+	edit := tgbotapi.Update{EditedMessage: &tgbotapi.Message{Chat: &tgbotapi.Chat{ID: 7}, From: &tgbotapi.User{ID: 7}, Text: "typo"}}
+	require.NoError(t, h(session.NewContext[sess](context.Background(), nil, edit)))
+	assert.Equal(t, 1, reached, "the update reaches the next handler")
+	assert.Zero(t, store.reads, "and costs no storage read")
 }
