@@ -161,11 +161,6 @@ func Play[S any](ctx context.Context, out io.Writer, name string, h session.Hand
 
 	// Graceful stop: the runner finishes what it took, confirms the
 	// offset, and returns; only then is the server closed.
-	// StopPolling first makes any getUpdates still on its way answer at
-	// once: a long poll that reaches the server after the runner's final
-	// confirming call would otherwise hold the stop for the runner's close
-	// timeout.
-	srv.StopPolling(bot)
 	stop()
 	if err := <-served; err != nil {
 		errs = append(errs, fmt.Errorf("demo: runner: %w", err))
