@@ -76,8 +76,15 @@ const (
 	maxBackoff       = 30 * time.Second
 )
 
-// Receive implements [Source].
+// Receive implements [Source]. A Polling serves one Run at a time; it may
+// serve several in turn.
 func (p *Polling) Receive(ctx context.Context, feed *Feed) error {
+	// Start from what Telegram still holds: updates a previous Run left
+	// behind were not confirmed, so they come again and must be taken.
+	p.mu.Lock()
+	p.open, p.next = nil, 0
+	p.mu.Unlock()
+
 	backoff := minBackoff
 	for ctx.Err() == nil {
 		offset, busy := p.offset()

@@ -95,36 +95,45 @@ func TestPollingStopAndRestart(t *testing.T) {
 }
 
 // A handler left behind at the drain timeout is not confirmed: its
-// update comes again at the next start (at least once).
+// update comes again at the next start (at least once), with a new
+// source or with the same one reused.
 func TestPollingLeftBehindComesAgain(t *testing.T) {
 	srv, bot := fakeBot(t)
-	srv.SendMessage(1, 1, "stuck")
 	stuck := make(chan struct{})
 	defer close(stuck)
 	entered := make(chan struct{}, 1)
-	h := func(c *session.Context[struct{}]) error {
+	stuckHandler := func(c *session.Context[struct{}]) error {
 		entered <- struct{}{}
 		<-stuck // ignores its context
 		return nil
 	}
-	errs := newErrorLog()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := startRun(ctx, bot, h, Options{DrainTimeout: 20 * time.Millisecond, OnError: errs.onError})
-	receive(t, entered, "the handler")
-	cancel()
-	require.ErrorIs(t, result(t, done), context.DeadlineExceeded)
-	assert.ErrorIs(t, errs.snapshot()[1], ErrStopped)
-	assert.Equal(t, 1, srv.Pending(), "not confirmed")
+	for round, reuse := range []bool{false, true} {
+		id := srv.SendMessage(1, 1, "stuck")
+		errs := newErrorLog()
+		p := NewPolling(bot, PollingOptions{})
+		ctx, cancel := context.WithCancel(context.Background())
+		done := startRun(ctx, bot, stuckHandler, Options{Source: p, DrainTimeout: 20 * time.Millisecond, OnError: errs.onError})
+		receive(t, entered, "the handler")
+		cancel()
+		require.ErrorIs(t, result(t, done), context.DeadlineExceeded)
+		assert.ErrorIs(t, errs.snapshot()[id], ErrStopped)
+		assert.Equal(t, 1, srv.Pending(), "round %d: not confirmed", round)
 
-	var again atomic.Int32
-	ctx, cancel = context.WithCancel(context.Background())
-	done = startRun(ctx, bot, func(c *session.Context[struct{}]) error {
-		again.Store(int32(c.Update.UpdateID))
-		return nil
-	}, Options{})
-	eventually(t, func() bool { return again.Load() == 1 }, "update 1 again")
-	cancel()
-	require.NoError(t, result(t, done))
+		var src Source // a new polling source
+		if reuse {
+			src = p
+		}
+		var again atomic.Int32
+		ctx, cancel = context.WithCancel(context.Background())
+		done = startRun(ctx, bot, func(c *session.Context[struct{}]) error {
+			again.Store(int32(c.Update.UpdateID))
+			return nil
+		}, Options{Source: src})
+		eventually(t, func() bool { return int(again.Load()) == id }, "the update again")
+		cancel()
+		require.NoError(t, result(t, done))
+		assert.Zero(t, srv.Pending(), "round %d", round)
+	}
 }
 
 // Failed getUpdates calls are reported to OnError without an update and
