@@ -23,15 +23,13 @@ func Example() {
 	}
 	srv.SendMessage(42, 42, "hello")
 
-	// The code under test: echo every message back as a reply.
+	// The code under test: echo the message back as a reply.
 	updates := bot.GetUpdatesChan(tgbotapi.UpdateConfig{Timeout: 30})
-	for u := range updates {
-		reply := tgbotapi.NewMessage(u.Message.Chat.ID, "you said: "+u.Message.Text)
-		reply.ReplyToMessageID = u.Message.MessageID
-		if _, err := bot.Send(reply); err != nil {
-			fmt.Println(err)
-		}
-		break
+	u := <-updates
+	reply := tgbotapi.NewMessage(u.Message.Chat.ID, "you said: "+u.Message.Text)
+	reply.ReplyToMessageID = u.Message.MessageID
+	if _, err := bot.Send(reply); err != nil {
+		fmt.Println(err)
 	}
 
 	// Stop the polling loop and wait for it, before the deferred Close.
