@@ -269,7 +269,7 @@ type Feed struct {
 	onError func(context.Context, error)
 }
 
-// Put offers u to the runner. It waits while the runner is full, so a
+// Put offers u (not nil; it is copied) to the runner. It waits while the runner is full, so a
 // source never holds more than the bounds allow, until ctx ends or the
 // runner stops. It returns nil if the runner took u: then done, unless
 // nil, is called exactly once when u has been handled or reported to

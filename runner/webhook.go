@@ -28,11 +28,15 @@ const SecretHeader = "X-Telegram-Bot-Api-Secret-Token"
 // It answers 405 to anything but POST, 401 when the secret header does
 // not match Secret (compared in constant time), 413 when the body exceeds
 // MaxBodyBytes and 400 when it is not one JSON update with a positive
-// update_id. An update is answered
-// with 200 as soon as the runner has taken it, before it is handled; when
-// the runner is full the request waits for room (backpressure). Before
-// Run starts and after it stops, the answer is 503, so Telegram keeps the
-// update and sends it again later.
+// update_id. An update is answered with 200 as soon as the runner has
+// taken it, before it is handled. When the runner is full the request
+// waits for room (backpressure); if Telegram gives up first, the update
+// was not taken and Telegram sends it again. Before Run starts and after
+// it stops the answer is 503, so Telegram keeps the update for later.
+//
+// Updates are ordered as their requests arrive. With setWebhook's
+// max_connections above 1, Telegram may send several at once, so two
+// updates of one chat sent within moments may arrive in either order.
 //
 // To stop: shut the HTTP server down first (http.Server.Shutdown lets
 // requests in progress finish handing over their updates), then cancel
