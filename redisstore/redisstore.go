@@ -119,8 +119,19 @@ type Store struct {
 // lease is one lock on a key held by this Store in Redis.
 type lease struct {
 	token string
-	stop  chan struct{} // closed by unlock: stop renewing
-	done  chan struct{} // closed when the renewer has stopped
+
+	mu      sync.Mutex  // guards timer and stopped
+	timer   *time.Timer // the next renewal
+	stopped bool        // unlock was called: renew no more
+
+	// The session as it was when the lease was taken, fetched in the same
+	// round trip: a Read under the lease that comes before any other use
+	// of the key returns it instead of asking Redis again (guarded by
+	// Store.mu; used at most once, dropped by Write, Delete and Touch).
+	prefetched bool
+	preValue   []byte
+	preFound   bool
+	preAt      time.Time
 }
 
 var (
@@ -177,9 +188,16 @@ func fail(ctx context.Context, op, key string, err error) error {
 
 // Read returns the value stored at key; found is false if there is none
 // or it has expired.
+//
+// The first Read of a key after this Store locked it costs no round trip:
+// Lock fetched the value in the same step as it took the lease, and under
+// the lease nobody else may change it.
 func (s *Store) Read(ctx context.Context, key string) ([]byte, bool, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, false, fail(ctx, "read", key, err)
+	}
+	if v, found, ok := s.takePrefetched(key); ok {
+		return v, found, nil
 	}
 	b, err := s.client.Get(ctx, s.dataKey(key)).Bytes()
 	if errors.Is(err, redis.Nil) {
@@ -213,6 +231,17 @@ if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
 redis.call('DEL', KEYS[1])
 return 1`)
 
+	// lockAndGet takes the lock (KEYS[1]) for token ARGV[1] with a lease
+	// of ARGV[2] ms if it is free, and then returns {1, value of the data
+	// key KEYS[2]} ({1} if there is none); {0} if the lock is taken. The
+	// middleware reads the session right after locking it, so this saves
+	// that round trip.
+	lockAndGet = redis.NewScript(`
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return {0} end
+local v = redis.call('GET', KEYS[2])
+if v then return {1, v} end
+return {1}`)
+
 	// renew extends the lock (KEYS[1]) to ARGV[2] ms if ARGV[1] still
 	// owns it; returns 1 if so, 0 if it was lost.
 	renew = redis.NewScript(`
@@ -226,11 +255,35 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0`)
 )
 
-// heldLease returns the lease this Store holds on key, or nil.
+// takePrefetched returns, once, the value Lock fetched with key's lease.
+// ok is false if there is none, or if it is older than half the TTL (a
+// lock held that long may have outlived the value's expiry).
+func (s *Store) takePrefetched(key string) (v []byte, found, ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	l := s.held[key]
+	if l == nil || !l.prefetched {
+		return nil, false, false
+	}
+	l.prefetched = false
+	v, found = l.preValue, l.preFound
+	l.preValue = nil
+	if s.opts.TTL > 0 && time.Since(l.preAt) >= s.opts.TTL/2 {
+		return nil, false, false
+	}
+	return v, found, true
+}
+
+// heldLease returns the lease this Store holds on key, or nil, and drops
+// its prefetched value: the caller is about to change the key.
 func (s *Store) heldLease(key string) *lease {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.held[key]
+	l := s.held[key]
+	if l != nil {
+		l.prefetched, l.preValue = false, nil
+	}
+	return l
 }
 
 func (s *Store) ttlMillis() int64 { return s.opts.TTL.Milliseconds() }
@@ -291,6 +344,7 @@ func (s *Store) Touch(ctx context.Context, key string) error {
 	if s.opts.TTL <= 0 {
 		return nil
 	}
+	s.heldLease(key) // drops a prefetched value
 	if err := s.client.PExpire(ctx, s.dataKey(key), s.opts.TTL).Err(); err != nil {
 		return fail(ctx, "touch", key, err)
 	}
@@ -299,7 +353,7 @@ func (s *Store) Touch(ctx context.Context, key string) error {
 
 // Lock takes key's lock: first within this process, then, unless
 // [Options.DisableLocking] is set, a lease in Redis (SET NX PX with a
-// random token) that no other process can take until it is released or
+// random token, in a script that also reads the value) that no other process can take until it is released or
 // expires. It waits until both are had or ctx ends; then it returns an
 // error wrapping ctx's error.
 //
@@ -310,7 +364,10 @@ func (s *Store) Touch(ctx context.Context, key string) error {
 // [Store.Write]). unlock stops the renewal and deletes the lease only if
 // this Store still owns it; calling it again does nothing.
 //
-// Round trips: one to lock and one to unlock when the key is free.
+// Round trips: one to lock and one to unlock when the key is free. The
+// lock's round trip also fetches the key's value, which the first
+// [Store.Read] under the lock returns, so a locked update costs one round
+// trip more than an unlocked one, not two.
 func (s *Store) Lock(ctx context.Context, key string) (unlock func(), err error) {
 	unlockLocal, err := s.local.lock(ctx, key)
 	if err != nil {
@@ -332,8 +389,14 @@ func (s *Store) Lock(ctx context.Context, key string) (unlock func(), err error)
 	}
 	lk := s.lockKey(key)
 	wait := time.Millisecond
+	var res []any // lockAndGet's reply
 	for {
-		ok, err := s.client.SetNX(ctx, lk, token, s.opts.LockLease).Result()
+		var err error
+		res, err = lockAndGet.Run(ctx, s.client, []string{lk, s.dataKey(key)}, token, s.opts.LockLease.Milliseconds()).Slice()
+		ok := err == nil && len(res) > 0 && res[0] == int64(1)
+		if err == nil && len(res) > 2 {
+			err = fmt.Errorf("lock script: unexpected reply %v", res)
+		}
 		if err != nil {
 			// The SET may have landed with its reply lost: give the
 			// lease back (only ours, by token) rather than block the key
@@ -358,19 +421,31 @@ func (s *Store) Lock(ctx context.Context, key string) (unlock func(), err error)
 		wait = min(2*wait, s.opts.LockRetry)
 	}
 
-	l := &lease{token: token, stop: make(chan struct{}), done: make(chan struct{})}
+	l := &lease{token: token, prefetched: true, preFound: len(res) == 2, preAt: time.Now()}
+	if l.preFound {
+		v, isString := res[1].(string)
+		if !isString {
+			l.preFound = false
+			l.prefetched = false // an odd reply: let Read ask Redis
+		}
+		l.preValue = []byte(v)
+	}
 	s.mu.Lock()
 	s.held[key] = l
 	s.mu.Unlock()
-	go s.renew(ctx, key, l)
+	s.renewLater(ctx, key, l)
 
 	var once atomic.Bool
 	return func() {
 		if !once.CompareAndSwap(false, true) {
 			return
 		}
-		close(l.stop)
-		<-l.done
+		l.mu.Lock()
+		l.stopped = true
+		if l.timer != nil {
+			l.timer.Stop()
+		}
+		l.mu.Unlock()
 		s.mu.Lock()
 		delete(s.held, key)
 		s.mu.Unlock()
@@ -381,33 +456,59 @@ func (s *Store) Lock(ctx context.Context, key string) (unlock func(), err error)
 	}, nil
 }
 
-// renew keeps l alive until unlock or the end of ctx.
+// renewLater schedules the next renewal of l, a third of a lease from
+// now. A timer rather than a goroutine per lock: nothing to start when
+// locking or to wait for when unlocking.
+func (s *Store) renewLater(ctx context.Context, key string, l *lease) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.stopped {
+		l.timer = time.AfterFunc(s.opts.LockLease/3, func() { s.renew(ctx, key, l) })
+	}
+}
+
+func (s *Store) isStopped(l *lease) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.stopped
+}
+
+// renew extends l, and schedules the next renewal, unless the lock was
+// released or the holder's ctx has ended (then the lease runs out).
 func (s *Store) renew(ctx context.Context, key string, l *lease) {
-	defer close(l.done)
+	if ctx.Err() != nil || s.isStopped(l) {
+		return
+	}
 	every := s.opts.LockLease / 3
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-l.stop:
-			return
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), every)
-		n, err := renew.Run(rctx, s.client, []string{s.lockKey(key)}, l.token, s.opts.LockLease.Milliseconds()).Int()
-		cancel()
-		if err != nil {
-			// Try again next tick; if the lease runs out meanwhile,
-			// fencing refuses the holder's write.
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), every)
+	n, err := renew.Run(rctx, s.client, []string{s.lockKey(key)}, l.token, s.opts.LockLease.Milliseconds()).Int()
+	cancel()
+	switch {
+	case err != nil:
+		// Try again next time; if the lease runs out meanwhile, fencing
+		// refuses the holder's write.
+		if !s.isStopped(l) {
 			s.report(fmt.Errorf("redisstore: renew lock %q: %w", key, err))
-			continue
 		}
-		if n == 0 {
+		s.renewLater(ctx, key, l)
+	case n == 0:
+		// Lost (or released meanwhile, which is no news).
+		if !s.isStopped(l) {
+			s.dropPrefetched(key, l)
 			s.report(fmt.Errorf("redisstore: renew lock %q: %w", key, session.ErrConflict))
-			return
 		}
+	default:
+		s.renewLater(ctx, key, l)
+	}
+}
+
+// dropPrefetched forgets the value fetched with lease l of key, if l is
+// still the held lease.
+func (s *Store) dropPrefetched(key string, l *lease) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.held[key] == l {
+		l.prefetched, l.preValue = false, nil
 	}
 }
 

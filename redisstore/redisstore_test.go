@@ -331,6 +331,8 @@ func TestConnectionKilled(t *testing.T) {
 // value is half-written, and updates go through again once it is back
 // (after the leases held at the crash have run out).
 func TestServerRestart(t *testing.T) {
+	// go-redis logs failed dials by default; they are expected here.
+	redis.SetLogger(quietLogger{})
 	bin, err := exec.LookPath("redis-server")
 	require.NoError(t, err, "this test runs its own Redis server: install redis-server (Debian: apt-get install redis-server)")
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -411,4 +413,56 @@ func TestCrossProcessStorm(t *testing.T) {
 		},
 		Cleanup: func(t *testing.T, namespace string) { dropPrefix(t, "redisstore-test:"+namespace+":") },
 	})
+}
+
+type quietLogger struct{}
+
+func (quietLogger) Printf(context.Context, string, ...any) {}
+
+// TestLockPrefetch: the first Read after Lock is served from the value
+// the lock's round trip fetched, correct and with no request of its own;
+// any later use of the key goes to Redis.
+func TestLockPrefetch(t *testing.T) {
+	ctx := context.Background()
+	c := newClient(t)
+	var n atomic.Int64
+	c.AddHook(countHook{&n})
+	s := newStore(t, c, redisstore.Options{Prefix: uniquePrefix(t)})
+
+	read := func(key string) (string, bool, int64) {
+		before := n.Load()
+		v, found, err := s.Read(ctx, key)
+		require.NoError(t, err)
+		return string(v), found, n.Load() - before
+	}
+
+	// A missing key: prefetched as missing.
+	unlock, err := s.Lock(ctx, "k")
+	require.NoError(t, err)
+	v, found, rts := read("k")
+	assert.False(t, found, "%q", v)
+	assert.Zero(t, rts, "first Read under the lock")
+	require.NoError(t, s.Write(ctx, "k", []byte("1")))
+	v, found, rts = read("k")
+	assert.True(t, found)
+	assert.Equal(t, "1", v, "a Read after a Write sees the Write")
+	assert.EqualValues(t, 1, rts)
+	unlock()
+
+	// A stored key: prefetched with its value, once.
+	unlock, err = s.Lock(ctx, "k")
+	require.NoError(t, err)
+	v, found, rts = read("k")
+	assert.True(t, found)
+	assert.Equal(t, "1", v)
+	assert.Zero(t, rts)
+	_, _, rts = read("k")
+	assert.EqualValues(t, 1, rts, "second Read asks Redis")
+	require.NoError(t, s.Delete(ctx, "k"))
+	unlock()
+
+	// Without the lock, every Read asks Redis.
+	_, found, rts = read("k")
+	assert.False(t, found)
+	assert.EqualValues(t, 1, rts)
 }
