@@ -96,7 +96,9 @@ type Options struct {
 
 	// DrainTimeout bounds the stop: handlers' context ends this long
 	// after ctx is cancelled, and updates not started by then are
-	// reported with ErrStopped. 0 means DefaultDrainTimeout.
+	// reported with ErrStopped. Run returns at the latest 0.1s after that
+	// plus the source's Close (one short getUpdates, at most 5s). 0 means
+	// DefaultDrainTimeout.
 	DrainTimeout time.Duration
 
 	// OnError receives every handler error, every handler panic (as an
