@@ -239,8 +239,14 @@ func (e *engine[S]) middleware(next Handler[S]) Handler[S] {
 			return err
 		}
 		// Whatever happens (an error, a panic), no access after this
-		// update and no lock left behind.
-		defer st.end()
+		// update and no lock left behind. On success commit ends the
+		// session itself, so the state's mutex is taken once, not twice.
+		ended := false
+		defer func() {
+			if !ended {
+				st.end()
+			}
+		}()
 		ctx := c.Context
 		if !e.lazy {
 			if err := st.loadAll(c); err != nil {
@@ -250,6 +256,7 @@ func (e *engine[S]) middleware(next Handler[S]) Handler[S] {
 		if err := next(c); err != nil {
 			return err
 		}
+		ended = true
 		return st.commit(ctx)
 	}
 }
@@ -299,15 +306,17 @@ func (st *state[S]) loadAll(c *Context[S]) error {
 	return nil
 }
 
-// commit closes the session to the handler's goroutines and writes back
-// every part, with the locks still held.
+// commit closes the session to the handler's goroutines, writes back
+// every part with the locks still held, then releases them (as end does;
+// a panic in a store still releases them, through end).
 func (st *state[S]) commit(ctx context.Context) error {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	st.closed = true
 	if !st.locked {
-		return nil // lazy and never touched: nothing to write
+		return nil // lazy and never touched: nothing to write, no lock held
 	}
+	defer st.unlock()
 	var errs error
 	for i, p := range st.eng.parts {
 		if sl := &st.slots[i]; sl.ok {
