@@ -24,7 +24,10 @@
 // Requests. Fail makes the next call of a method fail, with retry_after
 // for 429; Pending tells what Telegram would still deliver.
 //
-// When the bot uses GetUpdatesChan, stop it with srv.StopPolling(bot),
+// A bot run with runner.Run is stopped by cancelling Run's context: Run
+// returns after its last, short getUpdates, which also ends its long
+// poll, so the server can be closed right after. When the bot uses
+// tgbotapi's GetUpdatesChan instead, stop it with srv.StopPolling(bot),
 // wait until the updates channel is closed, and only then Close the
 // server. Closing first would let tgbotapi's loop poll a closed server
 // and sleep through its 3-second error retry. As on Telegram, a newer
