@@ -105,7 +105,8 @@ type Options struct {
 	// error carrying the stack), every update reported with ErrStopped,
 	// and the source's transient errors (then u is nil and key empty). It
 	// may be called from several goroutines at once. ctx is the handlers'
-	// context. Nil logs with slog.Default at error level.
+	// context, or Run's for source errors. Nil logs with slog.Default at
+	// error level; the runner logs nothing else.
 	OnError func(ctx context.Context, u *tgbotapi.Update, key string, err error)
 }
 
