@@ -15,8 +15,8 @@ import (
 	"github.com/tgsession/session/storagetest"
 )
 
-// countTracer counts the statements a pool runs (each one round trip once
-// pgx has cached its prepared statement).
+// countTracer counts the round trips a pool makes: a statement (once pgx
+// has cached its prepared form) or a batch.
 type countTracer struct{ n *atomic.Int64 }
 
 func (c countTracer) TraceQueryStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryStartData) context.Context {
@@ -25,6 +25,15 @@ func (c countTracer) TraceQueryStart(ctx context.Context, _ *pgx.Conn, _ pgx.Tra
 }
 
 func (countTracer) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
+
+// A batch is one round trip, whatever it holds.
+func (c countTracer) TraceBatchStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceBatchStartData) context.Context {
+	c.n.Add(1)
+	return ctx
+}
+
+func (countTracer) TraceBatchQuery(context.Context, *pgx.Conn, pgx.TraceBatchQueryData) {}
+func (countTracer) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEndData)     {}
 
 // BenchmarkStore: go test -bench . -benchmem ./pgstore/
 func BenchmarkStore(b *testing.B) {

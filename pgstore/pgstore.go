@@ -133,11 +133,29 @@ type Store struct {
 	local localLocks
 
 	mu   sync.Mutex
-	held map[string]string // key -> token of the lease this Store holds
+	held map[string]*lease // keys whose lease this Store holds
 
 	stopPurge chan struct{}
 	purgeDone chan struct{}
 	closeOnce sync.Once
+}
+
+// lease is one lock on a key held by this Store in the locks table.
+type lease struct {
+	token string
+
+	mu      sync.Mutex  // guards timer and stopped
+	timer   *time.Timer // the next renewal
+	stopped bool        // unlock was called: renew no more
+
+	// The session as it was just after the lease was taken, read in the
+	// same round trip: a Read under the lease that comes before any other
+	// use of the key returns it instead of querying again (guarded by
+	// Store.mu; used at most once, dropped by Write, Delete and Touch).
+	prefetched bool
+	preValue   []byte
+	preFound   bool
+	preAt      time.Time
 }
 
 var (
@@ -270,7 +288,7 @@ func New(pool *pgxpool.Pool, opts Options) (*Store, error) {
 	if opts.PageSize <= 0 {
 		opts.PageSize = 500
 	}
-	s := &Store{pool: pool, opts: opts, q: buildQueries(opts), held: make(map[string]string)}
+	s := &Store{pool: pool, opts: opts, q: buildQueries(opts), held: make(map[string]*lease)}
 	if opts.PurgeInterval > 0 {
 		s.stopPurge, s.purgeDone = make(chan struct{}), make(chan struct{})
 		go s.purgeLoop()
@@ -325,18 +343,51 @@ func fail(ctx context.Context, op, key string, err error) error {
 
 func (s *Store) ttlMicros() int64 { return s.opts.TTL.Microseconds() }
 
+// heldToken returns the token of the lease this Store holds on key, if
+// any, and drops its prefetched value: the caller is about to change the
+// key.
 func (s *Store) heldToken(key string) (string, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	tok, ok := s.held[key]
-	return tok, ok
+	l := s.held[key]
+	if l == nil {
+		return "", false
+	}
+	l.prefetched, l.preValue = false, nil
+	return l.token, true
+}
+
+// takePrefetched returns, once, the value read with key's lease. ok is
+// false if there is none, or if it is older than half the TTL (a lock held
+// that long may have outlived the value's expiry).
+func (s *Store) takePrefetched(key string) (v []byte, found, ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	l := s.held[key]
+	if l == nil || !l.prefetched {
+		return nil, false, false
+	}
+	l.prefetched = false
+	v, found = l.preValue, l.preFound
+	l.preValue = nil
+	if s.opts.TTL > 0 && time.Since(l.preAt) >= s.opts.TTL/2 {
+		return nil, false, false
+	}
+	return v, found, true
 }
 
 // Read returns the value stored at key; found is false if there is none
 // or it has expired.
+//
+// The first Read of a key after this Store locked it costs no round trip:
+// Lock read the value in the same round trip as it took the lease, and
+// under the lease nobody else may change it.
 func (s *Store) Read(ctx context.Context, key string) ([]byte, bool, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, false, fail(ctx, "read", key, err)
+	}
+	if v, found, ok := s.takePrefetched(key); ok {
+		return v, found, nil
 	}
 	var v []byte
 	err := s.pool.QueryRow(ctx, s.q.read, key).Scan(&v)
@@ -411,6 +462,7 @@ func (s *Store) Touch(ctx context.Context, key string) error {
 	if s.opts.TTL <= 0 {
 		return nil
 	}
+	s.heldToken(key) // drops a prefetched value
 	if _, err := s.pool.Exec(ctx, s.q.touch, key, s.ttlMicros()); err != nil {
 		return fail(ctx, "touch", key, err)
 	}
@@ -480,8 +532,10 @@ func (s *Store) purgeLoop() {
 // [Store.Write]). unlock stops the renewal and deletes the lease only if
 // this Store still owns it; calling it again does nothing.
 //
-// Round trips: one statement to lock and one to unlock when the key is
-// free.
+// Round trips: one to lock and one to unlock when the key is free. The
+// lock's round trip also reads the key's value, which the first
+// [Store.Read] under the lock returns, so a locked update costs one round
+// trip more than an unlocked one, not two.
 func (s *Store) Lock(ctx context.Context, key string) (unlock func(), err error) {
 	unlockLocal, err := s.local.lock(ctx, key)
 	if err != nil {
@@ -501,18 +555,43 @@ func (s *Store) Lock(ctx context.Context, key string) (unlock func(), err error)
 		return nil, fail(ctx, "lock", key, err)
 	}
 	token := hex.EncodeToString(b[:])
-	lease := s.opts.LockLease.Microseconds()
+	leaseMicros := s.opts.LockLease.Microseconds()
 	wait := time.Millisecond
+	var value []byte
+	var found bool
 	for {
-		tag, err := s.pool.Exec(ctx, s.q.lock, key, token, lease)
+		// One round trip: the lock statement and, in a new snapshot that
+		// sees every write made under the previous lease, the session.
+		// (In one statement the read would use the snapshot from before
+		// the statement waited for the previous holder, and could miss
+		// its last write.)
+		batch := &pgx.Batch{}
+		batch.Queue(s.q.lock, key, token, leaseMicros)
+		batch.Queue(s.q.read, key)
+		br := s.pool.SendBatch(ctx, batch)
+		tag, err := br.Exec()
+		acquired := err == nil && tag.RowsAffected() == 1
+		if err == nil {
+			value, found = nil, true
+			err = br.QueryRow().Scan(&value)
+			if errors.Is(err, pgx.ErrNoRows) {
+				found, err = false, nil
+			}
+			if found && value == nil {
+				value = []byte{}
+			}
+		}
+		if cerr := br.Close(); err == nil {
+			err = cerr
+		}
 		if err != nil {
-			// The insert may have committed with its reply lost: give
-			// the lease back (only ours, by token).
+			// The lock may have been taken with the reply lost: give it
+			// back (only ours, by token).
 			s.releaseLease(ctx, key, token)
 			unlockLocal()
 			return nil, fail(ctx, "lock", key, err)
 		}
-		if tag.RowsAffected() == 1 {
+		if acquired {
 			break
 		}
 		// Held by another process: poll with capped exponential backoff
@@ -528,54 +607,86 @@ func (s *Store) Lock(ctx context.Context, key string) (unlock func(), err error)
 		wait = min(2*wait, s.opts.LockRetry)
 	}
 
+	l := &lease{token: token, prefetched: true, preValue: value, preFound: found, preAt: time.Now()}
 	s.mu.Lock()
-	s.held[key] = token
+	s.held[key] = l
 	s.mu.Unlock()
-	stop, done := make(chan struct{}), make(chan struct{})
-	go s.renew(ctx, key, token, stop, done)
+	s.renewLater(ctx, key, l)
 
 	var once atomic.Bool
 	return func() {
 		if !once.CompareAndSwap(false, true) {
 			return
 		}
-		close(stop)
-		<-done
+		l.mu.Lock()
+		l.stopped = true
+		if l.timer != nil {
+			l.timer.Stop()
+		}
+		l.mu.Unlock()
 		s.mu.Lock()
 		delete(s.held, key)
 		s.mu.Unlock()
+		// Free the key in the table before the next holder in this
+		// process goes for it, so it need not poll.
 		s.releaseLease(ctx, key, token)
 		unlockLocal()
 	}, nil
 }
 
-// renew keeps the lease alive until stop is closed or ctx ends.
-func (s *Store) renew(ctx context.Context, key, token string, stop, done chan struct{}) {
-	defer close(done)
+// renewLater schedules the next renewal of l, a third of a lease from
+// now. A timer rather than a goroutine per lock: nothing to start when
+// locking or to wait for when unlocking.
+func (s *Store) renewLater(ctx context.Context, key string, l *lease) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.stopped {
+		l.timer = time.AfterFunc(s.opts.LockLease/3, func() { s.renew(ctx, key, l) })
+	}
+}
+
+func (s *Store) isStopped(l *lease) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.stopped
+}
+
+// renew extends l, and schedules the next renewal, unless the lock was
+// released or the holder's ctx has ended (then the lease runs out).
+func (s *Store) renew(ctx context.Context, key string, l *lease) {
+	if ctx.Err() != nil || s.isStopped(l) {
+		return
+	}
 	every := s.opts.LockLease / 3
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-stop:
-			return
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), every)
-		tag, err := s.pool.Exec(rctx, s.q.renew, key, token, s.opts.LockLease.Microseconds())
-		cancel()
-		if err != nil {
-			// Try again next tick; if the lease is taken over meanwhile,
-			// fencing refuses the holder's write.
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), every)
+	tag, err := s.pool.Exec(rctx, s.q.renew, key, l.token, s.opts.LockLease.Microseconds())
+	cancel()
+	switch {
+	case err != nil:
+		// Try again next time; if the lease is taken over meanwhile,
+		// fencing refuses the holder's write.
+		if !s.isStopped(l) {
 			s.report(fmt.Errorf("pgstore: renew lock %q: %w", key, err))
-			continue
 		}
-		if tag.RowsAffected() == 0 {
+		s.renewLater(ctx, key, l)
+	case tag.RowsAffected() == 0:
+		// Lost (or released meanwhile, which is no news).
+		if !s.isStopped(l) {
+			s.dropPrefetched(key, l)
 			s.report(fmt.Errorf("pgstore: renew lock %q: %w", key, session.ErrConflict))
-			return
 		}
+	default:
+		s.renewLater(ctx, key, l)
+	}
+}
+
+// dropPrefetched forgets the value read with lease l of key, if l is
+// still the held lease.
+func (s *Store) dropPrefetched(key string, l *lease) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.held[key] == l {
+		l.prefetched, l.preValue = false, nil
 	}
 }
 

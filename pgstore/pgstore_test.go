@@ -341,3 +341,57 @@ func TestCrossProcessStorm(t *testing.T) {
 		Cleanup: func(t *testing.T, namespace string) { dropTables(t, "pgstore_test_"+namespace) },
 	})
 }
+
+// TestLockPrefetch: the first Read after Lock is served from the value
+// read in the lock's round trip, correct and with no round trip of its
+// own; any later use of the key queries again.
+func TestLockPrefetch(t *testing.T) {
+	ctx := context.Background()
+	cfg, err := pgxpool.ParseConfig(dsn())
+	require.NoError(t, err)
+	var n atomic.Int64
+	cfg.ConnConfig.Tracer = countTracer{&n}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	require.NoError(t, err)
+	defer pool.Close()
+	s := newStore(t, pool, pgstore.Options{Table: uniqueTable(t)})
+
+	read := func(key string) (string, bool, int64) {
+		before := n.Load()
+		v, found, err := s.Read(ctx, key)
+		require.NoError(t, err)
+		return string(v), found, n.Load() - before
+	}
+
+	unlock, err := s.Lock(ctx, "k")
+	require.NoError(t, err)
+	v, found, rts := read("k")
+	assert.False(t, found, "%q", v)
+	assert.Zero(t, rts, "first Read under the lock")
+	require.NoError(t, s.Write(ctx, "k", []byte("1")))
+	v, found, rts = read("k")
+	assert.True(t, found)
+	assert.Equal(t, "1", v, "a Read after a Write sees the Write")
+	assert.EqualValues(t, 1, rts)
+	unlock()
+
+	unlock, err = s.Lock(ctx, "k")
+	require.NoError(t, err)
+	v, found, rts = read("k")
+	assert.True(t, found)
+	assert.Equal(t, "1", v)
+	assert.Zero(t, rts)
+	_, _, rts = read("k")
+	assert.EqualValues(t, 1, rts, "second Read queries")
+	require.NoError(t, s.Write(ctx, "k", []byte{}))
+	unlock()
+
+	// An empty value is prefetched as found.
+	unlock, err = s.Lock(ctx, "k")
+	require.NoError(t, err)
+	v, found, rts = read("k")
+	assert.True(t, found)
+	assert.Equal(t, "", v)
+	assert.Zero(t, rts)
+	unlock()
+}
