@@ -21,7 +21,7 @@ func message(chatID, userID int64, text string) tgbotapi.Update {
 type pizza struct{ Count int }
 
 // A per-chat pizza counter. In a bot, every update from
-// bot.GetUpdatesChan goes through h (see Serve).
+// update goes through h (runner.Run does this for a bot).
 func ExampleStrict() {
 	h := session.Strict(session.Options[pizza]{})(func(c *session.Context[pizza]) error {
 		s, err := c.Session()
