@@ -20,8 +20,8 @@ func message(chatID, userID int64, text string) tgbotapi.Update {
 
 type pizza struct{ Count int }
 
-// A per-chat pizza counter. In a bot, every update from
-// update goes through h (runner.Run does this for a bot).
+// A per-chat pizza counter. In a bot, runner.Run passes every update
+// through h.
 func ExampleStrict() {
 	h := session.Strict(session.Options[pizza]{})(func(c *session.Context[pizza]) error {
 		s, err := c.Session()
