@@ -587,7 +587,9 @@ func (s *Store) Lock(ctx context.Context, key string) (unlock func(), err error)
 		if err != nil {
 			// The lock may have been taken with the reply lost: give it
 			// back (only ours, by token).
-			s.releaseLease(ctx, key, token)
+			// In the background: the caller, whose context may have
+			// ended, gets its error now.
+			go s.releaseLease(ctx, key, token)
 			unlockLocal()
 			return nil, fail(ctx, "lock", key, err)
 		}
@@ -690,11 +692,16 @@ func (s *Store) dropPrefetched(key string, l *lease) {
 	}
 }
 
+// maxRelease bounds how long an unlock waits for the server: a release
+// that cannot be made is not needed for correctness (the lease expires by
+// itself), so a server that is down must not hold the update up for long.
+const maxRelease = 2 * time.Second
+
 // releaseLease deletes key's lock if token still owns it. It runs even
-// when ctx has ended, bounded by LockLease, after which the lease has
-// expired anyway.
+// when ctx has ended (the lease must not outlive its holder needlessly),
+// for at most maxRelease or LockLease, whichever is shorter.
 func (s *Store) releaseLease(ctx context.Context, key, token string) {
-	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.opts.LockLease)
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), min(s.opts.LockLease, maxRelease))
 	defer cancel()
 	if _, err := s.pool.Exec(rctx, s.q.release, key, token); err != nil {
 		s.report(fmt.Errorf("pgstore: release lock %q: %w", key, err))
