@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unsafe"
 )
 
 // EnhanceOptions configures [Enhance]. At least one of TTL or Migrations
@@ -119,7 +120,7 @@ func Enhance[T any](store StorageAdapter[[]byte], opts EnhanceOptions) (StorageA
 	case opts.Migrations != nil && len(opts.Migrations) == 0:
 		return nil, fmt.Errorf("%w: Enhance: empty Migrations", ErrConfig)
 	}
-	e := &enhanced[T]{byteBase: byteBase{store}, ttl: opts.TTL, now: opts.Clock}
+	e := &enhanced[T]{byteBase: byteBase{store}, ttl: opts.TTL, now: opts.Clock, json: jsonCodecFor[T]()}
 	if e.now == nil {
 		e.now = time.Now
 	}
@@ -156,6 +157,7 @@ type enhanced[T any] struct {
 	versions     []float64   // ascending
 	migrations   []Migration // migrations[i] produces versions[i]
 	versionField []byte      // `,"v":<newest version>`, or nil without migrations
+	json         jsonCodec[T]
 }
 
 // envelope is stored data taken apart: the session data and, when
@@ -214,6 +216,19 @@ func (s *enhanced[T]) nowMilli() int64 {
 // migrates and decodes into *into, which holds the zero value. live is
 // false for expired data, which is not decoded.
 func (s *enhanced[T]) decode(key string, raw []byte, now int64, into *T) (env envelope, ran, live bool, err error) {
+	if env, ok := s.fastDecode(raw, into); ok {
+		if s.ttl > 0 && env.expiring && env.expiry <= float64(now) {
+			var zero T
+			*into = zero
+			return env, false, false, nil
+		}
+		return env, false, true, nil
+	}
+	return s.decodeGeneral(key, raw, now, into)
+}
+
+// decodeGeneral is decode for any stored bytes.
+func (s *enhanced[T]) decodeGeneral(key string, raw []byte, now int64, into *T) (env envelope, ran, live bool, err error) {
 	env, err = unwrap(raw)
 	if err != nil {
 		return env, false, false, fmt.Errorf("%w: key %q: %w", ErrCorrupt, key, err)
@@ -225,7 +240,7 @@ func (s *enhanced[T]) decode(key string, raw []byte, now int64, into *T) (env en
 	if err != nil {
 		return env, false, false, err
 	}
-	if err := json.Unmarshal(data, into); err != nil {
+	if err := s.json.unmarshal(data, into); err != nil {
 		var zero T // *into may be half-decoded
 		*into = zero
 		if ran {
@@ -237,6 +252,56 @@ func (s *enhanced[T]) decode(key string, raw []byte, now int64, into *T) (env en
 		return env, false, false, fmt.Errorf("%w: key %q: %w", ErrCorrupt, key, err)
 	}
 	return env, ran, true, nil
+}
+
+// fastDecode decodes an envelope exactly as this package writes it, with
+// data at the newest version, in one pass and without encoding/json: it
+// skips json.Valid over the whole envelope, which costs more than the rest
+// of a read. It accepts raw only if it is `{"__d":` + data, then the
+// newest version field when there are migrations, then optionally
+// `,"e":` + an integer written as strconv writes it, then `}`, where data
+// is the canonical encoding of a T (see jsonPlan.decode). Then raw is
+// valid JSON with exactly those members, and the result is what the
+// general path would give. Anything else (reports false, *into zero) goes
+// through the general path.
+func (s *enhanced[T]) fastDecode(raw []byte, into *T) (envelope, bool) {
+	const head = `{"__d":`
+	if s.json.plan == nil || len(raw) < len(head)+1 || string(raw[:len(head)]) != head || raw[len(raw)-1] != '}' {
+		return envelope{}, false
+	}
+	body := raw[len(head) : len(raw)-1]
+	var env envelope
+	if i := bytes.LastIndex(body, []byte(`,"e":`)); i >= 0 {
+		digits := body[i+len(`,"e":`):]
+		if len(digits) == 0 || len(digits) > 15 || (digits[0] == '0' && len(digits) > 1) {
+			return envelope{}, false
+		}
+		for _, c := range digits {
+			if c < '0' || c > '9' {
+				return envelope{}, false
+			}
+		}
+		n, err := strconv.ParseInt(string(digits), 10, 64)
+		if err != nil {
+			return envelope{}, false
+		}
+		env.expiry, env.expiring = float64(n), true
+		body = body[:i]
+	}
+	if n := len(s.versionField); n > 0 {
+		if !bytes.HasSuffix(body, s.versionField) {
+			return envelope{}, false
+		}
+		body = body[:len(body)-n]
+		env.version, env.versioned = s.versions[len(s.versions)-1], true
+	}
+	if !s.json.plan.decode(body, unsafe.Pointer(into)) {
+		var zero T
+		*into = zero
+		return envelope{}, false
+	}
+	env.data = body
+	return env, true
 }
 
 // Keys yields the key of every live session, through the base store's
@@ -306,7 +371,7 @@ func (s *enhanced[T]) Write(ctx context.Context, key string, value T) error {
 }
 
 func (s *enhanced[T]) encode(key string, v *T) ([]byte, error) {
-	data, err := json.Marshal(v)
+	data, err := s.json.marshal(v)
 	if err != nil {
 		return nil, fmt.Errorf("session: encode %q: %w", key, err)
 	}
