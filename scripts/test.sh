@@ -99,6 +99,13 @@ ensure_pg() {
 ensure_redis
 ensure_pg
 
+# redisstore's restart and cluster tests run their own redis-server
+# processes, whatever REDIS_ADDR says.
+for bin in redis-server redis-cli; do
+  command -v "$bin" >/dev/null ||
+    die "$bin is not installed; redisstore's restart and cluster tests need it (Debian: apt-get install redis-server)"
+done
+
 RACE_FLAG=-race
 if [ "${RACE:-1}" = 0 ]; then
   RACE_FLAG=
