@@ -41,6 +41,18 @@
 // Keys are PostgreSQL text: valid UTF-8 without NUL bytes (the
 // middleware's keys always are). All times are the database server's, so
 // the clocks of the bot's machines do not matter.
+//
+// # Locking and cost
+//
+// [Store.Lock] takes a lease row in the locks table (a random token and an
+// expiry), renewed while held; writes made under it check the token in the
+// same statement (see the comment on the fenced write in the source for
+// why this design over SELECT ... FOR UPDATE or a version column). A strict
+// update that changes its session costs 3 round trips with the lock (take
+// the lease and read in one batch, fenced upsert, release) and 2 without it
+// ([Options.DisableLocking]: SELECT, upsert); a lazy update that never
+// touches its session costs none. Locking is needed as soon as two
+// processes share the table.
 package pgstore
 
 import (

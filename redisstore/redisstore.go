@@ -26,6 +26,18 @@
 // that check a lease and write in one step need. In a cluster the prefix
 // must not contain '{' or '}', and session keys must not be empty or start
 // with '}' (the middleware's keys never are); elsewhere any bytes work.
+// With a cluster client the iterators scan every master. (The tests run
+// the whole suite against a three-master cluster.)
+//
+// # Cost
+//
+// A strict update that changes its session makes 3 requests with the lock
+// (take the lease and read, fenced write, release) and 2 without it
+// ([Options.DisableLocking]: GET, SET); an update that leaves its session
+// unchanged saves the write but, with a TTL, touches the key instead. A
+// lazy update that never touches its session makes none. Locking is
+// needed as soon as two processes share the store; a single process can
+// turn it off and rely on the middleware's in-process locking.
 //
 // # Client settings
 //
