@@ -206,6 +206,32 @@ func BenchmarkOverhead(b *testing.B) {
 	}
 }
 
+// BenchmarkIntern decides whether the ID intern table of the built-in key
+// functions (formatID) pays for itself: it alternates blocks of each
+// variant with its "-strconv" twin, which formats every ID afresh, and
+// reports the median over rounds of the time the table saves per update,
+// in ns and in percent of the strconv twin's time. Use -benchtime 1x.
+func BenchmarkIntern(b *testing.B) {
+	const block, rounds = 20000, 21
+	byName := map[string]benchBody{}
+	for _, v := range benchVariants(b) {
+		byName[v.name] = v.body
+	}
+	for _, name := range []string{"strict", "lazy-untouched", "multi"} {
+		b.Run("variant="+name, func(b *testing.B) {
+			saved, pct := make([]float64, rounds), make([]float64, rounds)
+			for i := range rounds {
+				with := blockTime(b, byName[name], block)
+				without := blockTime(b, byName[name+"-strconv"], block)
+				saved[i], pct[i] = without-with, 100*(without-with)/without
+			}
+			b.ReportMetric(median(saved), "median-ns-saved")
+			b.ReportMetric(median(pct), "median-%-saved")
+			b.ReportMetric(0, "ns/op")
+		})
+	}
+}
+
 // blockTime runs body for n updates and returns ns/update.
 func blockTime(b *testing.B, body benchBody, n int) float64 {
 	t0 := time.Now()
