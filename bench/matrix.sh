@@ -2,7 +2,8 @@
 # The matrix of BENCHMARKS.md: every mode over memory and json at three
 # shapes, repeated ROUNDS times with the configurations interleaved (so
 # drift on a shared machine hits them all alike), then the median of each.
-# Adapters (redis, postgres, bolt) with ADAPTERS=1.
+# Adapters (redis, postgres, bolt) with ADAPTERS=1; MATRIX=0 skips memory
+# and json.
 #
 #   bench/matrix.sh > matrix.jsonl        # raw lines on stdout
 #   ROUNDS=5 N=200000 bench/matrix.sh
@@ -18,7 +19,7 @@ trap 'rm -rf "$(dirname "$bin")"' EXIT
 go build -o "$bin" ./bench
 
 configs=()
-for shape in "1000 1" "1000 100" "10 100"; do
+[ "${MATRIX:-1}" = 1 ] && for shape in "1000 1" "1000 100" "10 100"; do
   for storage in memory json; do
     for mode in none lazy-untouched lazy strict multi enhance-ttl; do
       configs+=("$mode $storage $N $shape")
