@@ -1,6 +1,7 @@
 package session
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -239,8 +240,8 @@ func (b byteBase) Touch(ctx context.Context, key string) error {
 func (b byteBase) Keys(ctx context.Context) iter.Seq2[string, error] {
 	return func(yield func(string, error) bool) {
 		it, ok := b.store.(Iterator[[]byte])
-		if !ok {
-			yield("", errNoIterator(b.store))
+		if err := ctx.Err(); err != nil || !ok {
+			yield("", cmp.Or(err, errNoIterator(b.store)))
 			return
 		}
 		for k, err := range it.Keys(ctx) {
@@ -260,8 +261,8 @@ func errNoIterator(store any) error {
 func decodeEntries[T any](ctx context.Context, store StorageAdapter[[]byte], decode func(key string, data []byte) (T, bool, error)) iter.Seq2[Entry[T], error] {
 	return func(yield func(Entry[T], error) bool) {
 		it, ok := store.(Iterator[[]byte])
-		if !ok {
-			yield(Entry[T]{}, errNoIterator(store))
+		if err := ctx.Err(); err != nil || !ok {
+			yield(Entry[T]{}, cmp.Or(err, errNoIterator(store)))
 			return
 		}
 		for e, err := range it.Entries(ctx) {
