@@ -130,12 +130,17 @@ func Encoded[T any](store StorageAdapter[[]byte], codec Codec) StorageAdapter[T]
 	if codec == nil {
 		codec = JSON{}
 	}
-	return &encoded[T]{byteBase: byteBase{store}, codec: codec}
+	e := &encoded[T]{byteBase: byteBase{store}, codec: codec}
+	if _, ok := codec.(JSON); ok {
+		e.json = jsonCodecFor[T]()
+	}
+	return e
 }
 
 type encoded[T any] struct {
 	byteBase
 	codec Codec
+	json  jsonCodec[T] // the default codec's fast path; zero for other codecs
 }
 
 func (e *encoded[T]) Read(ctx context.Context, key string) (T, bool, error) {
@@ -161,7 +166,13 @@ func (e *encoded[T]) readRaw(ctx context.Context, key string, into *T) ([]byte, 
 
 // decode decodes data into *into, which holds the zero value.
 func (e *encoded[T]) decode(key string, data []byte, into *T) error {
-	if err := e.codec.Unmarshal(data, into); err != nil {
+	var err error
+	if e.json.plan != nil {
+		err = e.json.unmarshal(data, into)
+	} else {
+		err = e.codec.Unmarshal(data, into)
+	}
+	if err != nil {
 		var zero T // *into may be half-decoded
 		*into = zero
 		return fmt.Errorf("%w: key %q: %w", ErrCorrupt, key, err)
@@ -170,7 +181,13 @@ func (e *encoded[T]) decode(key string, data []byte, into *T) error {
 }
 
 func (e *encoded[T]) encode(key string, v *T) ([]byte, error) {
-	data, err := e.codec.Marshal(v)
+	var data []byte
+	var err error
+	if e.json.plan != nil {
+		data, err = e.json.marshal(v)
+	} else {
+		data, err = e.codec.Marshal(v)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("session: encode %q: %w", key, err)
 	}
