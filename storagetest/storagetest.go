@@ -1,8 +1,9 @@
 // Package storagetest is a conformance suite for [session.StorageAdapter]
 // implementations. An adapter author calls [Run] from an ordinary test,
-// giving it a function that returns an empty store:
+// giving it a function that returns an empty store. A byte store (the
+// usual kind: Redis, SQL, files) is checked through [session.Encoded]:
 //
-//	package redisstore_test
+//	package mystore_test
 //
 //	import (
 //		"testing"
@@ -10,23 +11,33 @@
 //		"github.com/tgsession/session"
 //		"github.com/tgsession/session/storagetest"
 //
-//		"example.com/redisstore"
+//		"example.com/mystore"
 //	)
 //
 //	func TestConformance(t *testing.T) {
 //		storagetest.Run(t, func(t *testing.T) session.StorageAdapter[storagetest.Value] {
-//			return redisstore.New[storagetest.Value](newTestClient(t))
+//			return session.Encoded[storagetest.Value](mystore.New(openTestDB(t)), nil)
 //		})
 //	}
 //
-// A byte-oriented store is tested through [session.Encoded]:
+// Run checks the optional capabilities a store has ([session.Iterator],
+// [session.Toucher], [session.Locker]) as far as one client and no clock
+// can. The other entry points check what needs more:
 //
-//	storagetest.Run(t, func(t *testing.T) session.StorageAdapter[storagetest.Value] {
-//		return session.Encoded[storagetest.Value](sqlstore.New(openTestDB(t)), nil)
-//	})
+//   - [RunExpiry]: a store with a time-to-live expires, and Touch
+//     restarts it.
+//   - [RunLocker]: two clients of one backing store exclude each other;
+//     leases are renewed, expire when their holder dies, are released only
+//     by their owner, and fence the writes of a holder that lost its lease.
+//   - [RunCrossProcess]: several OS processes update the same chats
+//     through the strict middleware and lose nothing with the lock (and
+//     lose updates without it, to show the test can tell).
+//   - [RunBenchmarks]: single calls, updates through the middleware, and
+//     64 updates in flight, with round trips per update.
 //
-// Run the suite with -race: some subtests call the store from many
-// goroutines at once.
+// The adapters in this repository (redisstore, pgstore, boltstore) use all
+// of them against real servers. Run the suites with -race: some subtests
+// call the store from many goroutines at once.
 package storagetest
 
 import (
