@@ -41,6 +41,10 @@ func newStore(t testing.TB, db *bolt.DB, opts boltstore.Options) *boltstore.Stor
 	return s
 }
 
+// expiryTTL is the TTL of the expiry suite: long enough that a loaded CI
+// machine does not outlive it by accident.
+const expiryTTL = 500 * time.Millisecond
+
 func TestConformance(t *testing.T) {
 	storagetest.Run(t, func(t *testing.T) session.StorageAdapter[storagetest.Value] {
 		return session.Encoded[storagetest.Value](newStore(t, openDB(t, "", true), boltstore.Options{}), nil)
@@ -56,8 +60,8 @@ func TestConformanceWithTTL(t *testing.T) {
 
 func TestExpiry(t *testing.T) {
 	storagetest.RunExpiry(t, func(t *testing.T) session.StorageAdapter[[]byte] {
-		return newStore(t, openDB(t, "", true), boltstore.Options{TTL: 200 * time.Millisecond})
-	}, 200*time.Millisecond)
+		return newStore(t, openDB(t, "", true), boltstore.Options{TTL: expiryTTL})
+	}, expiryTTL)
 }
 
 // TestPersistence: sessions survive closing and reopening the file, with

@@ -89,6 +89,15 @@ func newStore(t testing.TB, pool *pgxpool.Pool, opts pgstore.Options) *pgstore.S
 	return s
 }
 
+// Timings of the expiry and lock suites: long enough that a loaded CI
+// machine (2 cores, -race, other packages testing at once) does not miss
+// a renewal or outlive a TTL by accident, short enough to keep the suites
+// at a few seconds.
+const (
+	expiryTTL = 600 * time.Millisecond
+	lockLease = 600 * time.Millisecond
+)
+
 func TestConformance(t *testing.T) {
 	storagetest.Run(t, func(t *testing.T) session.StorageAdapter[storagetest.Value] {
 		return session.Encoded[storagetest.Value](newStore(t, newPool(t, ""), pgstore.Options{Table: uniqueTable(t)}), nil)
@@ -113,12 +122,12 @@ func TestConformanceOddTableName(t *testing.T) {
 
 func TestExpiry(t *testing.T) {
 	storagetest.RunExpiry(t, func(t *testing.T) session.StorageAdapter[[]byte] {
-		return newStore(t, newPool(t, ""), pgstore.Options{Table: uniqueTable(t), TTL: 300 * time.Millisecond})
-	}, 300*time.Millisecond)
+		return newStore(t, newPool(t, ""), pgstore.Options{Table: uniqueTable(t), TTL: expiryTTL})
+	}, expiryTTL)
 }
 
 func TestLocker(t *testing.T) {
-	const lease = 300 * time.Millisecond
+	const lease = lockLease
 	storagetest.RunLocker(t, func(t *testing.T) (a, b session.StorageAdapter[[]byte]) {
 		opts := pgstore.Options{Table: uniqueTable(t), LockLease: lease}
 		// Two pools, two stores: two processes as far as the database

@@ -92,11 +92,11 @@ func TestCluster(t *testing.T) {
 	})
 	t.Run("Expiry", func(t *testing.T) {
 		storagetest.RunExpiry(t, func(t *testing.T) session.StorageAdapter[[]byte] {
-			return newStore(t, newClusterClient(t), redisstore.Options{Prefix: prefix(), TTL: 300 * time.Millisecond})
-		}, 300*time.Millisecond)
+			return newStore(t, newClusterClient(t), redisstore.Options{Prefix: prefix(), TTL: expiryTTL})
+		}, expiryTTL)
 	})
 	t.Run("Locker", func(t *testing.T) {
-		const lease = 300 * time.Millisecond
+		const lease = lockLease
 		storagetest.RunLocker(t, func(t *testing.T) (a, b session.StorageAdapter[[]byte]) {
 			opts := redisstore.Options{Prefix: prefix(), LockLease: lease}
 			return newStore(t, newClusterClient(t), opts), newStore(t, newClusterClient(t), opts)

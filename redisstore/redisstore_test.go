@@ -83,6 +83,15 @@ func newStore(t testing.TB, client redis.UniversalClient, opts redisstore.Option
 	return s
 }
 
+// Timings of the expiry and lock suites: long enough that a loaded CI
+// machine (2 cores, -race, other packages testing at once) does not miss
+// a renewal or outlive a TTL by accident, short enough to keep the suites
+// at a few seconds.
+const (
+	expiryTTL = 600 * time.Millisecond
+	lockLease = 600 * time.Millisecond
+)
+
 func TestConformance(t *testing.T) {
 	storagetest.Run(t, func(t *testing.T) session.StorageAdapter[storagetest.Value] {
 		return session.Encoded[storagetest.Value](newStore(t, newClient(t), redisstore.Options{Prefix: uniquePrefix(t)}), nil)
@@ -107,12 +116,12 @@ func TestConformanceOddPrefix(t *testing.T) {
 
 func TestExpiry(t *testing.T) {
 	storagetest.RunExpiry(t, func(t *testing.T) session.StorageAdapter[[]byte] {
-		return newStore(t, newClient(t), redisstore.Options{Prefix: uniquePrefix(t), TTL: 300 * time.Millisecond})
-	}, 300*time.Millisecond)
+		return newStore(t, newClient(t), redisstore.Options{Prefix: uniquePrefix(t), TTL: expiryTTL})
+	}, expiryTTL)
 }
 
 func TestLocker(t *testing.T) {
-	const lease = 300 * time.Millisecond
+	const lease = lockLease
 	storagetest.RunLocker(t, func(t *testing.T) (a, b session.StorageAdapter[[]byte]) {
 		prefix := uniquePrefix(t)
 		opts := redisstore.Options{Prefix: prefix, LockLease: lease}

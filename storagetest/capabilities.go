@@ -186,7 +186,7 @@ func RunExpiry(t *testing.T, newStore func(t *testing.T) session.StorageAdapter[
 	require.Positive(t, ttl, "RunExpiry needs a positive ttl")
 	// Sleeps are fractions or multiples of ttl, with room on both sides
 	// so that a busy machine does not fail the checks.
-	early, late := ttl*6/10, 2*ttl+100*time.Millisecond
+	early, late := ttl*55/100, 2*ttl+100*time.Millisecond
 	ctx := context.Background()
 	for _, c := range []struct {
 		name string

@@ -27,7 +27,7 @@ func TestEncodedMemory(t *testing.T) {
 }
 
 func TestMemoryExpiry(t *testing.T) {
-	const ttl = 200 * time.Millisecond
+	const ttl = 400 * time.Millisecond
 	storagetest.RunExpiry(t, func(*testing.T) session.StorageAdapter[[]byte] {
 		return session.NewMemory[[]byte](session.MemoryOptions{TTL: ttl})
 	}, ttl)
