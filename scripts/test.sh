@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs the tests of every module (the core and the storage adapters) in one
-# go test invocation, against real Redis and PostgreSQL servers.
+# Runs the tests of every module of the workspace (the core, the storage
+# adapters, the examples, the benchmark program) in one go test invocation,
+# against real Redis and PostgreSQL servers.
 #
 #   ./scripts/test.sh            # with -race (needs cgo and a C compiler)
 #   RACE=0 ./scripts/test.sh     # without -race
@@ -111,7 +112,9 @@ if [ "${RACE:-1}" = 0 ]; then
   RACE_FLAG=
 fi
 
-echo "== go test $RACE_FLAG -count=1 (core, redisstore, pgstore, boltstore)"
-# go.work makes every module one workspace, so one invocation runs all.
+# Every module of the workspace (go.work): the core, the adapters, the
+# examples and the benchmark program; one invocation runs them all.
+mapfile -t MODULES < <(go list -m -f '{{.Dir}}' | sed "s|^$PWD|.|; s|$|/...|")
+echo "== go test $RACE_FLAG -count=1 ${MODULES[*]}"
 # shellcheck disable=SC2086
-go test $RACE_FLAG -count=1 "$@" ./... ./redisstore/... ./pgstore/... ./boltstore/...
+go test $RACE_FLAG -count=1 "$@" "${MODULES[@]}"
