@@ -299,7 +299,9 @@ func (l lossy) MarshalJSON() ([]byte, error) { return json.Marshal(map[string]in
 // encoding/json uses them only where the value is addressable.
 type pointerJSON struct{ N int }
 
-func (p *pointerJSON) MarshalJSON() ([]byte, error) { return []byte(fmt.Sprintf(`{"value":%d}`, p.N)), nil }
+func (p *pointerJSON) MarshalJSON() ([]byte, error) {
+	return []byte(fmt.Sprintf(`{"value":%d}`, p.N)), nil
+}
 func (p *pointerJSON) UnmarshalJSON(b []byte) error {
 	var v struct {
 		V int `json:"value"`
