@@ -238,7 +238,6 @@ func TestMemoryGivesMemoryBack(t *testing.T) {
 func TestMemoryOptionsMerge(t *testing.T) {
 	ctx := context.Background()
 	clock := newFakeClock()
-	//lint:ignore SA1019 the deprecated helpers must keep working
 	m := session.NewMemory[int](session.WithTTL(time.Minute), session.WithClock(clock.Now))
 	require.NoError(t, m.Write(ctx, "k", 1))
 	clock.Advance(time.Minute)
