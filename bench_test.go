@@ -221,8 +221,16 @@ func BenchmarkIntern(b *testing.B) {
 		b.Run("variant="+name, func(b *testing.B) {
 			saved, pct := make([]float64, rounds), make([]float64, rounds)
 			for i := range rounds {
-				with := blockTime(b, byName[name], block)
-				without := blockTime(b, byName[name+"-strconv"], block)
+				// Alternate which goes first, so neither always pays for
+				// the garbage of the other.
+				var with, without float64
+				if i%2 == 0 {
+					with = blockTime(b, byName[name], block)
+					without = blockTime(b, byName[name+"-strconv"], block)
+				} else {
+					without = blockTime(b, byName[name+"-strconv"], block)
+					with = blockTime(b, byName[name], block)
+				}
 				saved[i], pct[i] = without-with, 100*(without-with)/without
 			}
 			b.ReportMetric(median(saved), "median-ns-saved")
