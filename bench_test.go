@@ -2,6 +2,7 @@ package session
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"runtime"
 	"slices"
@@ -256,4 +257,51 @@ func median(xs []float64) float64 {
 		return s[len(s)/2]
 	}
 	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// BenchmarkCodec compares the default codec's fast path with encoding/json
+// on the benchmark's session type, and times the clock Enhance reads.
+func BenchmarkCodec(b *testing.B) {
+	fast := jsonCodecFor[counter]()
+	v := counter{Count: 123}
+	data := []byte(`{"Count":123}`)
+	b.Run("op=fast-marshal", func(b *testing.B) {
+		b.ReportAllocs()
+		for range b.N {
+			if _, err := fast.marshal(&v); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("op=fast-unmarshal", func(b *testing.B) {
+		b.ReportAllocs()
+		for range b.N {
+			var c counter
+			if err := fast.unmarshal(data, &c); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("op=json-marshal", func(b *testing.B) {
+		b.ReportAllocs()
+		for range b.N {
+			if _, err := json.Marshal(&v); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("op=json-unmarshal", func(b *testing.B) {
+		b.ReportAllocs()
+		for range b.N {
+			var c counter
+			if err := json.Unmarshal(data, &c); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("op=time-now", func(b *testing.B) {
+		for range b.N {
+			_ = time.Now().UnixMilli()
+		}
+	})
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding"
 	"encoding/json"
+	"math"
 	"reflect"
 	"strconv"
 	"strings"
@@ -248,17 +249,17 @@ func (p *jsonPlan) decode(data []byte, v unsafe.Pointer) bool {
 		case reflect.String:
 			*(*string)(at) = string(val[1 : len(val)-1])
 		case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
-			n, err := strconv.ParseInt(string(val), 10, int(f.size*8))
-			if err != nil {
+			n, ok := parseInt(val, f.size*8)
+			if !ok {
 				return false
 			}
 			storeInt(at, f.size, n)
 		default:
-			n, err := strconv.ParseUint(string(val), 10, int(f.size*8))
-			if err != nil {
+			neg, u, ok := parseDigits(val)
+			if !ok || neg || (f.size < 8 && u >= 1<<(f.size*8)) {
 				return false
 			}
-			storeInt(at, f.size, int64(n))
+			storeInt(at, f.size, int64(u))
 		}
 		rest = rest[end:]
 		if len(rest) > 0 {
@@ -272,6 +273,45 @@ func (p *jsonPlan) decode(data []byte, v unsafe.Pointer) bool {
 	var scratch [128]byte
 	out, ok := p.appendJSON(scratch[:0], v)
 	return ok && bytes.Equal(out, data)
+}
+
+// parseDigits parses an optional minus sign and decimal digits, without
+// strconv's string conversion (an allocation per field). It accepts some
+// forms encoding/json would not write ("-0", leading zeros): the
+// re-encoding check in decode rejects those.
+func parseDigits(b []byte) (neg bool, u uint64, ok bool) {
+	if len(b) > 0 && b[0] == '-' {
+		neg, b = true, b[1:]
+	}
+	if len(b) == 0 || len(b) > 20 {
+		return false, 0, false
+	}
+	for _, c := range b {
+		if c < '0' || c > '9' || u > math.MaxUint64/10 {
+			return false, 0, false
+		}
+		d := uint64(c - '0')
+		if u*10 > math.MaxUint64-d {
+			return false, 0, false
+		}
+		u = u*10 + d
+	}
+	return neg, u, true
+}
+
+// parseInt parses a signed integer that fits in bits bits.
+func parseInt(b []byte, bits uintptr) (int64, bool) {
+	neg, u, ok := parseDigits(b)
+	limit := uint64(1) << (bits - 1) // magnitude of the most negative value
+	switch {
+	case !ok:
+		return 0, false
+	case neg && u <= limit:
+		return int64(-u), true // -limit wraps to the most negative value
+	case !neg && u < limit:
+		return int64(u), true
+	}
+	return 0, false
 }
 
 func storeInt(at unsafe.Pointer, size uintptr, n int64) {
