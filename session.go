@@ -235,7 +235,7 @@ func newEngine[S any](lazy bool, parts ...part[S]) *engine[S] {
 func (e *engine[S]) middleware(next Handler[S]) Handler[S] {
 	return func(c *Context[S]) error {
 		st, err := e.begin(c)
-		if err != nil {
+		if st == nil {
 			return err
 		}
 		// Whatever happens (an error, a panic), no access after this
@@ -247,12 +247,10 @@ func (e *engine[S]) middleware(next Handler[S]) Handler[S] {
 				st.end()
 			}
 		}()
-		ctx := c.Context
-		if !e.lazy {
-			if err := st.loadAll(c); err != nil {
-				return err
-			}
+		if err != nil { // strict: the load failed
+			return err
 		}
+		ctx := c.Context
 		if err := next(c); err != nil {
 			return err
 		}
@@ -261,7 +259,10 @@ func (e *engine[S]) middleware(next Handler[S]) Handler[S] {
 	}
 }
 
-// begin installs the engine's per-update state in c.
+// begin installs the engine's per-update state in c and, for strict
+// sessions, locks and loads every keyed part under the same acquisition
+// of the state's mutex. A nil state means nothing was installed; a state
+// with an error means the load failed and the state must be ended.
 func (e *engine[S]) begin(c *Context[S]) (*state[S], error) {
 	st := c.sess
 	if st == nil { // a Context not made by NewContext
@@ -286,13 +287,15 @@ func (e *engine[S]) begin(c *Context[S]) (*state[S], error) {
 		sl := &st.slots[i]
 		sl.key, sl.ok = p.info().key(&c.Update)
 	}
+	if !e.lazy {
+		return st, st.loadAll(c)
+	}
 	return st, nil
 }
 
-// loadAll locks and reads every keyed part, for strict sessions.
+// loadAll locks and reads every keyed part, for strict sessions. st.mu
+// is held.
 func (st *state[S]) loadAll(c *Context[S]) error {
-	st.mu.Lock()
-	defer st.mu.Unlock()
 	if err := st.lock(c); err != nil {
 		return err
 	}
