@@ -276,13 +276,8 @@ func (s *enhanced[T]) fastDecode(raw []byte, into *T) (envelope, bool) {
 		if len(digits) == 0 || len(digits) > 15 || (digits[0] == '0' && len(digits) > 1) {
 			return envelope{}, false
 		}
-		for _, c := range digits {
-			if c < '0' || c > '9' {
-				return envelope{}, false
-			}
-		}
-		n, err := strconv.ParseInt(string(digits), 10, 64)
-		if err != nil {
+		neg, n, ok := parseDigits(digits) // digits only: no sign, at most 15
+		if !ok || neg {
 			return envelope{}, false
 		}
 		env.expiry, env.expiring = float64(n), true
