@@ -1,25 +1,14 @@
 package main
 
 import (
-	"bytes"
-	"context"
 	"testing"
-	"time"
 
-	"github.com/stretchr/testify/assert"
-	"github.com/stretchr/testify/require"
-
-	"github.com/tgsession/session/examples/internal/demo"
+	"github.com/tgsession/session/examples/internal/demo/demotest"
 )
 
 // Sessions in the bbolt file survive closing and reopening it, and the store lists them.
 func TestDemo(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	var out bytes.Buffer
-	require.NoError(t, run(ctx, &out, ""), "output:\n%s", out.String())
-	assert.Contains(t, out.String(), demo.Header)
-	assert.Equal(t, []string{
+	demotest.Play(t, run, []string{
 		"Alice: /visit",
 		"  bot: Visit number 1.",
 		"Bob: /visit",
@@ -33,5 +22,5 @@ func TestDemo(t *testing.T) {
 		"  bot: Visit number 2.",
 		"Bob: /keys",
 		"  bot: Stored: 101, 202",
-	}, demo.Transcript(out.String()))
+	})
 }

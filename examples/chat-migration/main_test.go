@@ -1,25 +1,14 @@
 package main
 
 import (
-	"bytes"
-	"context"
 	"testing"
-	"time"
 
-	"github.com/stretchr/testify/assert"
-	"github.com/stretchr/testify/require"
-
-	"github.com/tgsession/session/examples/internal/demo"
+	"github.com/tgsession/session/examples/internal/demo/demotest"
 )
 
 // The group's list moves to the supergroup's key when Telegram migrates the chat: the service message in the new chat already sees it, nothing is left under the old key, and the second service message moves nothing twice.
 func TestDemo(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	var out bytes.Buffer
-	require.NoError(t, run(ctx, &out, ""), "output:\n%s", out.String())
-	assert.Contains(t, out.String(), demo.Header)
-	assert.Equal(t, []string{
+	demotest.Play(t, run, []string{
 		"Alice in -1001: /add milk",
 		"  bot in -1001: Added; 1 on the list.",
 		"Bob in -1001: /add bread",
@@ -35,5 +24,5 @@ func TestDemo(t *testing.T) {
 		"  bot in -1009876543210: The list: milk, bread, eggs.",
 		"Alice in -1009876543210: /keys",
 		"  bot in -1009876543210: Stored: -1009876543210",
-	}, demo.Transcript(out.String()))
+	})
 }

@@ -1,25 +1,14 @@
 package main
 
 import (
-	"bytes"
-	"context"
 	"testing"
-	"time"
 
-	"github.com/stretchr/testify/assert"
-	"github.com/stretchr/testify/require"
-
-	"github.com/tgsession/session/examples/internal/demo"
+	"github.com/tgsession/session/examples/internal/demo/demotest"
 )
 
 // Version-1 data is migrated on first read and written back in the envelope with version 2; a chat idle for longer than the TTL loses its pets, while one used within it keeps them (the expiry slides).
 func TestDemo(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	var out bytes.Buffer
-	require.NoError(t, run(ctx, &out, ""), "output:\n%s", out.String())
-	assert.Contains(t, out.String(), demo.Header)
-	assert.Equal(t, []string{
+	demotest.Play(t, run, []string{
 		"(the old bot stored Alice's pets by name)",
 		"Alice: /raw",
 		"  bot: Stored: {\"petNames\":[\"Rex\",\"Tom\"]}",
@@ -41,5 +30,5 @@ func TestDemo(t *testing.T) {
 		"  bot: Stored: nothing",
 		"Bob: /pets",
 		"  bot: Your pets: Rocky (dog).",
-	}, demo.Transcript(out.String()))
+	})
 }

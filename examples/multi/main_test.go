@@ -1,25 +1,14 @@
 package main
 
 import (
-	"bytes"
-	"context"
 	"testing"
-	"time"
 
-	"github.com/stretchr/testify/assert"
-	"github.com/stretchr/testify/require"
-
-	"github.com/tgsession/session/examples/internal/demo"
+	"github.com/tgsession/session/examples/internal/demo/demotest"
 )
 
 // The chat's language is shared by the group and the score follows the user into the private chat; a new chat session the handler did not change is never written, so only the group's settings and the two users' scores are stored.
 func TestDemo(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	var out bytes.Buffer
-	require.NoError(t, run(ctx, &out, ""), "output:\n%s", out.String())
-	assert.Contains(t, out.String(), demo.Header)
-	assert.Equal(t, []string{
+	demotest.Play(t, run, []string{
 		"Alice in -1001: hi all",
 		"Bob in -1001: hello",
 		"Alice in -1001: /lang de",
@@ -35,5 +24,5 @@ func TestDemo(t *testing.T) {
 		"  bot in -1001: Du hast 1 Punkt(e).",
 		"Alice: /keys",
 		"  bot: Stored: chat:-1001, user:101, user:202",
-	}, demo.Transcript(out.String()))
+	})
 }

@@ -1,58 +1,37 @@
 package main
 
 import (
-	"bytes"
-	"context"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/assert"
-	"github.com/stretchr/testify/require"
 
-	"github.com/tgsession/session/examples/internal/demo"
+	"github.com/tgsession/session/examples/internal/demo/demotest"
 )
+
+// visits is the demo's transcript, with Redis or without.
+var visits = []string{
+	"Alice: /visit",
+	"  bot: Visit number 1 (replica A).",
+	"Alice: /visit",
+	"  bot: Visit number 2 (replica B).",
+	"Bob: /visit",
+	"  bot: Visit number 1 (replica A).",
+	"Alice: /visit",
+	"  bot: Visit number 3 (replica B).",
+	"Bob: /visit",
+	"  bot: Visit number 2 (replica A).",
+}
 
 // Two replicas, each with its own Redis client, share the sessions: the count goes on whichever replica answers. Without Redis the demo says so and plays the same conversation on the in-memory store.
 func TestDemo(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	var out bytes.Buffer
-	require.NoError(t, run(ctx, &out, ""), "output:\n%s", out.String())
-	assert.Contains(t, out.String(), demo.Header)
-	assert.Equal(t, []string{
-		"Alice: /visit",
-		"  bot: Visit number 1 (replica A).",
-		"Alice: /visit",
-		"  bot: Visit number 2 (replica B).",
-		"Bob: /visit",
-		"  bot: Visit number 1 (replica A).",
-		"Alice: /visit",
-		"  bot: Visit number 3 (replica B).",
-		"Bob: /visit",
-		"  bot: Visit number 2 (replica A).",
-	}, demo.Transcript(out.String()))
+	demotest.Play(t, run, visits)
 }
 
 // Without Redis the demo says so, falls back to the in-memory store, and
 // plays the same conversation.
 func TestDemoWithoutRedis(t *testing.T) {
 	t.Setenv("REDIS_ADDR", "127.0.0.1:1") // nothing listens on port 1
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	var out bytes.Buffer
-	require.NoError(t, run(ctx, &out, ""), "output:\n%s", out.String())
-	assert.Contains(t, out.String(), "# Redis does not answer at 127.0.0.1:1")
-	assert.Contains(t, out.String(), "Falling back to the in-memory store")
-	assert.Equal(t, []string{
-		"Alice: /visit",
-		"  bot: Visit number 1 (replica A).",
-		"Alice: /visit",
-		"  bot: Visit number 2 (replica B).",
-		"Bob: /visit",
-		"  bot: Visit number 1 (replica A).",
-		"Alice: /visit",
-		"  bot: Visit number 3 (replica B).",
-		"Bob: /visit",
-		"  bot: Visit number 2 (replica A).",
-	}, demo.Transcript(out.String()))
+	out := demotest.Play(t, run, visits)
+	assert.Contains(t, out, "# Redis does not answer at 127.0.0.1:1")
+	assert.Contains(t, out, "Falling back to the in-memory store")
 }

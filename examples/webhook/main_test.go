@@ -1,25 +1,14 @@
 package main
 
 import (
-	"bytes"
-	"context"
 	"testing"
-	"time"
 
-	"github.com/stretchr/testify/assert"
-	"github.com/stretchr/testify/require"
-
-	"github.com/tgsession/session/examples/internal/demo"
+	"github.com/tgsession/session/examples/internal/demo/demotest"
 )
 
 // Updates POSTed with the secret are answered 200 and handled in order per chat; a wrong secret gets 401 and a GET 405, and neither reaches the bot.
 func TestDemo(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	var out bytes.Buffer
-	require.NoError(t, run(ctx, &out, ""), "output:\n%s", out.String())
-	assert.Contains(t, out.String(), demo.Header)
-	assert.Equal(t, []string{
+	demotest.Play(t, run, []string{
 		"Alice: hello",
 		"  webhook: 200 OK",
 		"  bot: Message 1 in this chat: \"hello\"",
@@ -37,5 +26,5 @@ func TestDemo(t *testing.T) {
 		"Alice: third",
 		"  webhook: 200 OK",
 		"  bot: Message 3 in this chat: \"third\"",
-	}, demo.Transcript(out.String()))
+	})
 }

@@ -1,25 +1,14 @@
 package main
 
 import (
-	"bytes"
-	"context"
 	"testing"
-	"time"
 
-	"github.com/stretchr/testify/assert"
-	"github.com/stretchr/testify/require"
-
-	"github.com/tgsession/session/examples/internal/demo"
+	"github.com/tgsession/session/examples/internal/demo/demotest"
 )
 
 // Two orders: Alice's goes through buttons, re-asks on invalid input, toggles toppings and changes her address before confirming; Bob goes back a step, cancels, and then lets a new order time out, after which his message reaches the bot's ordinary handler.
 func TestDemo(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	var out bytes.Buffer
-	require.NoError(t, run(ctx, &out, ""), "output:\n%s", out.String())
-	assert.Contains(t, out.String(), demo.Header)
-	assert.Equal(t, []string{
+	demotest.Play(t, run, []string{
 		"Alice: hi",
 		"  bot: Send /order to order a pizza.",
 		"Alice: /order",
@@ -64,5 +53,5 @@ func TestDemo(t *testing.T) {
 		"Bob: small",
 		"  bot: Your unfinished order was dropped after 15 minutes.",
 		"  bot: Send /order to order a pizza.",
-	}, demo.Transcript(out.String()))
+	})
 }
