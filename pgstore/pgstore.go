@@ -71,6 +71,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/tgsession/session"
+	"github.com/tgsession/session/internal/locallock"
 )
 
 // Options configures a [Store]. The zero value is usable: table
@@ -142,7 +143,7 @@ type Store struct {
 	pool  *pgxpool.Pool
 	opts  Options
 	q     queries
-	local localLocks
+	local locallock.Table
 
 	mu   sync.Mutex
 	held map[string]*lease // keys whose lease this Store holds
@@ -549,7 +550,7 @@ func (s *Store) purgeLoop() {
 // [Store.Read] under the lock returns, so a locked update costs one round
 // trip more than an unlocked one, not two.
 func (s *Store) Lock(ctx context.Context, key string) (unlock func(), err error) {
-	unlockLocal, err := s.local.lock(ctx, key)
+	unlockLocal, err := s.local.Lock(ctx, key)
 	if err != nil {
 		return nil, fail(ctx, "lock", key, err)
 	}

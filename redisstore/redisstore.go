@@ -62,6 +62,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/tgsession/session"
+	"github.com/tgsession/session/internal/locallock"
 )
 
 // Options configures a [Store]. The zero value is usable: no prefix, no
@@ -122,7 +123,7 @@ const (
 type Store struct {
 	client redis.UniversalClient
 	opts   Options
-	local  localLocks
+	local  locallock.Table
 
 	mu   sync.Mutex
 	held map[string]*lease // keys whose lease this Store holds
@@ -381,7 +382,7 @@ func (s *Store) Touch(ctx context.Context, key string) error {
 // [Store.Read] under the lock returns, so a locked update costs one round
 // trip more than an unlocked one, not two.
 func (s *Store) Lock(ctx context.Context, key string) (unlock func(), err error) {
-	unlockLocal, err := s.local.lock(ctx, key)
+	unlockLocal, err := s.local.Lock(ctx, key)
 	if err != nil {
 		return nil, fail(ctx, "lock", key, err)
 	}
