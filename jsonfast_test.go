@@ -97,7 +97,7 @@ func randomFast(r *rand.Rand) fastAll {
 func TestJSONFastMatchesEncodingJSON(t *testing.T) {
 	c := jsonCodecFor[fastAll]()
 	r := rand.New(rand.NewPCG(1, 2))
-	for range 2000 {
+	for range 1000 {
 		v := randomFast(r)
 		want, err := json.Marshal(&v)
 		if err != nil {
