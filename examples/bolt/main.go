@@ -25,14 +25,11 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	tgbotapi "github.com/go-telegram-bot-api/telegram-bot-api/v5"
@@ -41,7 +38,6 @@ import (
 	"github.com/tgsession/session"
 	"github.com/tgsession/session/boltstore"
 	"github.com/tgsession/session/examples/internal/demo"
-	"github.com/tgsession/session/runner"
 )
 
 // Visits is a chat's session.
@@ -97,15 +93,7 @@ func newBot(store *boltstore.Store) session.Handler[Visits] {
 	})
 }
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Stdout, os.Getenv("TELEGRAM_BOT_TOKEN"))
-	stop()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "bolt:", err)
-		os.Exit(1)
-	}
-}
+func main() { demo.Main("bolt", run) }
 
 // run serves Telegram with token until ctx is done or, without a token,
 // plays the demo and writes its transcript to out.
@@ -123,12 +111,7 @@ func run(ctx context.Context, out io.Writer, token string) error {
 	}
 	defer db.Close()
 	defer store.Close()
-	bot, err := tgbotapi.NewBotAPI(token)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(out, "@%s is running with sessions in %s; press Ctrl-C to stop.\n", bot.Self.UserName, path)
-	return runner.Run(ctx, bot, newBot(store), runner.Options{OnError: logError})
+	return demo.Serve(ctx, out, token, newBot(store), "with sessions in "+path)
 }
 
 // play runs the demo over a database file in a temporary directory.
@@ -185,14 +168,4 @@ func play(ctx context.Context, out io.Writer) error {
 		return restartErr
 	}
 	return err
-}
-
-// logError logs what the runner reports: handler errors, and polling
-// failures (u == nil) that it retries.
-func logError(ctx context.Context, u *tgbotapi.Update, key string, err error) {
-	if u == nil {
-		slog.WarnContext(ctx, "polling failed; retrying", "error", err)
-		return
-	}
-	slog.ErrorContext(ctx, "update failed", "update_id", u.UpdateID, "key", key, "error", err)
 }

@@ -25,18 +25,14 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"log/slog"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"sync/atomic"
-	"syscall"
 
 	tgbotapi "github.com/go-telegram-bot-api/telegram-bot-api/v5"
 
 	"github.com/tgsession/session"
 	"github.com/tgsession/session/examples/internal/demo"
-	"github.com/tgsession/session/runner"
 )
 
 // FileStore is a session.StorageAdapter[[]byte] that keeps each session in
@@ -120,15 +116,7 @@ func newBot(dir string) session.Handler[Visits] {
 	})
 }
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Stdout, os.Getenv("TELEGRAM_BOT_TOKEN"))
-	stop()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "custom-storage:", err)
-		os.Exit(1)
-	}
-}
+func main() { demo.Main("custom-storage", run) }
 
 // run serves Telegram with token until ctx is done or, without a token,
 // plays the demo and writes its transcript to out.
@@ -163,20 +151,5 @@ func run(ctx context.Context, out io.Writer, token string) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
-	bot, err := tgbotapi.NewBotAPI(token)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(out, "@%s is running with sessions in %s; press Ctrl-C to stop.\n", bot.Self.UserName, dir)
-	return runner.Run(ctx, bot, newBot(dir), runner.Options{OnError: logError})
-}
-
-// logError logs what the runner reports: handler errors, and polling
-// failures (u == nil) that it retries.
-func logError(ctx context.Context, u *tgbotapi.Update, key string, err error) {
-	if u == nil {
-		slog.WarnContext(ctx, "polling failed; retrying", "error", err)
-		return
-	}
-	slog.ErrorContext(ctx, "update failed", "update_id", u.UpdateID, "key", key, "error", err)
+	return demo.Serve(ctx, out, token, newBot(dir), "with sessions in "+dir)
 }

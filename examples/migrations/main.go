@@ -22,19 +22,13 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
-	"os"
-	"os/signal"
 	"strings"
-	"sync"
-	"syscall"
 	"time"
 
 	tgbotapi "github.com/go-telegram-bot-api/telegram-bot-api/v5"
 
 	"github.com/tgsession/session"
 	"github.com/tgsession/session/examples/internal/demo"
-	"github.com/tgsession/session/runner"
 )
 
 // PetsV1 is the session as the old bot stored it.
@@ -122,42 +116,14 @@ func newBot(store session.StorageAdapter[Pets], raw session.StorageAdapter[[]byt
 	})
 }
 
-// clock is the demo's fake clock.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) pass(d time.Duration) func() {
-	return func() {
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		c.now = c.now.Add(d)
-	}
-}
-
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Stdout, os.Getenv("TELEGRAM_BOT_TOKEN"))
-	stop()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "migrations:", err)
-		os.Exit(1)
-	}
-}
+func main() { demo.Main("migrations", run) }
 
 // run serves Telegram with token until ctx is done or, without a token,
 // plays the demo and writes its transcript to out.
 func run(ctx context.Context, out io.Writer, token string) error {
 	raw := session.NewMemory[[]byte]()
 	if token == "" {
-		clk := &clock{now: time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)}
+		clk := demo.NewClock(time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC))
 		store, err := newStore(raw, clk.Now)
 		if err != nil {
 			return err
@@ -174,8 +140,8 @@ func run(ctx context.Context, out io.Writer, token string) error {
 			{From: "Alice", Text: "/raw"},
 			{From: "Alice", Text: "/adopt Bella cat"},
 			{From: "Bob", Text: "/adopt Rocky dog"},
-			{From: "Bob", Text: "/pets", Before: clk.pass(5 * day), Note: "(5 days pass)"},
-			{From: "Alice", Text: "/pets", Before: clk.pass(5 * day), Note: "(5 more days pass: Alice's chat has been idle for 10, Bob's for 5)"},
+			{From: "Bob", Text: "/pets", Before: clk.Pass(5 * day), Note: "(5 days pass)"},
+			{From: "Alice", Text: "/pets", Before: clk.Pass(5 * day), Note: "(5 more days pass: Alice's chat has been idle for 10, Bob's for 5)"},
 			{From: "Alice", Text: "/raw"},
 			{From: "Bob", Text: "/pets"},
 		})
@@ -184,20 +150,5 @@ func run(ctx context.Context, out io.Writer, token string) error {
 	if err != nil {
 		return err
 	}
-	bot, err := tgbotapi.NewBotAPI(token)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(out, "@%s is running; press Ctrl-C to stop.\n", bot.Self.UserName)
-	return runner.Run(ctx, bot, newBot(store, raw), runner.Options{OnError: logError})
-}
-
-// logError logs what the runner reports: handler errors, and polling
-// failures (u == nil) that it retries.
-func logError(ctx context.Context, u *tgbotapi.Update, key string, err error) {
-	if u == nil {
-		slog.WarnContext(ctx, "polling failed; retrying", "error", err)
-		return
-	}
-	slog.ErrorContext(ctx, "update failed", "update_id", u.UpdateID, "key", key, "error", err)
+	return demo.Serve(ctx, out, token, newBot(store, raw), "")
 }

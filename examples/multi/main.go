@@ -22,18 +22,13 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
-	"os"
-	"os/signal"
 	"slices"
 	"strings"
-	"syscall"
 
 	tgbotapi "github.com/go-telegram-bot-api/telegram-bot-api/v5"
 
 	"github.com/tgsession/session"
 	"github.com/tgsession/session/examples/internal/demo"
-	"github.com/tgsession/session/runner"
 )
 
 // ChatSettings is kept per chat.
@@ -127,15 +122,7 @@ var script = []demo.Line{
 	{From: "Alice", Text: "/keys"},
 }
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Stdout, os.Getenv("TELEGRAM_BOT_TOKEN"))
-	stop()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "multi:", err)
-		os.Exit(1)
-	}
-}
+func main() { demo.Main("multi", run) }
 
 // run serves Telegram with token until ctx is done or, without a token,
 // plays the demo and writes its transcript to out.
@@ -144,20 +131,5 @@ func run(ctx context.Context, out io.Writer, token string) error {
 	if token == "" {
 		return demo.Play(ctx, out, "multi", newBot(store), script)
 	}
-	bot, err := tgbotapi.NewBotAPI(token)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(out, "@%s is running; press Ctrl-C to stop.\n", bot.Self.UserName)
-	return runner.Run(ctx, bot, newBot(store), runner.Options{OnError: logError})
-}
-
-// logError logs what the runner reports: handler errors, and polling
-// failures (u == nil) that it retries.
-func logError(ctx context.Context, u *tgbotapi.Update, key string, err error) {
-	if u == nil {
-		slog.WarnContext(ctx, "polling failed; retrying", "error", err)
-		return
-	}
-	slog.ErrorContext(ctx, "update failed", "update_id", u.UpdateID, "key", key, "error", err)
+	return demo.Serve(ctx, out, token, newBot(store), "")
 }

@@ -31,11 +31,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 	"time"
 
 	tgbotapi "github.com/go-telegram-bot-api/telegram-bot-api/v5"
@@ -44,7 +41,6 @@ import (
 	"github.com/tgsession/session"
 	"github.com/tgsession/session/examples/internal/demo"
 	"github.com/tgsession/session/pgstore"
-	"github.com/tgsession/session/runner"
 )
 
 // Visits is a chat's session.
@@ -139,15 +135,7 @@ func where(dsn string) string {
 	return fmt.Sprintf("%s:%d/%s", c.Host, c.Port, c.Database)
 }
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Stdout, os.Getenv("TELEGRAM_BOT_TOKEN"))
-	stop()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "postgres:", err)
-		os.Exit(1)
-	}
-}
+func main() { demo.Main("postgres", run) }
 
 // run serves Telegram with token until ctx is done or, without a token,
 // plays the demo and writes its transcript to out.
@@ -164,12 +152,7 @@ func run(ctx context.Context, out io.Writer, token string) (err error) {
 		return err
 	}
 	defer func() { err = errors.Join(err, cleanup()) }()
-	bot, err := tgbotapi.NewBotAPI(token)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(out, "@%s is running; press Ctrl-C to stop.\n", bot.Self.UserName)
-	return runner.Run(ctx, bot, newBot("A", st[0]), runner.Options{OnError: logError})
+	return demo.Serve(ctx, out, token, newBot("A", st[0]), "")
 }
 
 // play runs two replicas over one store and alternates the updates
@@ -182,13 +165,7 @@ func play(ctx context.Context, out io.Writer, dsn string) (err error) {
 	}
 	defer func() { err = errors.Join(err, cleanup()) }()
 
-	a, b := newBot("A", st[0]), newBot("B", st[1])
-	h := func(c *session.Context[Visits]) error {
-		if c.Update.UpdateID%2 == 1 {
-			return a(c)
-		}
-		return b(c)
-	}
+	h := demo.Alternate(newBot("A", st[0]), newBot("B", st[1]))
 	return demo.Play(ctx, out, "postgres", h, []demo.Line{
 		{From: "Alice", Text: "/visit"},
 		{From: "Alice", Text: "/visit"},
@@ -196,14 +173,4 @@ func play(ctx context.Context, out io.Writer, dsn string) (err error) {
 		{From: "Alice", Text: "/visit"},
 		{From: "Bob", Text: "/visit"},
 	})
-}
-
-// logError logs what the runner reports: handler errors, and polling
-// failures (u == nil) that it retries.
-func logError(ctx context.Context, u *tgbotapi.Update, key string, err error) {
-	if u == nil {
-		slog.WarnContext(ctx, "polling failed; retrying", "error", err)
-		return
-	}
-	slog.ErrorContext(ctx, "update failed", "update_id", u.UpdateID, "key", key, "error", err)
 }

@@ -28,11 +28,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	tgbotapi "github.com/go-telegram-bot-api/telegram-bot-api/v5"
@@ -41,7 +38,6 @@ import (
 	"github.com/tgsession/session"
 	"github.com/tgsession/session/examples/internal/demo"
 	"github.com/tgsession/session/redisstore"
-	"github.com/tgsession/session/runner"
 )
 
 // Visits is a chat's session.
@@ -128,15 +124,7 @@ func stores(ctx context.Context, out io.Writer, addr, prefix string, n int) ([]b
 	return all, closeAll, nil
 }
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Stdout, os.Getenv("TELEGRAM_BOT_TOKEN"))
-	stop()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "redis:", err)
-		os.Exit(1)
-	}
-}
+func main() { demo.Main("redis", run) }
 
 // run serves Telegram with token until ctx is done or, without a token,
 // plays the demo and writes its transcript to out.
@@ -153,12 +141,7 @@ func run(ctx context.Context, out io.Writer, token string) error {
 		return err
 	}
 	defer closeAll()
-	bot, err := tgbotapi.NewBotAPI(token)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(out, "@%s is running; press Ctrl-C to stop.\n", bot.Self.UserName)
-	return runner.Run(ctx, bot, newBot("A", st[0]), runner.Options{OnError: logError})
+	return demo.Serve(ctx, out, token, newBot("A", st[0]), "")
 }
 
 // play runs two replicas over one store and alternates the updates
@@ -183,13 +166,7 @@ func play(ctx context.Context, out io.Writer, addr string) (err error) {
 		}
 	}()
 
-	a, b := newBot("A", st[0]), newBot("B", st[1])
-	h := func(c *session.Context[Visits]) error {
-		if c.Update.UpdateID%2 == 1 {
-			return a(c)
-		}
-		return b(c)
-	}
+	h := demo.Alternate(newBot("A", st[0]), newBot("B", st[1]))
 	return demo.Play(ctx, out, "redis", h, []demo.Line{
 		{From: "Alice", Text: "/visit"},
 		{From: "Alice", Text: "/visit"},
@@ -197,14 +174,4 @@ func play(ctx context.Context, out io.Writer, addr string) (err error) {
 		{From: "Alice", Text: "/visit"},
 		{From: "Bob", Text: "/visit"},
 	})
-}
-
-// logError logs what the runner reports: handler errors, and polling
-// failures (u == nil) that it retries.
-func logError(ctx context.Context, u *tgbotapi.Update, key string, err error) {
-	if u == nil {
-		slog.WarnContext(ctx, "polling failed; retrying", "error", err)
-		return
-	}
-	slog.ErrorContext(ctx, "update failed", "update_id", u.UpdateID, "key", key, "error", err)
 }

@@ -18,20 +18,14 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
-	"os"
-	"os/signal"
 	"slices"
 	"strings"
-	"sync"
-	"syscall"
 	"time"
 
 	tgbotapi "github.com/go-telegram-bot-api/telegram-bot-api/v5"
 
 	"github.com/tgsession/session"
 	"github.com/tgsession/session/examples/internal/demo"
-	"github.com/tgsession/session/runner"
 	"github.com/tgsession/session/wizard"
 )
 
@@ -190,41 +184,13 @@ func describe(toppings []string) string {
 	return strings.Join(toppings, " and ")
 }
 
-// clock is the demo's fake clock.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) pass(d time.Duration) func() {
-	return func() {
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		c.now = c.now.Add(d)
-	}
-}
-
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Stdout, os.Getenv("TELEGRAM_BOT_TOKEN"))
-	stop()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "wizard:", err)
-		os.Exit(1)
-	}
-}
+func main() { demo.Main("wizard", run) }
 
 // run serves Telegram with token until ctx is done or, without a token,
 // plays the demo and writes its transcript to out.
 func run(ctx context.Context, out io.Writer, token string) error {
 	if token == "" {
-		clk := &clock{now: time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)}
+		clk := demo.NewClock(time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC))
 		return demo.Play(ctx, out, "wizard", newBot(clk.Now), []demo.Line{
 			{From: "Alice", Text: "hi"},
 			{From: "Alice", Text: "/order"},
@@ -245,23 +211,8 @@ func run(ctx context.Context, out io.Writer, token string) error {
 			{From: "Bob", Press: "large"},
 			{From: "Bob", Text: "/cancel"},
 			{From: "Bob", Text: "/order"},
-			{From: "Bob", Text: "small", Before: clk.pass(20 * time.Minute), Note: "(20 minutes pass)"},
+			{From: "Bob", Text: "small", Before: clk.Pass(20 * time.Minute), Note: "(20 minutes pass)"},
 		})
 	}
-	bot, err := tgbotapi.NewBotAPI(token)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(out, "@%s is running; press Ctrl-C to stop.\n", bot.Self.UserName)
-	return runner.Run(ctx, bot, newBot(nil), runner.Options{OnError: logError})
-}
-
-// logError logs what the runner reports: handler errors, and polling
-// failures (u == nil) that it retries.
-func logError(ctx context.Context, u *tgbotapi.Update, key string, err error) {
-	if u == nil {
-		slog.WarnContext(ctx, "polling failed; retrying", "error", err)
-		return
-	}
-	slog.ErrorContext(ctx, "update failed", "update_id", u.UpdateID, "key", key, "error", err)
+	return demo.Serve(ctx, out, token, newBot(nil), "")
 }

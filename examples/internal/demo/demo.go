@@ -5,8 +5,11 @@
 // time, waits until each has been handled, and prints what the users said
 // and what the bot answered.
 //
-// It is plumbing shared by the example programs; the bot code worth
-// reading is in each example's main.go.
+// It also holds the rest of the plumbing the example programs share: Main
+// (signals and exit status), Serve (the bot on the real Telegram through
+// runner.Run, with errors logged), and Clock (a fake clock for demos in
+// which time passes). The bot code worth reading is in each example's
+// main.go; examples/pizza shows the plumbing written out in full.
 package demo
 
 import (

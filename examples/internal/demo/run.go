@@ -1,0 +1,102 @@
+package demo
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+	"time"
+
+	tgbotapi "github.com/go-telegram-bot-api/telegram-bot-api/v5"
+
+	"github.com/tgsession/session"
+	"github.com/tgsession/session/runner"
+)
+
+// Run is an example's entry point: with a token it serves Telegram until
+// ctx is done; without one it plays the offline demo and writes its
+// transcript to out.
+type Run func(ctx context.Context, out io.Writer, token string) error
+
+// Main calls run with the token in TELEGRAM_BOT_TOKEN until the process is
+// interrupted (Ctrl-C or SIGTERM), which stops the bot gracefully. If run
+// fails, Main prints the error after name and exits with status 1.
+func Main(name string, run Run) {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Stdout, os.Getenv("TELEGRAM_BOT_TOKEN"))
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, name+":", err)
+		os.Exit(1)
+	}
+}
+
+// Serve runs h against the real Telegram with token, long polling through
+// runner.Run, until ctx is done; failed updates and polls are logged with
+// slog. It says on out that the bot is running; detail, if not empty, is
+// added to that line (e.g. "with sessions in sessions.db").
+func Serve[S any](ctx context.Context, out io.Writer, token string, h session.Handler[S], detail string) error {
+	bot, err := tgbotapi.NewBotAPI(token)
+	if err != nil {
+		return err
+	}
+	if detail != "" {
+		detail = " " + detail
+	}
+	fmt.Fprintf(out, "@%s is running%s; press Ctrl-C to stop.\n", bot.Self.UserName, detail)
+	return runner.Run(ctx, bot, h, runner.Options{OnError: logError})
+}
+
+// logError logs what the runner reports: handler errors, and polling
+// failures (u == nil) that it retries.
+func logError(ctx context.Context, u *tgbotapi.Update, key string, err error) {
+	if u == nil {
+		slog.WarnContext(ctx, "polling failed; retrying", "error", err)
+		return
+	}
+	slog.ErrorContext(ctx, "update failed", "update_id", u.UpdateID, "key", key, "error", err)
+}
+
+// Clock is a fake clock for demos that let time pass (TTLs, timeouts):
+// pass its Now to the session options, and its Pass to a Line's Before.
+type Clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+// NewClock returns a clock that stands at now until told to move.
+func NewClock(now time.Time) *Clock {
+	return &Clock{now: now}
+}
+
+// Now returns the clock's time.
+func (c *Clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+// Pass returns a function that moves the clock forward by d.
+func (c *Clock) Pass(d time.Duration) func() {
+	return func() {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		c.now = c.now.Add(d)
+	}
+}
+
+// Alternate returns a handler that gives odd-numbered updates to replica a
+// and even-numbered ones to replica b, as a load balancer in front of two
+// processes of one bot might.
+func Alternate[S any](a, b session.Handler[S]) session.Handler[S] {
+	return func(c *session.Context[S]) error {
+		if c.Update.UpdateID%2 == 1 {
+			return a(c)
+		}
+		return b(c)
+	}
+}
