@@ -57,12 +57,9 @@ package pgstore
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"iter"
-	mrand "math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -71,6 +68,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/tgsession/session"
+	"github.com/tgsession/session/internal/lease"
 	"github.com/tgsession/session/internal/locallock"
 )
 
@@ -145,30 +143,11 @@ type Store struct {
 	q     queries
 	local locallock.Table
 
-	mu   sync.Mutex
-	held map[string]*lease // keys whose lease this Store holds
+	held *lease.Table // the leases this Store holds
 
 	stopPurge chan struct{}
 	purgeDone chan struct{}
 	closeOnce sync.Once
-}
-
-// lease is one lock on a key held by this Store in the locks table.
-type lease struct {
-	token string
-
-	mu      sync.Mutex  // guards timer and stopped
-	timer   *time.Timer // the next renewal
-	stopped bool        // unlock was called: renew no more
-
-	// The session as it was just after the lease was taken, read in the
-	// same round trip: a Read under the lease that comes before any other
-	// use of the key returns it instead of querying again (guarded by
-	// Store.mu; used at most once, dropped by Write, Delete and Touch).
-	prefetched bool
-	preValue   []byte
-	preFound   bool
-	preAt      time.Time
 }
 
 var (
@@ -301,7 +280,22 @@ func New(pool *pgxpool.Pool, opts Options) (*Store, error) {
 	if opts.PageSize <= 0 {
 		opts.PageSize = 500
 	}
-	s := &Store{pool: pool, opts: opts, q: buildQueries(opts), held: make(map[string]*lease)}
+	s := &Store{pool: pool, opts: opts, q: buildQueries(opts)}
+	s.held = lease.NewTable(lease.Config{
+		Name:  "pgstore",
+		Lease: opts.LockLease,
+		Retry: opts.LockRetry,
+		Renew: func(ctx context.Context, key, token string) (bool, error) {
+			tag, err := s.pool.Exec(ctx, s.q.renew, key, token, s.opts.LockLease.Microseconds())
+			return err == nil && tag.RowsAffected() != 0, err
+		},
+		Release: func(ctx context.Context, key, token string) error {
+			_, err := s.pool.Exec(ctx, s.q.release, key, token)
+			return err
+		},
+		Lost:    session.ErrConflict,
+		OnError: opts.OnError,
+	})
 	if opts.PurgeInterval > 0 {
 		s.stopPurge, s.purgeDone = make(chan struct{}), make(chan struct{})
 		go s.purgeLoop()
@@ -356,39 +350,6 @@ func fail(ctx context.Context, op, key string, err error) error {
 
 func (s *Store) ttlMicros() int64 { return s.opts.TTL.Microseconds() }
 
-// heldToken returns the token of the lease this Store holds on key, if
-// any, and drops its prefetched value: the caller is about to change the
-// key.
-func (s *Store) heldToken(key string) (string, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	l := s.held[key]
-	if l == nil {
-		return "", false
-	}
-	l.prefetched, l.preValue = false, nil
-	return l.token, true
-}
-
-// takePrefetched returns, once, the value read with key's lease. ok is
-// false if there is none, or if it is older than half the TTL (a lock held
-// that long may have outlived the value's expiry).
-func (s *Store) takePrefetched(key string) (v []byte, found, ok bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	l := s.held[key]
-	if l == nil || !l.prefetched {
-		return nil, false, false
-	}
-	l.prefetched = false
-	v, found = l.preValue, l.preFound
-	l.preValue = nil
-	if s.opts.TTL > 0 && time.Since(l.preAt) >= s.opts.TTL/2 {
-		return nil, false, false
-	}
-	return v, found, true
-}
-
 // Read returns the value stored at key; found is false if there is none
 // or it has expired.
 //
@@ -399,7 +360,7 @@ func (s *Store) Read(ctx context.Context, key string) ([]byte, bool, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, false, fail(ctx, "read", key, err)
 	}
-	if v, found, ok := s.takePrefetched(key); ok {
+	if v, found, ok := s.held.TakePrefetched(key, s.opts.TTL); ok {
 		return v, found, nil
 	}
 	var v []byte
@@ -427,7 +388,7 @@ func (s *Store) Write(ctx context.Context, key string, value []byte) error {
 	if value == nil {
 		value = []byte{} // the column is NOT NULL; nil and empty are one value
 	}
-	if tok, ok := s.heldToken(key); ok {
+	if tok, ok := s.held.Token(key); ok {
 		tag, err := s.pool.Exec(ctx, s.q.fencedWrite, key, value, s.ttlMicros(), tok)
 		if err != nil {
 			return fail(ctx, "write", key, err)
@@ -449,7 +410,7 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 	if err := ctx.Err(); err != nil {
 		return fail(ctx, "delete", key, err)
 	}
-	if tok, ok := s.heldToken(key); ok {
+	if tok, ok := s.held.Token(key); ok {
 		var held int
 		if err := s.pool.QueryRow(ctx, s.q.fencedDel, key, tok).Scan(&held); err != nil {
 			return fail(ctx, "delete", key, err)
@@ -475,7 +436,7 @@ func (s *Store) Touch(ctx context.Context, key string) error {
 	if s.opts.TTL <= 0 {
 		return nil
 	}
-	s.heldToken(key) // drops a prefetched value
+	s.held.Token(key) // drops a prefetched value
 	if _, err := s.pool.Exec(ctx, s.q.touch, key, s.ttlMicros()); err != nil {
 		return fail(ctx, "touch", key, err)
 	}
@@ -562,17 +523,10 @@ func (s *Store) Lock(ctx context.Context, key string) (unlock func(), err error)
 			}
 		}, nil
 	}
-	var b [16]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		unlockLocal()
-		return nil, fail(ctx, "lock", key, err)
-	}
-	token := hex.EncodeToString(b[:])
 	leaseMicros := s.opts.LockLease.Microseconds()
-	wait := time.Millisecond
 	var value []byte
 	var found bool
-	for {
+	l, err := s.held.Acquire(ctx, key, func(token string) (bool, error) {
 		// One round trip: the lock statement and, in a new snapshot that
 		// sees every write made under the previous lease, the session.
 		// (In one statement the read would use the snapshot from before
@@ -597,128 +551,14 @@ func (s *Store) Lock(ctx context.Context, key string) (unlock func(), err error)
 		if cerr := br.Close(); err == nil {
 			err = cerr
 		}
-		if err != nil {
-			// The lock may have been taken with the reply lost: give it
-			// back (only ours, by token).
-			// In the background: the caller, whose context may have
-			// ended, gets its error now.
-			go s.releaseLease(ctx, key, token)
-			unlockLocal()
-			return nil, fail(ctx, "lock", key, err)
-		}
-		if acquired {
-			break
-		}
-		// Held by another process: poll with capped exponential backoff
-		// and jitter, so that waiters of several processes spread out.
-		timer := time.NewTimer(wait/2 + mrand.N(wait/2+1))
-		select {
-		case <-ctx.Done():
-			timer.Stop()
-			unlockLocal()
-			return nil, fail(ctx, "lock", key, ctx.Err())
-		case <-timer.C:
-		}
-		wait = min(2*wait, s.opts.LockRetry)
-	}
-
-	l := &lease{token: token, prefetched: true, preValue: value, preFound: found, preAt: time.Now()}
-	s.mu.Lock()
-	s.held[key] = l
-	s.mu.Unlock()
-	s.renewLater(ctx, key, l)
-
-	var once atomic.Bool
-	return func() {
-		if !once.CompareAndSwap(false, true) {
-			return
-		}
-		l.mu.Lock()
-		l.stopped = true
-		if l.timer != nil {
-			l.timer.Stop()
-		}
-		l.mu.Unlock()
-		s.mu.Lock()
-		delete(s.held, key)
-		s.mu.Unlock()
-		// Free the key in the table before the next holder in this
-		// process goes for it, so it need not poll.
-		s.releaseLease(ctx, key, token)
+		return acquired, err
+	})
+	if err != nil {
 		unlockLocal()
-	}, nil
-}
-
-// renewLater schedules the next renewal of l, a third of a lease from
-// now. A timer rather than a goroutine per lock: nothing to start when
-// locking or to wait for when unlocking.
-func (s *Store) renewLater(ctx context.Context, key string, l *lease) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if !l.stopped {
-		l.timer = time.AfterFunc(s.opts.LockLease/3, func() { s.renew(ctx, key, l) })
+		return nil, fail(ctx, "lock", key, err)
 	}
-}
-
-func (s *Store) isStopped(l *lease) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.stopped
-}
-
-// renew extends l, and schedules the next renewal, unless the lock was
-// released or the holder's ctx has ended (then the lease runs out).
-func (s *Store) renew(ctx context.Context, key string, l *lease) {
-	if ctx.Err() != nil || s.isStopped(l) {
-		return
-	}
-	every := s.opts.LockLease / 3
-	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), every)
-	tag, err := s.pool.Exec(rctx, s.q.renew, key, l.token, s.opts.LockLease.Microseconds())
-	cancel()
-	switch {
-	case err != nil:
-		// Try again next time; if the lease is taken over meanwhile,
-		// fencing refuses the holder's write.
-		if !s.isStopped(l) {
-			s.report(fmt.Errorf("pgstore: renew lock %q: %w", key, err))
-		}
-		s.renewLater(ctx, key, l)
-	case tag.RowsAffected() == 0:
-		// Lost (or released meanwhile, which is no news).
-		if !s.isStopped(l) {
-			s.dropPrefetched(key, l)
-			s.report(fmt.Errorf("pgstore: renew lock %q: %w", key, session.ErrConflict))
-		}
-	default:
-		s.renewLater(ctx, key, l)
-	}
-}
-
-// dropPrefetched forgets the value read with lease l of key, if l is
-// still the held lease.
-func (s *Store) dropPrefetched(key string, l *lease) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.held[key] == l {
-		l.prefetched, l.preValue = false, nil
-	}
-}
-
-// maxRelease bounds how long an unlock waits for the server: a release
-// that cannot be made is not needed for correctness (the lease expires by
-// itself), so a server that is down must not hold the update up for long.
-const maxRelease = 2 * time.Second
-
-// releaseLease deletes key's lock if token still owns it. It runs even
-// when ctx has ended (the lease must not outlive its holder needlessly),
-// for at most maxRelease or LockLease, whichever is shorter.
-func (s *Store) releaseLease(ctx context.Context, key, token string) {
-	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), min(s.opts.LockLease, maxRelease))
-	defer cancel()
-	if _, err := s.pool.Exec(rctx, s.q.release, key, token); err != nil {
-		s.report(fmt.Errorf("pgstore: release lock %q: %w", key, err))
-	}
+	l.Prefetch(value, found)
+	return s.held.Hold(ctx, key, l, unlockLocal), nil
 }
 
 func (s *Store) report(err error) {

@@ -48,12 +48,9 @@ package redisstore
 
 import (
 	"context"
-	cryptorand "crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"iter"
-	"math/rand/v2"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -62,6 +59,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/tgsession/session"
+	"github.com/tgsession/session/internal/lease"
 	"github.com/tgsession/session/internal/locallock"
 )
 
@@ -125,26 +123,7 @@ type Store struct {
 	opts   Options
 	local  locallock.Table
 
-	mu   sync.Mutex
-	held map[string]*lease // keys whose lease this Store holds
-}
-
-// lease is one lock on a key held by this Store in Redis.
-type lease struct {
-	token string
-
-	mu      sync.Mutex  // guards timer and stopped
-	timer   *time.Timer // the next renewal
-	stopped bool        // unlock was called: renew no more
-
-	// The session as it was when the lease was taken, fetched in the same
-	// round trip: a Read under the lease that comes before any other use
-	// of the key returns it instead of asking Redis again (guarded by
-	// Store.mu; used at most once, dropped by Write, Delete and Touch).
-	prefetched bool
-	preValue   []byte
-	preFound   bool
-	preAt      time.Time
+	held *lease.Table // the leases this Store holds
 }
 
 var (
@@ -179,7 +158,22 @@ func New(client redis.UniversalClient, opts Options) (*Store, error) {
 	if opts.ScanCount <= 0 {
 		opts.ScanCount = defaultScanCount
 	}
-	return &Store{client: client, opts: opts, held: make(map[string]*lease)}, nil
+	s := &Store{client: client, opts: opts}
+	s.held = lease.NewTable(lease.Config{
+		Name:  "redisstore",
+		Lease: opts.LockLease,
+		Retry: opts.LockRetry,
+		Renew: func(ctx context.Context, key, token string) (bool, error) {
+			n, err := renew.Run(ctx, s.client, []string{s.lockKey(key)}, token, s.opts.LockLease.Milliseconds()).Int()
+			return n != 0, err
+		},
+		Release: func(ctx context.Context, key, token string) error {
+			return release.Run(ctx, s.client, []string{s.lockKey(key)}, token).Err()
+		},
+		Lost:    session.ErrConflict,
+		OnError: opts.OnError,
+	})
+	return s, nil
 }
 
 // dataKey is the Redis key of session key k; see the package doc.
@@ -209,7 +203,7 @@ func (s *Store) Read(ctx context.Context, key string) ([]byte, bool, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, false, fail(ctx, "read", key, err)
 	}
-	if v, found, ok := s.takePrefetched(key); ok {
+	if v, found, ok := s.held.TakePrefetched(key, s.opts.TTL); ok {
 		return v, found, nil
 	}
 	b, err := s.client.Get(ctx, s.dataKey(key)).Bytes()
@@ -268,37 +262,6 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0`)
 )
 
-// takePrefetched returns, once, the value Lock fetched with key's lease.
-// ok is false if there is none, or if it is older than half the TTL (a
-// lock held that long may have outlived the value's expiry).
-func (s *Store) takePrefetched(key string) (v []byte, found, ok bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	l := s.held[key]
-	if l == nil || !l.prefetched {
-		return nil, false, false
-	}
-	l.prefetched = false
-	v, found = l.preValue, l.preFound
-	l.preValue = nil
-	if s.opts.TTL > 0 && time.Since(l.preAt) >= s.opts.TTL/2 {
-		return nil, false, false
-	}
-	return v, found, true
-}
-
-// heldLease returns the lease this Store holds on key, or nil, and drops
-// its prefetched value: the caller is about to change the key.
-func (s *Store) heldLease(key string) *lease {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	l := s.held[key]
-	if l != nil {
-		l.prefetched, l.preValue = false, nil
-	}
-	return l
-}
-
 func (s *Store) ttlMillis() int64 { return s.opts.TTL.Milliseconds() }
 
 // Write stores value at key, restarting its TTL. If this Store holds key's
@@ -309,9 +272,9 @@ func (s *Store) Write(ctx context.Context, key string, value []byte) error {
 	if err := ctx.Err(); err != nil {
 		return fail(ctx, "write", key, err)
 	}
-	if l := s.heldLease(key); l != nil {
+	if tok, ok := s.held.Token(key); ok {
 		ok, err := fencedSet.Run(ctx, s.client, []string{s.dataKey(key), s.lockKey(key)},
-			l.token, value, s.ttlMillis()).Int()
+			tok, value, s.ttlMillis()).Int()
 		if err != nil {
 			return fail(ctx, "write", key, err)
 		}
@@ -332,8 +295,8 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 	if err := ctx.Err(); err != nil {
 		return fail(ctx, "delete", key, err)
 	}
-	if l := s.heldLease(key); l != nil {
-		ok, err := fencedDel.Run(ctx, s.client, []string{s.dataKey(key), s.lockKey(key)}, l.token).Int()
+	if tok, ok := s.held.Token(key); ok {
+		ok, err := fencedDel.Run(ctx, s.client, []string{s.dataKey(key), s.lockKey(key)}, tok).Int()
 		if err != nil {
 			return fail(ctx, "delete", key, err)
 		}
@@ -357,7 +320,7 @@ func (s *Store) Touch(ctx context.Context, key string) error {
 	if s.opts.TTL <= 0 {
 		return nil
 	}
-	s.heldLease(key) // drops a prefetched value
+	s.held.Token(key) // drops a prefetched value
 	if err := s.client.PExpire(ctx, s.dataKey(key), s.opts.TTL).Err(); err != nil {
 		return fail(ctx, "touch", key, err)
 	}
@@ -395,168 +358,29 @@ func (s *Store) Lock(ctx context.Context, key string) (unlock func(), err error)
 		}, nil
 	}
 
-	token, err := newToken()
-	if err != nil {
-		unlockLocal()
-		return nil, fail(ctx, "lock", key, err)
-	}
 	lk := s.lockKey(key)
-	wait := time.Millisecond
 	var res []any // lockAndGet's reply
-	for {
+	l, err := s.held.Acquire(ctx, key, func(token string) (bool, error) {
 		var err error
 		res, err = lockAndGet.Run(ctx, s.client, []string{lk, s.dataKey(key)}, token, s.opts.LockLease.Milliseconds()).Slice()
 		ok := err == nil && len(res) > 0 && res[0] == int64(1)
 		if err == nil && len(res) > 2 {
 			err = fmt.Errorf("lock script: unexpected reply %v", res)
 		}
-		if err != nil {
-			// The SET may have landed with its reply lost: give the
-			// lease back (only ours, by token) rather than block the key
-			// for a whole lease.
-			// In the background: the caller, whose context may have
-			// ended, gets its error now.
-			go s.releaseLease(ctx, key, token)
-			unlockLocal()
-			return nil, fail(ctx, "lock", key, err)
-		}
-		if ok {
-			break
-		}
-		// Held by another process: poll with capped exponential backoff
-		// and jitter, so that waiters of several processes spread out.
-		timer := time.NewTimer(wait/2 + rand.N(wait/2+1))
-		select {
-		case <-ctx.Done():
-			timer.Stop()
-			unlockLocal()
-			return nil, fail(ctx, "lock", key, ctx.Err())
-		case <-timer.C:
-		}
-		wait = min(2*wait, s.opts.LockRetry)
-	}
-
-	l := &lease{token: token, prefetched: true, preFound: len(res) == 2, preAt: time.Now()}
-	if l.preFound {
-		v, isString := res[1].(string)
-		if !isString {
-			l.preFound = false
-			l.prefetched = false // an odd reply: let Read ask Redis
-		}
-		l.preValue = []byte(v)
-	}
-	s.mu.Lock()
-	s.held[key] = l
-	s.mu.Unlock()
-	s.renewLater(ctx, key, l)
-
-	var once atomic.Bool
-	return func() {
-		if !once.CompareAndSwap(false, true) {
-			return
-		}
-		l.mu.Lock()
-		l.stopped = true
-		if l.timer != nil {
-			l.timer.Stop()
-		}
-		l.mu.Unlock()
-		s.mu.Lock()
-		delete(s.held, key)
-		s.mu.Unlock()
-		// Free the key in Redis before the next holder in this process
-		// goes for it, so it need not poll.
-		s.releaseLease(ctx, key, token)
+		return ok, err
+	})
+	if err != nil {
 		unlockLocal()
-	}, nil
-}
-
-// renewLater schedules the next renewal of l, a third of a lease from
-// now. A timer rather than a goroutine per lock: nothing to start when
-// locking or to wait for when unlocking.
-func (s *Store) renewLater(ctx context.Context, key string, l *lease) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if !l.stopped {
-		l.timer = time.AfterFunc(s.opts.LockLease/3, func() { s.renew(ctx, key, l) })
+		return nil, fail(ctx, "lock", key, err)
 	}
-}
-
-func (s *Store) isStopped(l *lease) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.stopped
-}
-
-// renew extends l, and schedules the next renewal, unless the lock was
-// released or the holder's ctx has ended (then the lease runs out).
-func (s *Store) renew(ctx context.Context, key string, l *lease) {
-	if ctx.Err() != nil || s.isStopped(l) {
-		return
+	if len(res) == 2 {
+		if v, isString := res[1].(string); isString {
+			l.Prefetch([]byte(v), true)
+		} // else an odd reply: let Read ask Redis
+	} else {
+		l.Prefetch(nil, false)
 	}
-	every := s.opts.LockLease / 3
-	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), every)
-	n, err := renew.Run(rctx, s.client, []string{s.lockKey(key)}, l.token, s.opts.LockLease.Milliseconds()).Int()
-	cancel()
-	switch {
-	case err != nil:
-		// Try again next time; if the lease runs out meanwhile, fencing
-		// refuses the holder's write.
-		if !s.isStopped(l) {
-			s.report(fmt.Errorf("redisstore: renew lock %q: %w", key, err))
-		}
-		s.renewLater(ctx, key, l)
-	case n == 0:
-		// Lost (or released meanwhile, which is no news).
-		if !s.isStopped(l) {
-			s.dropPrefetched(key, l)
-			s.report(fmt.Errorf("redisstore: renew lock %q: %w", key, session.ErrConflict))
-		}
-	default:
-		s.renewLater(ctx, key, l)
-	}
-}
-
-// dropPrefetched forgets the value fetched with lease l of key, if l is
-// still the held lease.
-func (s *Store) dropPrefetched(key string, l *lease) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.held[key] == l {
-		l.prefetched, l.preValue = false, nil
-	}
-}
-
-// maxRelease bounds how long an unlock waits for the server: a release
-// that cannot be made is not needed for correctness (the lease expires by
-// itself), so a server that is down must not hold the update up for long.
-const maxRelease = 2 * time.Second
-
-// releaseLease deletes key's lock if token still owns it. It runs even
-// when ctx has ended (the lease must not outlive its holder needlessly),
-// for at most maxRelease or LockLease, whichever is shorter.
-func (s *Store) releaseLease(ctx context.Context, key, token string) {
-	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), min(s.opts.LockLease, maxRelease))
-	defer cancel()
-	if err := release.Run(rctx, s.client, []string{s.lockKey(key)}, token).Err(); err != nil {
-		s.report(fmt.Errorf("redisstore: release lock %q: %w", key, err))
-	}
-}
-
-func (s *Store) report(err error) {
-	if s.opts.OnError != nil {
-		s.opts.OnError(err)
-	}
-}
-
-// newToken returns a random lease token: 128 bits, so no two holders ever
-// share one.
-func newToken() (string, error) {
-	var b [16]byte
-	if _, err := cryptorand.Read(b[:]); err != nil {
-		return "", fmt.Errorf("lease token: %w", err)
-	}
-	return hex.EncodeToString(b[:]), nil
+	return s.held.Hold(ctx, key, l, unlockLocal), nil
 }
 
 // Keys yields the key of every stored session, each once, in no
