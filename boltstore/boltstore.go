@@ -30,12 +30,12 @@ import (
 	"errors"
 	"fmt"
 	"iter"
-	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/tgsession/session"
+	"github.com/tgsession/session/internal/purgeloop"
 )
 
 // Options configures a [Store]. The zero value is usable: bucket
@@ -80,9 +80,7 @@ type Store struct {
 	bucket []byte
 	opts   Options
 
-	stopPurge chan struct{}
-	purgeDone chan struct{}
-	closeOnce sync.Once
+	purger *purgeloop.Loop // nil without a background purge
 }
 
 var (
@@ -127,22 +125,17 @@ func New(db *bolt.DB, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("boltstore: create bucket %q: %w", opts.Bucket, err)
 	}
 	if opts.PurgeInterval > 0 {
-		s.stopPurge, s.purgeDone = make(chan struct{}), make(chan struct{})
-		go s.purgeLoop()
+		s.purger = purgeloop.Start(opts.PurgeInterval, func(ctx context.Context) error {
+			_, err := s.Purge(ctx)
+			return err
+		}, opts.OnError)
 	}
 	return s, nil
 }
 
 // Close stops the background purge, if any. It does not close the
 // database.
-func (s *Store) Close() {
-	s.closeOnce.Do(func() {
-		if s.stopPurge != nil {
-			close(s.stopPurge)
-			<-s.purgeDone
-		}
-	})
-}
+func (s *Store) Close() { s.purger.Stop() }
 
 func fail(op, key string, err error) error {
 	return fmt.Errorf("boltstore: %s %q: %w", op, key, err)
@@ -188,20 +181,13 @@ func (s *Store) Read(ctx context.Context, key string) ([]byte, bool, error) {
 	var out []byte
 	var found bool
 	err := s.db.View(func(tx *bolt.Tx) error {
-		b := tx.Bucket(s.bucket)
-		if b == nil {
-			return errors.New("bucket is gone")
-		}
-		raw := b.Get([]byte(key))
-		if raw == nil {
-			return nil
-		}
-		exp, data, err := decode(key, raw)
+		b, err := s.bucketIn(tx)
 		if err != nil {
 			return err
 		}
-		if !s.live(exp, s.opts.Now()) {
-			return nil
+		data, ok, err := s.getLive(b, key)
+		if !ok || err != nil {
+			return err
 		}
 		// bbolt's bytes are valid only inside the transaction.
 		out, found = bytes.Clone(data), true
@@ -223,9 +209,9 @@ func (s *Store) Write(ctx context.Context, key string, value []byte) error {
 	}
 	raw := encode(s.expiry(), value)
 	err := s.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(s.bucket)
-		if b == nil {
-			return errors.New("bucket is gone")
+		b, err := s.bucketIn(tx)
+		if err != nil {
+			return err
 		}
 		return b.Put([]byte(key), raw)
 	})
@@ -241,9 +227,9 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 		return fail("delete", key, err)
 	}
 	err := s.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(s.bucket)
-		if b == nil {
-			return errors.New("bucket is gone")
+		b, err := s.bucketIn(tx)
+		if err != nil {
+			return err
 		}
 		return b.Delete([]byte(key))
 	})
@@ -265,20 +251,13 @@ func (s *Store) Touch(ctx context.Context, key string) error {
 		return nil
 	}
 	err := s.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(s.bucket)
-		if b == nil {
-			return errors.New("bucket is gone")
-		}
-		raw := b.Get([]byte(key))
-		if raw == nil {
-			return nil
-		}
-		exp, data, err := decode(key, raw)
+		b, err := s.bucketIn(tx)
 		if err != nil {
 			return err
 		}
-		if !s.live(exp, s.opts.Now()) {
-			return nil
+		data, ok, err := s.getLive(b, key)
+		if !ok || err != nil {
+			return err
 		}
 		return b.Put([]byte(key), encode(s.expiry(), data))
 	})
@@ -305,9 +284,9 @@ func (s *Store) Purge(ctx context.Context) (int, error) {
 		var batch [][]byte
 		done := false
 		err := s.db.View(func(tx *bolt.Tx) error {
-			b := tx.Bucket(s.bucket)
-			if b == nil {
-				return errors.New("bucket is gone")
+			b, err := s.bucketIn(tx)
+			if err != nil {
+				return err
 			}
 			now := s.opts.Now()
 			c := b.Cursor()
@@ -323,9 +302,9 @@ func (s *Store) Purge(ctx context.Context) (int, error) {
 		})
 		if err == nil && len(batch) > 0 {
 			err = s.db.Update(func(tx *bolt.Tx) error {
-				b := tx.Bucket(s.bucket)
-				if b == nil {
-					return errors.New("bucket is gone")
+				b, err := s.bucketIn(tx)
+				if err != nil {
+					return err
 				}
 				now := s.opts.Now()
 				for _, k := range batch {
@@ -348,6 +327,33 @@ func (s *Store) Purge(ctx context.Context) (int, error) {
 	}
 }
 
+// bucketIn returns the store's bucket in tx.
+func (s *Store) bucketIn(tx *bolt.Tx) (*bolt.Bucket, error) {
+	b := tx.Bucket(s.bucket)
+	if b == nil {
+		return nil, errors.New("bucket is gone")
+	}
+	return b, nil
+}
+
+// getLive returns the value stored in b at key; ok is false if there is
+// none or it has expired. The bytes are valid only inside the
+// transaction.
+func (s *Store) getLive(b *bolt.Bucket, key string) (data []byte, ok bool, err error) {
+	raw := b.Get([]byte(key))
+	if raw == nil {
+		return nil, false, nil
+	}
+	exp, data, err := decode(key, raw)
+	if err != nil {
+		return nil, false, err
+	}
+	if !s.live(exp, s.opts.Now()) {
+		return nil, false, nil
+	}
+	return data, true, nil
+}
+
 // seekAfter positions c on the first key after after (the first key when
 // after is nil).
 func seekAfter(c *bolt.Cursor, after []byte) (k, v []byte) {
@@ -359,31 +365,6 @@ func seekAfter(c *bolt.Cursor, after []byte) (k, v []byte) {
 		k, v = c.Next()
 	}
 	return k, v
-}
-
-func (s *Store) purgeLoop() {
-	defer close(s.purgeDone)
-	t := time.NewTicker(s.opts.PurgeInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-s.stopPurge:
-			return
-		case <-t.C:
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		go func() {
-			select {
-			case <-s.stopPurge:
-			case <-ctx.Done():
-			}
-			cancel()
-		}()
-		if _, err := s.Purge(ctx); err != nil && !errors.Is(err, context.Canceled) && s.opts.OnError != nil {
-			s.opts.OnError(err)
-		}
-		cancel()
-	}
 }
 
 // Keys yields the key of every live session, each once, in byte order,
@@ -430,9 +411,9 @@ func (s *Store) pages(ctx context.Context, yield func(string, []byte, error) boo
 		var page []entry
 		done := false
 		err := s.db.View(func(tx *bolt.Tx) error {
-			b := tx.Bucket(s.bucket)
-			if b == nil {
-				return errors.New("bucket is gone")
+			b, err := s.bucketIn(tx)
+			if err != nil {
+				return err
 			}
 			now := s.opts.Now()
 			c := b.Cursor()

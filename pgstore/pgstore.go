@@ -60,7 +60,6 @@ import (
 	"errors"
 	"fmt"
 	"iter"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -70,6 +69,7 @@ import (
 	"github.com/tgsession/session"
 	"github.com/tgsession/session/internal/lease"
 	"github.com/tgsession/session/internal/locallock"
+	"github.com/tgsession/session/internal/purgeloop"
 )
 
 // Options configures a [Store]. The zero value is usable: table
@@ -145,9 +145,7 @@ type Store struct {
 
 	held *lease.Table // the leases this Store holds
 
-	stopPurge chan struct{}
-	purgeDone chan struct{}
-	closeOnce sync.Once
+	purger *purgeloop.Loop // nil without a background purge
 }
 
 var (
@@ -297,8 +295,10 @@ func New(pool *pgxpool.Pool, opts Options) (*Store, error) {
 		OnError: opts.OnError,
 	})
 	if opts.PurgeInterval > 0 {
-		s.stopPurge, s.purgeDone = make(chan struct{}), make(chan struct{})
-		go s.purgeLoop()
+		s.purger = purgeloop.Start(opts.PurgeInterval, func(ctx context.Context) error {
+			_, err := s.Purge(ctx)
+			return err
+		}, opts.OnError)
 	}
 	return s, nil
 }
@@ -329,14 +329,7 @@ func (s *Store) Migrate(ctx context.Context) error {
 }
 
 // Close stops the background purge, if any. It does not close the pool.
-func (s *Store) Close() {
-	s.closeOnce.Do(func() {
-		if s.stopPurge != nil {
-			close(s.stopPurge)
-			<-s.purgeDone
-		}
-	})
-}
+func (s *Store) Close() { s.purger.Stop() }
 
 // fail wraps err from operation op on key. If ctx has ended, the result
 // also wraps ctx's error, whatever error the driver made of it, so callers
@@ -468,31 +461,6 @@ func (s *Store) Purge(ctx context.Context) (int64, error) {
 	return total, nil
 }
 
-func (s *Store) purgeLoop() {
-	defer close(s.purgeDone)
-	t := time.NewTicker(s.opts.PurgeInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-s.stopPurge:
-			return
-		case <-t.C:
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		go func() {
-			select {
-			case <-s.stopPurge:
-			case <-ctx.Done():
-			}
-			cancel()
-		}()
-		if _, err := s.Purge(ctx); err != nil && !errors.Is(err, context.Canceled) {
-			s.report(err)
-		}
-		cancel()
-	}
-}
-
 // Lock takes key's lock: first within this process, then, unless
 // [Options.DisableLocking] is set, a lease in the locks table (a row
 // with a random token and an expiry) that no other process can take until
@@ -559,12 +527,6 @@ func (s *Store) Lock(ctx context.Context, key string) (unlock func(), err error)
 	}
 	l.Prefetch(value, found)
 	return s.held.Hold(ctx, key, l, unlockLocal), nil
-}
-
-func (s *Store) report(err error) {
-	if s.opts.OnError != nil {
-		s.opts.OnError(err)
-	}
 }
 
 // Keys yields the key of every live session, each once, in byte order.
