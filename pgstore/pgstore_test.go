@@ -4,10 +4,8 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"os"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -263,77 +261,18 @@ func TestConnectionKilled(t *testing.T) {
 	s := newStore(t, newPool(t, name), pgstore.Options{Table: uniqueTable(t), LockLease: 2 * time.Second,
 		OnError: func(error) { reported.Add(1) }})
 
-	var (
-		wg              sync.WaitGroup
-		done            = make(chan struct{})
-		failures, okays atomic.Int64
-		mu              sync.Mutex
-		acked           = map[string]int{}
-	)
-	for g := range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			key := "counter-" + strconv.Itoa(g)
-			for {
-				select {
-				case <-done:
-					return
-				default:
-				}
-				err := func() error {
-					unlock, err := s.Lock(ctx, key)
-					if err != nil {
-						return err
-					}
-					defer unlock()
-					v, _, err := s.Read(ctx, key)
-					if err != nil {
-						return err
-					}
-					n := 0
-					if v != nil {
-						if n, err = strconv.Atoi(string(v)); err != nil {
-							return errors.New("half-written value " + strconv.Quote(string(v)))
-						}
-					}
-					if err := s.Write(ctx, key, []byte(strconv.Itoa(n+1))); err != nil {
-						return err
-					}
-					mu.Lock()
-					acked[key]++
-					mu.Unlock()
-					return nil
-				}()
-				if err != nil {
-					assert.NotContains(t, err.Error(), "half-written")
-					assert.True(t, strings.HasPrefix(err.Error(), "pgstore: "), "error %v is the store's", err)
-					failures.Add(1)
-				} else {
-					okays.Add(1)
-				}
-			}
-		}()
-	}
+	l := storagetest.StartFaultLoad(t, s, 4, "pgstore: ")
 	for range 10 {
 		time.Sleep(50 * time.Millisecond)
 		_, err := admin.Exec(ctx, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1", name)
 		require.NoError(t, err)
 	}
 	time.Sleep(50 * time.Millisecond)
-	close(done)
-	wg.Wait()
-	t.Logf("%d updates done, %d failed with an error, %d background errors reported", okays.Load(), failures.Load(), reported.Load())
-	assert.Positive(t, failures.Load(), "killing connections surfaced no error")
-	assert.Positive(t, okays.Load(), "no update went through")
-	for key, n := range acked {
-		v, found, err := s.Read(ctx, key)
-		require.NoError(t, err, "the store works again after the connections were killed")
-		require.True(t, found)
-		got, err := strconv.Atoi(string(v))
-		require.NoError(t, err, "value %q is whole", v)
-		assert.GreaterOrEqual(t, got, n, "%s: acknowledged increments lost", key)
-	}
+	l.Stop()
+	t.Logf("%d updates done, %d failed with an error, %d background errors reported", l.Okays(), l.Failures(), reported.Load())
+	assert.Positive(t, l.Failures(), "killing connections surfaced no error")
+	assert.Positive(t, l.Okays(), "no update went through")
+	l.Check(t)
 }
 
 // TestCrossProcessStorm: 4 processes x 10 chats x 500 increments through

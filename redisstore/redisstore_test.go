@@ -4,13 +4,11 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"net"
 	"os"
 	"os/exec"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -225,83 +223,6 @@ func TestTouchWithoutTTL(t *testing.T) {
 	assert.Equal(t, time.Duration(-1), ttl, "no expiry")
 }
 
-// load runs goroutines that increment one counter each under the lock
-// (Lock, Read, Write, unlock) until stop is closed, counting what
-// succeeded and what failed. A value that is not a whole number fails the
-// test: nothing may be half-written.
-type load struct {
-	okays, failures atomic.Int64
-	mu              sync.Mutex
-	acked           map[string]int // increments reported done, per key
-	wg              sync.WaitGroup
-}
-
-func startLoad(t *testing.T, s *redisstore.Store, goroutines int, stop <-chan struct{}) *load {
-	ctx := context.Background()
-	l := &load{acked: map[string]int{}}
-	for g := range goroutines {
-		l.wg.Add(1)
-		go func() {
-			defer l.wg.Done()
-			key := "counter-" + strconv.Itoa(g)
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				err := func() error {
-					unlock, err := s.Lock(ctx, key)
-					if err != nil {
-						return err
-					}
-					defer unlock()
-					v, _, err := s.Read(ctx, key)
-					if err != nil {
-						return err
-					}
-					n := 0
-					if v != nil {
-						if n, err = strconv.Atoi(string(v)); err != nil {
-							return errors.New("half-written value " + strconv.Quote(string(v)))
-						}
-					}
-					if err := s.Write(ctx, key, []byte(strconv.Itoa(n+1))); err != nil {
-						return err
-					}
-					l.mu.Lock()
-					l.acked[key]++
-					l.mu.Unlock()
-					return nil
-				}()
-				if err != nil {
-					assert.NotContains(t, err.Error(), "half-written")
-					assert.True(t, strings.HasPrefix(err.Error(), "redisstore: "), "error %v is the store's", err)
-					l.failures.Add(1)
-					time.Sleep(5 * time.Millisecond) // a server that is down: do not spin
-				} else {
-					l.okays.Add(1)
-				}
-			}
-		}()
-	}
-	return l
-}
-
-// check verifies that every acknowledged increment is stored (one whose
-// reply was lost may or may not have landed) and that the store works.
-func (l *load) check(t *testing.T, s *redisstore.Store) {
-	t.Helper()
-	for key, n := range l.acked {
-		v, found, err := s.Read(context.Background(), key)
-		require.NoError(t, err, "the store works again")
-		require.True(t, found)
-		got, err := strconv.Atoi(string(v))
-		require.NoError(t, err, "value %q is whole", v)
-		assert.GreaterOrEqual(t, got, n, "%s: acknowledged increments lost", key)
-	}
-}
-
 // TestConnectionKilled breaks the store's connections (CLIENT KILL, as a
 // network cut does) while goroutines increment counters under the lock.
 // Every failure must surface as an error, every stored value must stay
@@ -317,19 +238,17 @@ func TestConnectionKilled(t *testing.T) {
 	s := newStore(t, c, redisstore.Options{Prefix: uniquePrefix(t), LockLease: 2 * time.Second,
 		OnError: func(error) { reported.Add(1) }})
 
-	stop := make(chan struct{})
-	l := startLoad(t, s, 4, stop)
+	l := storagetest.StartFaultLoad(t, s, 4, "redisstore: ")
 	for range 10 {
 		time.Sleep(30 * time.Millisecond)
 		killClients(t, admin, name)
 	}
 	time.Sleep(30 * time.Millisecond)
-	close(stop)
-	l.wg.Wait()
-	t.Logf("%d updates done, %d failed with an error, %d background errors reported", l.okays.Load(), l.failures.Load(), reported.Load())
-	assert.Positive(t, l.failures.Load(), "killing connections surfaced no error")
-	assert.Positive(t, l.okays.Load(), "no update went through")
-	l.check(t, s)
+	l.Stop()
+	t.Logf("%d updates done, %d failed with an error, %d background errors reported", l.Okays(), l.Failures(), reported.Load())
+	assert.Positive(t, l.Failures(), "killing connections surfaced no error")
+	assert.Positive(t, l.Okays(), "no update went through")
+	l.Check(t)
 }
 
 // TestServerRestart kills a Redis server (SIGKILL) in the middle of a run
@@ -373,24 +292,22 @@ func TestServerRestart(t *testing.T) {
 	defer c.Close()
 	s := newStore(t, c, redisstore.Options{Prefix: "restart:", LockLease: 500 * time.Millisecond})
 
-	stop := make(chan struct{})
-	l := startLoad(t, s, 4, stop)
+	l := storagetest.StartFaultLoad(t, s, 4, "redisstore: ")
 	time.Sleep(300 * time.Millisecond)
-	beforeCrash := l.okays.Load()
+	beforeCrash := l.Okays()
 	kill()
 	time.Sleep(300 * time.Millisecond)
-	failedDown := l.failures.Load()
+	failedDown := l.Failures()
 	start()
-	restarted := l.okays.Load()
+	restarted := l.Okays()
 	time.Sleep(1500 * time.Millisecond) // leases of the crash run out, then work resumes
-	close(stop)
-	l.wg.Wait()
+	l.Stop()
 	t.Logf("%d updates before the crash, %d failed with an error while down, %d after the restart",
-		beforeCrash, failedDown, l.okays.Load()-restarted)
+		beforeCrash, failedDown, l.Okays()-restarted)
 	assert.Positive(t, beforeCrash, "no update before the crash")
 	assert.Positive(t, failedDown, "the server being down surfaced no error")
-	assert.Positive(t, l.okays.Load()-restarted, "no update after the restart")
-	l.check(t, s)
+	assert.Positive(t, l.Okays()-restarted, "no update after the restart")
+	l.Check(t)
 }
 
 // killClients kills every connection named name.

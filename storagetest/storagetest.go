@@ -34,6 +34,9 @@
 //     lose updates without it, to show the test can tell).
 //   - [RunBenchmarks]: single calls, updates through the middleware, and
 //     64 updates in flight, with round trips per update.
+//   - [StartFaultLoad]: increments under the lock while the test breaks
+//     connections or restarts the server; no error is hidden, no value
+//     half-written, no acknowledged increment lost.
 //
 // The adapters in this repository (redisstore, pgstore, boltstore) use all
 // of them against real servers. Run the suites with -race: some subtests
