@@ -8,3 +8,9 @@ func MemoryMapLen[T any](m *Memory[T]) int {
 	defer m.mu.RUnlock()
 	return len(m.items)
 }
+
+// TestClock is the fake clock of the internal tests, for the external ones.
+type TestClock = testClock
+
+// NewTestClock returns a fake clock that moves only when told to.
+func NewTestClock() *TestClock { return newTestClock() }

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"runtime"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
 
@@ -30,26 +29,6 @@ func TestMemoryConformance(t *testing.T) {
 			return session.NewMemory[storagetest.Value](session.MemoryOptions{TTL: time.Hour})
 		})
 	})
-}
-
-// fakeClock moves only when told to.
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func newFakeClock() *fakeClock { return &fakeClock{now: time.UnixMilli(1_700_000_000_000)} }
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
 }
 
 type secretive struct {
@@ -155,7 +134,7 @@ func TestMemoryCyclicValueIsAnErrorNotAStackOverflow(t *testing.T) {
 func TestMemoryTTLIsIdleTime(t *testing.T) {
 	ctx := context.Background()
 	const ttl = time.Hour
-	clock := newFakeClock()
+	clock := session.NewTestClock()
 	m := session.NewMemory[int](session.MemoryOptions{TTL: ttl, Clock: clock.Now})
 	require.NoError(t, m.Write(ctx, "k", 1))
 
@@ -181,7 +160,7 @@ func TestMemoryTTLIsIdleTime(t *testing.T) {
 func TestMemorySweepsExpiredOnWrite(t *testing.T) {
 	ctx := context.Background()
 	const ttl = time.Minute
-	clock := newFakeClock()
+	clock := session.NewTestClock()
 	m := session.NewMemory[int](session.MemoryOptions{TTL: ttl, Clock: clock.Now})
 	for i := range 100 {
 		require.NoError(t, m.Write(ctx, strconv.Itoa(i), i))
@@ -237,7 +216,7 @@ func TestMemoryGivesMemoryBack(t *testing.T) {
 
 func TestMemoryOptionsMerge(t *testing.T) {
 	ctx := context.Background()
-	clock := newFakeClock()
+	clock := session.NewTestClock()
 	m := session.NewMemory[int](session.WithTTL(time.Minute), session.WithClock(clock.Now))
 	require.NoError(t, m.Write(ctx, "k", 1))
 	clock.Advance(time.Minute)

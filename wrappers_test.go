@@ -42,7 +42,7 @@ func TestWrappersConformance(t *testing.T) {
 
 func TestWrappersPassCapabilitiesThrough(t *testing.T) {
 	ctx := context.Background()
-	clock := newFakeClock()
+	clock := session.NewTestClock()
 	base := session.NewMemory[[]byte](session.MemoryOptions{TTL: time.Hour, Clock: clock.Now})
 	enc := session.Encoded[tally](base, nil)
 	enh, err := session.Enhance[tally](base, session.EnhanceOptions{
