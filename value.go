@@ -28,9 +28,6 @@ type valueOps[T any] struct{ ops *typeOps }
 
 func opsFor[T any]() valueOps[T] { return valueOps[T]{opsOf(reflect.TypeFor[T]())} }
 
-// flat reports whether values of T can be copied by assignment.
-func (o valueOps[T]) flat() bool { return o.ops.flat }
-
 // clone returns a deep copy of *v that shares no memory with it.
 func (o valueOps[T]) clone(v *T) (T, error) {
 	if o.ops.flat {

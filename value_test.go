@@ -47,7 +47,7 @@ func changedAfter[T any](t *testing.T, v T, mutate func(*T)) bool {
 }
 
 func TestFlatTypesCompareFieldByField(t *testing.T) {
-	require.True(t, opsFor[allKinds]().flat(), "a struct of scalars, strings and arrays is flat")
+	require.True(t, opsFor[allKinds]().ops.flat, "a struct of scalars, strings and arrays is flat")
 	base := allKinds{S: "s", A: [3]int16{1, 2, 3}}
 	base.N.X = "x"
 	for name, mutate := range map[string]func(*allKinds){
@@ -75,13 +75,13 @@ func TestFloatsCompareByBits(t *testing.T) {
 }
 
 func TestTypesWithReferencesAreNotFlat(t *testing.T) {
-	assert.False(t, opsFor[struct{ P *int }]().flat())
-	assert.False(t, opsFor[struct{ M map[string]int }]().flat())
-	assert.False(t, opsFor[[]int]().flat())
-	assert.False(t, opsFor[struct{ A any }]().flat())
-	assert.False(t, opsFor[[2]*int]().flat())
-	assert.False(t, opsFor[time.Time]().flat(), "time.Time holds a *Location")
-	assert.True(t, opsFor[struct{}]().flat())
+	assert.False(t, opsFor[struct{ P *int }]().ops.flat)
+	assert.False(t, opsFor[struct{ M map[string]int }]().ops.flat)
+	assert.False(t, opsFor[[]int]().ops.flat)
+	assert.False(t, opsFor[struct{ A any }]().ops.flat)
+	assert.False(t, opsFor[[2]*int]().ops.flat)
+	assert.False(t, opsFor[time.Time]().ops.flat, "time.Time holds a *Location")
+	assert.True(t, opsFor[struct{}]().ops.flat)
 }
 
 func TestDeepChangeDetection(t *testing.T) {
