@@ -91,16 +91,16 @@ func (m *migration[S]) move(c *Context[S]) error {
 	st := &state[S]{eng: m.eng, slots: make([]slot, len(m.eng.parts))}
 	for i, p := range m.parts {
 		from, to := &st.slots[2*i], &st.slots[2*i+1]
-		from.key, from.ok = p.info().key(oldU)
-		to.key, to.ok = p.info().key(newU)
+		from.resolve(p.info(), oldU)
+		to.resolve(p.info(), newU)
 		if !from.ok || !to.ok || from.key == to.key {
 			from.ok, to.ok = false, false // nothing to move for this part
 		}
 	}
+	defer st.unlock() // before locking: a panic midway releases what was taken
 	if err := st.lock(c); err != nil {
 		return err
 	}
-	defer st.unlock()
 	for i, p := range m.parts {
 		if from, to := &st.slots[2*i], &st.slots[2*i+1]; from.ok {
 			if err := p.move(c, from, to); err != nil {

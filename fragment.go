@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+
+	tgbotapi "github.com/go-telegram-bot-api/telegram-bot-api/v5"
 )
 
 // part is one stored value of a session, seen by the engine without its
@@ -32,9 +34,23 @@ type partInfo struct {
 	rank       uintptr           // order of that table among others
 }
 
-func (p *partInfo) noKey() error {
+// resolve finds the slot's key for u. An empty key is no key: it would
+// put every update that gets one into a single session shared by all.
+func (sl *slot) resolve(p *partInfo, u *tgbotapi.Update) {
+	sl.key, sl.ok = p.key(u)
+	if sl.ok && sl.key == "" {
+		sl.ok, sl.empty = false, true
+	}
+}
+
+// noKey is the error of an access to a part that has no key for this
+// update.
+func (p *partInfo) noKey(sl *slot) error {
 	how := "the custom key function returned none"
-	if p.defaultKey {
+	switch {
+	case sl.empty:
+		how = "the key function returned an empty key, which would share one session between every update that gets it"
+	case p.defaultKey:
 		how = "the default key function ByChat found no chat"
 	}
 	if p.name != "" {

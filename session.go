@@ -205,6 +205,7 @@ type slot struct {
 	key      string // from the key function
 	storeKey string // Prefix + key, set when locked
 	ok       bool   // the update has a key for this part
+	empty    bool   // the key function gave "", which counts as no key
 	state    slotState
 	read     bool             // storage was read
 	found    bool             // and had a value
@@ -233,22 +234,29 @@ func newEngine[S any](lazy bool, parts ...part[S]) *engine[S] {
 }
 
 func (e *engine[S]) middleware(next Handler[S]) Handler[S] {
+	if next == nil {
+		panic(fmt.Errorf("%w: session middleware given a nil handler", ErrConfig))
+	}
 	return func(c *Context[S]) error {
 		st, err := e.begin(c)
-		if st == nil {
+		if err != nil {
 			return err
 		}
-		// Whatever happens (an error, a panic), no access after this
-		// update and no lock left behind. On success commit ends the
-		// session itself, so the state's mutex is taken once, not twice.
+		// Installed before any lock is taken: whatever happens from here
+		// (an error, or a panic in a store, a codec, a migration, Initial
+		// or the handler), no access after this update and no lock left
+		// behind. On success commit ends the session itself, so the
+		// state's mutex is taken once, not twice.
 		ended := false
 		defer func() {
 			if !ended {
 				st.end()
 			}
 		}()
-		if err != nil { // strict: the load failed
-			return err
+		if !e.lazy {
+			if err := st.loadAll(c); err != nil {
+				return err
+			}
 		}
 		ctx := c.Context
 		if err := next(c); err != nil {
@@ -259,10 +267,8 @@ func (e *engine[S]) middleware(next Handler[S]) Handler[S] {
 	}
 }
 
-// begin installs the engine's per-update state in c and, for strict
-// sessions, locks and loads every keyed part under the same acquisition
-// of the state's mutex. A nil state means nothing was installed; a state
-// with an error means the load failed and the state must be ended.
+// begin installs the engine's per-update state in c and resolves the keys
+// of its parts. It takes no lock: the caller installs the release first.
 func (e *engine[S]) begin(c *Context[S]) (*state[S], error) {
 	st := c.sess
 	if st == nil { // a Context not made by NewContext
@@ -284,18 +290,15 @@ func (e *engine[S]) begin(c *Context[S]) (*state[S], error) {
 		st.slots = make([]slot, len(e.parts))
 	}
 	for i, p := range e.parts {
-		sl := &st.slots[i]
-		sl.key, sl.ok = p.info().key(&c.Update)
-	}
-	if !e.lazy {
-		return st, st.loadAll(c)
+		st.slots[i].resolve(p.info(), &c.Update)
 	}
 	return st, nil
 }
 
-// loadAll locks and reads every keyed part, for strict sessions. st.mu
-// is held.
+// loadAll locks and reads every keyed part, for strict sessions.
 func (st *state[S]) loadAll(c *Context[S]) error {
+	st.mu.Lock()
+	defer st.mu.Unlock()
 	if err := st.lock(c); err != nil {
 		return err
 	}
@@ -345,7 +348,7 @@ func (st *state[S]) end() {
 func (st *state[S]) each(c *Context[S], f func(part[S], *slot) error) error {
 	for i, p := range st.eng.parts {
 		if !st.slots[i].ok {
-			return p.info().noKey()
+			return p.info().noKey(&st.slots[i])
 		}
 	}
 	if err := st.lock(c); err != nil {
@@ -368,7 +371,7 @@ func (st *state[S]) slotOf(c *Context[S], p part[S]) (*slot, error) {
 	}
 	sl := &st.slots[i]
 	if !sl.ok {
-		return nil, p.info().noKey()
+		return nil, p.info().noKey(sl)
 	}
 	return sl, st.lock(c)
 }
