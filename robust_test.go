@@ -17,7 +17,7 @@ import (
 // once panics the first time it is armed and called, then never again.
 type once struct{ armed atomic.Bool }
 
-func (o *once) arm()  { o.armed.Store(true) }
+func (o *once) arm() { o.armed.Store(true) }
 func (o *once) fire() {
 	if o.armed.CompareAndSwap(true, false) {
 		panic("injected panic")
