@@ -63,6 +63,9 @@ func newMigration[S any](parts ...part[S]) Middleware[S] {
 }
 
 func (m *migration[S]) middleware(next Handler[S]) Handler[S] {
+	if next == nil {
+		configErr("chat migration middleware given a nil handler")
+	}
 	return func(c *Context[S]) error {
 		msg := c.Update.Message
 		if msg == nil || msg.Chat == nil || (msg.MigrateToChatID == 0 && msg.MigrateFromChatID == 0) {

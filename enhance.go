@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"iter"
 	"math"
+	"reflect"
 	"slices"
 	"sort"
 	"strconv"
@@ -109,7 +110,7 @@ var ErrMigration = errors.New("session: migration failed")
 // [ErrNewerVersion].
 func Enhance[T any](store StorageAdapter[[]byte], opts EnhanceOptions) (StorageAdapter[T], error) {
 	switch {
-	case store == nil:
+	case isNil(store):
 		return nil, fmt.Errorf("%w: Enhance: nil store", ErrConfig)
 	case opts.TTL < 0:
 		return nil, fmt.Errorf("%w: Enhance: negative TTL %v", ErrConfig, opts.TTL)
@@ -149,6 +150,9 @@ func Enhance[T any](store StorageAdapter[[]byte], opts EnhanceOptions) (StorageA
 	}
 	return e, nil
 }
+
+// checkType reports a session type JSON cannot encode.
+func (s *enhanced[T]) checkType() error { return jsonProblem(reflect.TypeFor[T]()) }
 
 type enhanced[T any] struct {
 	byteBase

@@ -81,6 +81,14 @@ type Fragment[S, F any] struct {
 }
 
 func newFragment[S, F any](name string, field func(*S) *F, opts Options[F]) *Fragment[S, F] {
+	what := "session"
+	if name != "" {
+		what = fmt.Sprintf("fragment %q", name)
+	}
+	if opts.Storage == nil {
+		opts.Storage = NewMemory[F]()
+	}
+	checkOptions(what, opts)
 	f := &Fragment[S, F]{
 		partInfo: partInfo{name: name, key: opts.Key, prefix: opts.Prefix},
 		field:    field,
@@ -90,9 +98,6 @@ func newFragment[S, F any](name string, field func(*S) *F, opts Options[F]) *Fra
 	}
 	if f.key == nil {
 		f.key, f.defaultKey = ByChat, true
-	}
-	if f.store == nil {
-		f.store = NewMemory[F]()
 	}
 	f.raw, _ = f.store.(rawStore[F])
 	f.toucher, _ = f.store.(Toucher)

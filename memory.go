@@ -65,8 +65,14 @@ func NewMemory[T any](opts ...MemoryOptions) *Memory[T] {
 			o.Clock = opt.Clock
 		}
 	}
+	if o.TTL < 0 {
+		configErr("NewMemory: negative TTL %v", o.TTL)
+	}
+	if isNil(o.Clock) {
+		o.Clock = time.Now
+	}
 	return &Memory[T]{
-		ttl:   max(o.TTL, 0),
+		ttl:   o.TTL,
 		now:   o.Clock,
 		ops:   opsFor[T](),
 		locks: newKeyLocks[string](),
@@ -85,6 +91,14 @@ func WithTTL(ttl time.Duration) MemoryOptions { return MemoryOptions{TTL: ttl} }
 //
 // Deprecated: use NewMemory[T](MemoryOptions{Clock: now}).
 func WithClock(now func() time.Time) MemoryOptions { return MemoryOptions{Clock: now} }
+
+// checkType reports a session type Memory cannot copy.
+func (m *Memory[T]) checkType() error {
+	if m.ops.ops.err != nil {
+		return fmt.Errorf("memory: %w", m.ops.ops.err)
+	}
+	return nil
+}
 
 // Read returns a copy of the session stored under key.
 func (m *Memory[T]) Read(ctx context.Context, key string) (T, bool, error) {

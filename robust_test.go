@@ -265,3 +265,83 @@ func TestScenarioEmptyKeyIsNoSession(t *testing.T) {
 		assert.False(t, found)
 	})
 }
+
+// configPanic runs build and returns the error it panicked with.
+func configPanic(build func()) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err, _ = r.(error)
+			if err == nil {
+				err = fmt.Errorf("panicked with %v", r)
+			}
+		}
+	}()
+	build()
+	return nil
+}
+
+type withChan struct {
+	Name    string
+	Updates chan int
+}
+
+type withNestedFunc struct {
+	Steps []struct{ Do func() }
+}
+
+// TestScenarioConfigurationMistakesFailWhenBuilt: each of these used to
+// build fine and then fail on the first update (a bare nil dereference, or
+// an error on every update, even updates that never touched the session).
+// Each is now a panic with an error wrapping ErrConfig when the middleware
+// or store is built, naming what is wrong.
+func TestScenarioConfigurationMistakesFailWhenBuilt(t *testing.T) {
+	cases := []struct {
+		name  string
+		build func()
+		says  string
+	}{
+		{"Encoded over nil", func() { Encoded[counter](nil, nil) }, "Encoded: nil store"},
+		{"Encoded over a typed nil", func() { Encoded[counter]((*Memory[[]byte])(nil), nil) }, "Encoded: nil store"},
+		{"typed nil Memory as Storage", func() { Strict(Options[counter]{Storage: (*Memory[counter])(nil)}) }, "Options.Storage is a nil *session.Memory"},
+		{"typed nil store in a fragment", func() {
+			NewFragment("cart", func(c *counter) *counter { return c }, Options[counter]{Storage: (*Memory[counter])(nil)})
+		}, `fragment "cart": Options.Storage`},
+		{"Strict with a nil handler", func() { Strict(Options[counter]{})(nil) }, "nil handler"},
+		{"Lazy with a nil handler", func() { Lazy(Options[counter]{})(nil) }, "nil handler"},
+		{"Multi with a nil handler", func() {
+			Multi(NewFragment("a", func(c *counter) *counter { return c }, Options[counter]{}))(nil)
+		}, "nil handler"},
+		{"ChatMigration with a nil handler", func() { ChatMigration(Options[counter]{Storage: NewMemory[counter]()})(nil) }, "nil handler"},
+		{"pointer session without Initial", func() { Strict(Options[*counter]{}) }, "zero value of *session.counter is nil"},
+		{"map session without Initial", func() { Strict(Options[map[string]int]{}) }, "zero value of map[string]int is nil"},
+		{"channel in Memory", func() { Strict(Options[withChan]{}) }, "Updates"},
+		{"channel through JSON", func() { Strict(Options[withChan]{Storage: Encoded[withChan](NewMemory[[]byte](), nil)}) }, "withChan.Updates is a chan int"},
+		{"func deep inside, through Enhance", func() {
+			s, err := Enhance[withNestedFunc](NewMemory[[]byte](), EnhanceOptions{TTL: time.Hour})
+			require.NoError(t, err)
+			Strict(Options[withNestedFunc]{Storage: s})
+		}, "withNestedFunc.Steps[].Do is a func()"},
+		{"negative Memory TTL", func() { NewMemory[counter](MemoryOptions{TTL: -time.Second}) }, "negative TTL"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			err := configPanic(tc.build)
+			require.ErrorIs(t, err, ErrConfig)
+			assert.Contains(t, err.Error(), tc.says)
+		})
+	}
+	t.Run("Enhance over a typed nil", func(t *testing.T) {
+		_, err := Enhance[counter]((*Memory[[]byte])(nil), EnhanceOptions{TTL: time.Hour})
+		require.ErrorIs(t, err, ErrConfig)
+	})
+	t.Run("pointer session with Initial is fine", func(t *testing.T) {
+		h := Strict(Options[*counter]{Initial: func() *counter { return &counter{} }})(func(c *Context[*counter]) error {
+			s, err := c.Session()
+			if err == nil {
+				(*s).Count++
+			}
+			return err
+		})
+		assert.NoError(t, run(h, msg(1, 1)))
+	})
+}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"reflect"
 )
 
 // StorageAdapter stores session values of type T by key.
@@ -127,7 +128,8 @@ func (JSON) Unmarshal(data []byte, v any) error { return json.Unmarshal(data, v)
 // [Iterator] (yielding an error wrapping errors.ErrUnsupported without
 // one).
 func Encoded[T any](store StorageAdapter[[]byte], codec Codec) StorageAdapter[T] {
-	if codec == nil {
+	checkStore("Encoded", store)
+	if isNil(codec) {
 		codec = JSON{}
 	}
 	e := &encoded[T]{byteBase: byteBase{store}, codec: codec}
@@ -141,6 +143,15 @@ type encoded[T any] struct {
 	byteBase
 	codec Codec
 	json  jsonCodec[T] // the default codec's fast path; zero for other codecs
+}
+
+// checkType reports a session type the default codec cannot encode; a
+// codec of the caller's own is trusted.
+func (e *encoded[T]) checkType() error {
+	if _, ok := e.codec.(JSON); ok {
+		return jsonProblem(reflect.TypeFor[T]())
+	}
+	return nil
 }
 
 func (e *encoded[T]) Read(ctx context.Context, key string) (T, bool, error) {
