@@ -92,6 +92,19 @@ var (
 	// ErrSessionClosed: the session was used after the handler of its
 	// update returned (from a goroutine it left running, say). The session
 	// has been written back already; this use would be lost, so it fails.
+	//
+	// The accessors can report this; a *S pointer kept from an earlier
+	// Session call cannot. A goroutine that writes through such a pointer
+	// after the handler returned changes memory nobody will save (the write
+	// is lost, silently) and races with the write-back (go test -race
+	// reports it). The pattern: copy what the goroutine needs before it
+	// starts, never the pointer; send its results back (a channel, or an
+	// update of your own through the runner) and apply them in a handler,
+	// under that update's session:
+	//
+	//	s, _ := c.Session()
+	//	query := s.Query // a copy, not s
+	//	go func() { results <- search(query) }()
 	ErrSessionClosed = errors.New("session: used after its handler returned")
 )
 
