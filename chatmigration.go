@@ -26,6 +26,13 @@ import (
 // here, since that chat no longer exists, and next does not see it. The
 // message in the new chat goes on to next, which sees the moved session.
 //
+// The move leaves a forward at the old key, so updates of the old chat
+// still queued or sent again later follow the session to the new key
+// instead of starting one nobody reads (see the README's chat migrations
+// section). Storage must be able to hold it: [Memory], or a byte store
+// through [Encoded] or [Enhance]; otherwise ChatMigration panics with
+// [ErrConfig].
+//
 // The new key is what opts.Key gives for the update with the chat id
 // replaced, so any key function that depends on the chat works; a session
 // whose key does not depend on the chat (ByUser) is not moved. Storage
@@ -56,6 +63,11 @@ type migration[S any] struct {
 func newMigration[S any](parts ...part[S]) Middleware[S] {
 	doubled := make([]part[S], 0, 2*len(parts))
 	for _, p := range parts {
+		info := p.info()
+		if !info.forwards {
+			configErr("chat migration: the store of %s cannot hold the forward a move leaves for the old chat's later updates; use session.Memory, or a byte store through session.Encoded or session.Enhance", info.what())
+		}
+		migrating.Store(info.lockID, struct{}{})
 		doubled = append(doubled, p, p)
 	}
 	m := &migration[S]{parts: parts, eng: &engine[S]{parts: doubled}}

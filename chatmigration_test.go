@@ -2,6 +2,9 @@ package session_test
 
 import (
 	"context"
+	"math/rand/v2"
+	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -43,14 +46,16 @@ func read[T any](t *testing.T, s session.StorageAdapter[T], key string) (T, bool
 
 // countingBot counts every message in its chat's session and records the
 // count each handler saw.
-func countingBot(opts session.Options[tally], seen *[]int) session.Handler[tally] {
+func countingBot(opts session.Options[tally], seen *[]int, mu *sync.Mutex) session.Handler[tally] {
 	return session.ChatMigration(opts)(session.Strict(opts)(func(c *session.Context[tally]) error {
 		s, err := c.Session()
 		if err != nil {
 			return err
 		}
 		s.Count++
+		mu.Lock()
 		*seen = append(*seen, s.Count)
+		mu.Unlock()
 		return nil
 	}))
 }
@@ -63,7 +68,7 @@ func TestChatMigrationThroughARealBot(t *testing.T) {
 
 	store := session.NewMemory[tally]()
 	var seen []int
-	h := countingBot(session.Options[tally]{Storage: store}, &seen)
+	h := countingBot(session.Options[tally]{Storage: store}, &seen, new(sync.Mutex))
 
 	srv.SendMessage(oldGroup, 7, "one")
 	srv.SendMessage(oldGroup, 7, "two")
@@ -175,3 +180,130 @@ func TestChatMigrationNeedsTheSessionsStorage(t *testing.T) {
 		session.ChatMigration(session.Options[tally]{})
 	})
 }
+
+// TestScenarioChatMigrationStrandsNoUpdate: a group becomes a supergroup
+// while updates of the old chat are still queued. The runner orders by
+// chat, so the new chat's migrate_from message runs beside the old chat's
+// remaining updates, and those used to start from Initial under the old
+// key, which nothing reads again (7 of 23 increments lost). Now the move
+// leaves a forward at the old key: 23 increments, the migration messages
+// interleaved at random points, end with 23 in the new chat's session and
+// nothing under the old key, sequentially in any order and with the two
+// chats running side by side.
+func TestScenarioChatMigrationStrandsNoUpdate(t *testing.T) {
+	increment := func(chat int64) tgbotapi.Update {
+		return tgbotapi.Update{Message: &tgbotapi.Message{Chat: &tgbotapi.Chat{ID: chat}, From: &tgbotapi.User{ID: 7}, Text: "+1"}}
+	}
+	stores := map[string]func() (session.StorageAdapter[tally], func(key string) bool){
+		"memory": func() (session.StorageAdapter[tally], func(string) bool) {
+			m := session.NewMemory[tally]()
+			return m, func(k string) bool { ok, err := m.Has(context.Background(), k); require.NoError(t, err); return ok }
+		},
+		"bytes": func() (session.StorageAdapter[tally], func(string) bool) {
+			raw := session.NewMemory[[]byte]()
+			return session.Encoded[tally](raw, nil), func(k string) bool {
+				ok, err := raw.Has(context.Background(), k)
+				require.NoError(t, err)
+				return ok
+			}
+		},
+	}
+	for name, newStore := range stores {
+		for run := range 40 {
+			rng := rand.New(rand.NewPCG(uint64(run), 23))
+			store, has := newStore()
+			opts := session.Options[tally]{Storage: store}
+			mw := session.Strict(opts)
+			if run%4 >= 2 {
+				mw = session.Lazy(opts)
+			}
+			h := session.ChatMigration(opts)(mw(func(c *session.Context[tally]) error {
+				s, err := c.Session()
+				if err == nil && c.Update.Message.Text == "+1" {
+					s.Count++
+				}
+				return err
+			}))
+			// The old chat's updates: n increments with migrate_to at a
+			// random place (Telegram sends it last; a redelivery need not);
+			// the new chat's: migrate_from first, then the rest.
+			n := rng.IntN(24)
+			oldQueue := make([]tgbotapi.Update, 0, n+1)
+			for range n {
+				oldQueue = append(oldQueue, increment(oldGroup))
+			}
+			oldQueue = slices.Insert(oldQueue, rng.IntN(n+1), migrateTo())
+			newQueue := []tgbotapi.Update{migrateFrom()}
+			for range 23 - n {
+				newQueue = append(newQueue, increment(superGroup))
+			}
+			runQueue := func(q []tgbotapi.Update) {
+				for _, u := range q {
+					assert.NoError(t, h(session.NewContext[tally](context.Background(), nil, u)))
+				}
+			}
+			if run%2 == 0 { // side by side, as the runner does
+				var wg sync.WaitGroup
+				wg.Add(2)
+				go func() { defer wg.Done(); runQueue(oldQueue) }()
+				go func() { defer wg.Done(); runQueue(newQueue) }()
+				wg.Wait()
+			} else { // one random interleaving that keeps each chat's order
+				var merged []tgbotapi.Update
+				i, j := 0, 0
+				for i < len(oldQueue) || j < len(newQueue) {
+					if j == len(newQueue) || (i < len(oldQueue) && rng.IntN(2) == 0) {
+						merged, i = append(merged, oldQueue[i]), i+1
+					} else {
+						merged, j = append(merged, newQueue[j]), j+1
+					}
+				}
+				runQueue(merged)
+			}
+			v, ok := read(t, store, "-1001234")
+			require.True(t, ok, "%s run %d: the new chat has its session", name, run)
+			assert.Equal(t, 23, v.Count, "%s run %d (%d before the move): every increment in the new chat's session", name, run, n)
+			assert.False(t, has("-100"), "%s run %d: nothing under the old key", name, run)
+		}
+	}
+}
+
+func TestChatMigrationForwardIsNotListedAsASession(t *testing.T) {
+	raw := session.NewMemory[[]byte]()
+	store := session.Encoded[tally](raw, nil)
+	require.NoError(t, store.Write(context.Background(), "-100", tally{5}))
+	h := session.ChatMigration(session.Options[tally]{Storage: store})(func(*session.Context[tally]) error { return nil })
+	require.NoError(t, h(session.NewContext[tally](context.Background(), nil, migrateTo())))
+
+	var rawKeys []string
+	for k, err := range raw.Keys(context.Background()) {
+		require.NoError(t, err)
+		rawKeys = append(rawKeys, k)
+	}
+	assert.Len(t, rawKeys, 2, "the moved session and the old key's forward")
+	it := store.(session.Iterator[tally])
+	var keys []string
+	for e, err := range it.Entries(context.Background()) {
+		require.NoError(t, err)
+		keys = append(keys, e.Key)
+		assert.Equal(t, tally{5}, e.Value)
+	}
+	assert.Equal(t, []string{"-1001234"}, keys, "sessions only")
+}
+
+func TestChatMigrationNeedsAStoreThatCanForward(t *testing.T) {
+	err := func() (err error) {
+		defer func() { err, _ = recover().(error) }()
+		session.ChatMigration(session.Options[tally]{Storage: plainStore{session.NewMemory[tally]()}})
+		return nil
+	}()
+	require.ErrorIs(t, err, session.ErrConfig)
+	assert.ErrorContains(t, err, "forward")
+}
+
+// plainStore is a user's own typed store: just the three methods.
+type plainStore struct{ m *session.Memory[tally] }
+
+func (p plainStore) Read(ctx context.Context, k string) (tally, bool, error) { return p.m.Read(ctx, k) }
+func (p plainStore) Write(ctx context.Context, k string, v tally) error      { return p.m.Write(ctx, k, v) }
+func (p plainStore) Delete(ctx context.Context, k string) error              { return p.m.Delete(ctx, k) }

@@ -16,6 +16,7 @@ type part[S any] interface {
 	info() *partInfo
 	load(c *Context[S], st *state[S], sl *slot) error   // read storage into the session
 	access(c *Context[S], st *state[S], sl *slot) error // load unless already available
+	blind(c *Context[S], st *state[S], sl *slot) error  // before a set or clear without a read
 	set(st *state[S], sl *slot, from *S)
 	clear(st *state[S], sl *slot) error
 	commit(ctx context.Context, st *state[S], sl *slot) error // write, delete or touch after success
@@ -31,6 +32,7 @@ type partInfo struct {
 	table      *keyLocks[string] // guards the part's stored keys, if the store has one
 	locker     Locker            // guards them otherwise
 	lockID     any               // identity of the lock table
+	forwards   bool              // the store can hold a chat migration's forward
 	rank       uintptr           // order of that table among others
 }
 
@@ -41,6 +43,14 @@ func (sl *slot) resolve(p *partInfo, u *tgbotapi.Update) {
 	if sl.ok && sl.key == "" {
 		sl.ok, sl.empty = false, true
 	}
+}
+
+// what names the part in messages.
+func (p *partInfo) what() string {
+	if p.name == "" {
+		return "the session"
+	}
+	return fmt.Sprintf("fragment %q", p.name)
 }
 
 // noKey is the error of an access to a part that has no key for this
@@ -76,6 +86,7 @@ type Fragment[S, F any] struct {
 	store   StorageAdapter[F]
 	raw     rawStore[F] // non-nil for byte stores: compare encodings
 	toucher Toucher     // non-nil if the store can restart an expiry
+	fwd     forwarder   // non-nil if the store can hold a chat migration's forward
 	initial func() F
 	ops     valueOps[F]
 }
@@ -101,6 +112,7 @@ func newFragment[S, F any](name string, field func(*S) *F, opts Options[F]) *Fra
 	}
 	f.raw, _ = f.store.(rawStore[F])
 	f.toucher, _ = f.store.(Toucher)
+	f.fwd, f.forwards = f.store.(forwarder)
 	root := lockRoot(f.store)
 	if t, ok := root.(ownLocks); ok {
 		f.table = t.keyTable()
@@ -139,6 +151,9 @@ func (f *Fragment[S, F]) Set(c *Context[S], v F) error {
 		return err
 	}
 	defer st.mu.Unlock()
+	if err := f.blind(c, st, sl); err != nil {
+		return err
+	}
 	f.assign(st, sl, v)
 	return nil
 }
@@ -150,6 +165,9 @@ func (f *Fragment[S, F]) Clear(c *Context[S]) error {
 		return err
 	}
 	defer st.mu.Unlock()
+	if err := f.blind(c, st, sl); err != nil {
+		return err
+	}
 	return f.clear(st, sl)
 }
 
@@ -210,6 +228,15 @@ func (f *Fragment[S, F]) load(c *Context[S], st *state[S], sl *slot) error {
 		*v = zero
 		return f.errorf(sl, "read", err)
 	}
+	if !sl.found && f.fwd != nil && f.migrating() {
+		to, moved, err := f.fwd.forwardOf(c, sl.storeKey)
+		if err != nil {
+			return f.errorf(sl, "read forward", err)
+		}
+		if moved {
+			return movedError{to}
+		}
+	}
 	sl.read = true
 	if !sl.found {
 		*v = f.newValue()
@@ -237,10 +264,32 @@ func (f *Fragment[S, F]) snapshot(st *state[S], sl *slot, to slotState) error {
 }
 
 func (f *Fragment[S, F]) access(c *Context[S], st *state[S], sl *slot) error {
-	if sl.state != untouched {
-		return nil
+	for sl.state == untouched {
+		if err := f.load(c, st, sl); err != nil {
+			if err := st.follow(c, st.indexOf(f), err, false); err != nil {
+				return err
+			}
+		}
 	}
-	return f.load(c, st, sl)
+	return nil
+}
+
+// blind prepares a write that needs no read (Set, Clear): in a store a
+// chat migration moves sessions in, it must land where the session moved.
+func (f *Fragment[S, F]) blind(c *Context[S], st *state[S], sl *slot) error {
+	for sl.state == untouched && f.fwd != nil && f.migrating() {
+		to, moved, err := f.fwd.forwardOf(c, sl.storeKey)
+		if err != nil {
+			return f.errorf(sl, "read forward", err)
+		}
+		if !moved {
+			return nil
+		}
+		if err := st.follow(c, st.indexOf(f), movedError{to}, false); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (f *Fragment[S, F]) set(st *state[S], sl *slot, from *S) {
@@ -313,19 +362,26 @@ func (f *Fragment[S, F]) move(ctx context.Context, from, to *slot) error {
 	if err != nil {
 		return f.errorf(from, "read", err)
 	}
-	if !found {
-		return nil // moved already, or never had a session
+	if found {
+		if _, taken, err := f.store.Read(ctx, to.storeKey); err != nil {
+			return f.errorf(to, "read", err)
+		} else if taken {
+			return nil // never overwrite what the new chat has; both stay
+		}
+		if err := f.store.Write(ctx, to.storeKey, v); err != nil {
+			return f.errorf(to, "write", err)
+		}
 	}
-	if _, taken, err := f.store.Read(ctx, to.storeKey); err != nil {
-		return f.errorf(to, "read", err)
-	} else if taken {
-		return nil // never overwrite what the new chat has
+	// Before the old key is deleted: an update of the old chat that comes
+	// later (still queued, or sent again) follows the forward, even when
+	// the old chat had no session yet.
+	if err := f.fwd.setForward(ctx, from.storeKey, to.storeKey); err != nil {
+		return f.errorf(from, "write forward", err)
 	}
-	if err := f.store.Write(ctx, to.storeKey, v); err != nil {
-		return f.errorf(to, "write", err)
-	}
-	if err := f.store.Delete(ctx, from.storeKey); err != nil {
-		return f.errorf(from, "delete", err)
+	if found {
+		if err := f.store.Delete(ctx, from.storeKey); err != nil {
+			return f.errorf(from, "delete", err)
+		}
 	}
 	return nil
 }

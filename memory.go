@@ -32,8 +32,15 @@ type Memory[T any] struct {
 
 	mu        sync.RWMutex
 	items     map[string]memoryItem[T]
+	forwards  map[string]memoryForward // chat migrations' forwards, by old key
 	peak      int   // most items since the map was last rebuilt
 	nextSweep int64 // Unix ns; 0 without TTL
+}
+
+// memoryForward is a chat migration's forward: it lives as a session would.
+type memoryForward struct {
+	to      string
+	expires int64 // Unix ns; 0: never
 }
 
 type memoryItem[T any] struct {
@@ -91,6 +98,42 @@ func WithTTL(ttl time.Duration) MemoryOptions { return MemoryOptions{TTL: ttl} }
 //
 // Deprecated: use NewMemory[T](MemoryOptions{Clock: now}).
 func WithClock(now func() time.Time) MemoryOptions { return MemoryOptions{Clock: now} }
+
+func (m *Memory[T]) forwardOf(ctx context.Context, key string) (string, bool, error) {
+	if err := ctx.Err(); err != nil {
+		return "", false, err
+	}
+	m.mu.RLock()
+	f, ok := m.forwards[key]
+	m.mu.RUnlock()
+	if !ok || (f.expires != 0 && m.clock() >= f.expires) {
+		return "", false, nil
+	}
+	return f.to, true, nil
+}
+
+func (m *Memory[T]) setForward(ctx context.Context, key, to string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	f := memoryForward{to: to}
+	now := m.clock()
+	if m.ttl > 0 {
+		f.expires = now + int64(m.ttl)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.forwards == nil {
+		m.forwards = make(map[string]memoryForward)
+	}
+	for k, old := range m.forwards { // as few as the groups that migrated
+		if old.expires != 0 && now >= old.expires {
+			delete(m.forwards, k)
+		}
+	}
+	m.forwards[key] = f
+	return nil
+}
 
 // checkType reports a session type Memory cannot copy.
 func (m *Memory[T]) checkType() error {

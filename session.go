@@ -140,7 +140,13 @@ func (c *Context[S]) SetSession(v S) error {
 		return err
 	}
 	defer st.mu.Unlock()
-	return st.each(c, func(p part[S], sl *slot) error { p.set(st, sl, &v); return nil })
+	return st.each(c, func(p part[S], sl *slot) error {
+		if err := p.blind(c, st, sl); err != nil {
+			return err
+		}
+		p.set(st, sl, &v)
+		return nil
+	})
 }
 
 // ClearSession empties the session: after the handler succeeds it is
@@ -152,7 +158,12 @@ func (c *Context[S]) ClearSession() error {
 		return err
 	}
 	defer st.mu.Unlock()
-	return st.each(c, func(p part[S], sl *slot) error { return p.clear(st, sl) })
+	return st.each(c, func(p part[S], sl *slot) error {
+		if err := p.blind(c, st, sl); err != nil {
+			return err
+		}
+		return p.clear(st, sl)
+	})
 }
 
 // SessionKey returns the key the session's key function gave for this
@@ -219,6 +230,8 @@ type slot struct {
 	storeKey string // Prefix + key, set when locked
 	ok       bool   // the update has a key for this part
 	empty    bool   // the key function gave "", which counts as no key
+	moved    string // the store key a chat migration forwarded this one to
+	hops     uint8  // forwards followed
 	state    slotState
 	read     bool             // storage was read
 	found    bool             // and had a value
@@ -315,10 +328,13 @@ func (st *state[S]) loadAll(c *Context[S]) error {
 	if err := st.lock(c); err != nil {
 		return err
 	}
-	for i, p := range st.eng.parts {
+	for i := 0; i < len(st.eng.parts); i++ {
 		if sl := &st.slots[i]; sl.ok {
-			if err := p.load(c, st, sl); err != nil {
-				return err
+			if err := st.eng.parts[i].load(c, st, sl); err != nil {
+				if err = st.follow(c, i, err, true); err != nil {
+					return err
+				}
+				i = -1 // every part again, under the new locks
 			}
 		}
 	}
@@ -414,6 +430,9 @@ func (st *state[S]) lock(c *Context[S]) error {
 			sl.storeKey = sl.key
 			if prefix := p.info().prefix; prefix != "" {
 				sl.storeKey = prefix + sl.key
+			}
+			if sl.moved != "" {
+				sl.storeKey = sl.moved
 			}
 		}
 	}

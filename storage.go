@@ -273,6 +273,9 @@ func (b byteBase) Keys(ctx context.Context) iter.Seq2[string, error] {
 			return
 		}
 		for k, err := range it.Keys(ctx) {
+			if err == nil && isForwardKey(k) {
+				continue // a chat migration's forward, not a session
+			}
 			if !yield(k, err) || err != nil {
 				return
 			}
@@ -297,6 +300,9 @@ func decodeEntries[T any](ctx context.Context, store StorageAdapter[[]byte], dec
 			if err != nil {
 				yield(Entry[T]{}, err)
 				return
+			}
+			if isForwardKey(e.Key) {
+				continue // a chat migration's forward, not a session
 			}
 			v, ok, err := decode(e.Key, e.Value)
 			if err != nil {
