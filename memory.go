@@ -33,8 +33,8 @@ type Memory[T any] struct {
 	mu        sync.RWMutex
 	items     map[string]memoryItem[T]
 	forwards  map[string]memoryForward // chat migrations' forwards, by old key
-	peak      int   // most items since the map was last rebuilt
-	nextSweep int64 // Unix ns; 0 without TTL
+	peak      int                      // most items since the map was last rebuilt
+	nextSweep int64                    // Unix ns; 0 without TTL
 }
 
 // memoryForward is a chat migration's forward: it lives as a session would.
