@@ -10,13 +10,17 @@ import (
 	"time"
 
 	tgbotapi "github.com/go-telegram-bot-api/telegram-bot-api/v5"
+
+	"github.com/tgsession/session"
 )
 
 // PollingOptions configures [NewPolling].
 type PollingOptions struct {
-	// Timeout is the long-polling timeout in seconds. 0 means 30.
+	// Timeout is the long-polling timeout in seconds. 0 means 30;
+	// negative is an error.
 	Timeout int
-	// Limit is the most updates per getUpdates call, 1 to 100. 0 means 100.
+	// Limit is the most updates per getUpdates call, 1 to 100. 0 means
+	// 100; anything outside 0 to 100 is an error.
 	Limit int
 	// AllowedUpdates restricts the update kinds Telegram sends, as
 	// getUpdates' allowed_updates (tgbotapi sends nil as null).
@@ -57,15 +61,43 @@ type Polling struct {
 	callEnded chan struct{}
 }
 
-// NewPolling returns a polling source for bot.
+// NewPolling returns a polling source for bot. It panics with an error
+// wrapping [session.ErrConfig] if bot is nil, opts.Timeout is negative,
+// or opts.Limit is outside 0 to 100.
 func NewPolling(bot *tgbotapi.BotAPI, opts PollingOptions) *Polling {
-	if opts.Timeout <= 0 {
+	var errs []error
+	bad := func(format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%w: runner: NewPolling: "+format, append([]any{session.ErrConfig}, args...)...))
+	}
+	if bot == nil {
+		bad("nil bot")
+	}
+	if opts.Timeout < 0 {
+		bad("PollingOptions.Timeout %d is negative (0 means 30 seconds)", opts.Timeout)
+	}
+	if opts.Limit < 0 || opts.Limit > 100 {
+		bad("PollingOptions.Limit %d is outside 1 to 100 (0 means 100)", opts.Limit)
+	}
+	if err := errors.Join(errs...); err != nil {
+		panic(err)
+	}
+	if opts.Timeout == 0 {
 		opts.Timeout = 30
 	}
-	if opts.Limit <= 0 || opts.Limit > 100 {
+	if opts.Limit == 0 {
 		opts.Limit = 100
 	}
 	return &Polling{bot: bot, opts: opts, advanced: make(chan struct{}), callEnded: make(chan struct{})}
+}
+
+// check reports a Polling not made by NewPolling (a &Polling{} literal),
+// which has no bot to poll and no channels to wake up on. NewPolling
+// always sets bot, which never changes after, so bot alone tells.
+func (p *Polling) check() error {
+	if p.bot == nil {
+		return fmt.Errorf("%w: runner: Polling not made by NewPolling", session.ErrConfig)
+	}
+	return nil
 }
 
 // Pacing of getUpdates while updates are open, and the backoff after
@@ -79,6 +111,9 @@ const (
 // Receive implements [Source]. A Polling serves one Run at a time; it may
 // serve several in turn.
 func (p *Polling) Receive(ctx context.Context, feed *Feed) error {
+	if err := p.check(); err != nil {
+		return err
+	}
 	// Start from what Telegram still holds: updates a previous Run left
 	// behind were not confirmed, so they come again and must be taken.
 	p.mu.Lock()
@@ -166,6 +201,9 @@ func (p *Polling) Receive(ctx context.Context, feed *Feed) error {
 // after it would wait out its timeout, so Close repeats the short call
 // until the long poll has ended or ctx ends.
 func (p *Polling) Close(ctx context.Context) error {
+	if err := p.check(); err != nil {
+		return err
+	}
 	offset, _ := p.offset()
 	cfg := tgbotapi.UpdateConfig{Offset: offset, Limit: 1, Timeout: 0, AllowedUpdates: p.opts.AllowedUpdates}
 	var err error

@@ -174,7 +174,7 @@ func TestPollingErrors(t *testing.T) {
 // The offset bookkeeping: confirmed = oldest open update, else one past
 // the last taken.
 func TestPollingOffsets(t *testing.T) {
-	p := NewPolling(nil, PollingOptions{})
+	p := NewPolling(&tgbotapi.BotAPI{}, PollingOptions{}) // never polls
 	off, busy := p.offset()
 	assert.Equal(t, 0, off)
 	assert.False(t, busy)

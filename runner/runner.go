@@ -84,13 +84,13 @@ type Options struct {
 	Key session.KeyFunc
 
 	// MaxInFlight is the most handlers running at once. 0 means
-	// DefaultMaxInFlight.
+	// DefaultMaxInFlight; negative is an error.
 	MaxInFlight int
 
 	// QueueLimit is the most updates waiting behind the running one of
 	// the same key; MaxQueued is the most waiting over all keys. When
 	// either is reached the source waits until there is room. 0 means
-	// DefaultQueueLimit and DefaultMaxQueued.
+	// DefaultQueueLimit and DefaultMaxQueued; negative is an error.
 	QueueLimit int
 	MaxQueued  int
 
@@ -98,7 +98,7 @@ type Options struct {
 	// after ctx is cancelled, and updates not started by then are
 	// reported with ErrStopped. Run returns at the latest 0.1s after that
 	// plus the source's Close (one short getUpdates, at most 5s). 0 means
-	// DefaultDrainTimeout.
+	// DefaultDrainTimeout; negative is an error.
 	DrainTimeout time.Duration
 
 	// OnError receives every handler error, every handler panic (as an
@@ -114,16 +114,16 @@ func (o Options) withDefaults() Options {
 	if o.Key == nil {
 		o.Key = defaultKey
 	}
-	if o.MaxInFlight <= 0 {
+	if o.MaxInFlight == 0 {
 		o.MaxInFlight = DefaultMaxInFlight
 	}
-	if o.QueueLimit <= 0 {
+	if o.QueueLimit == 0 {
 		o.QueueLimit = DefaultQueueLimit
 	}
-	if o.MaxQueued <= 0 {
+	if o.MaxQueued == 0 {
 		o.MaxQueued = DefaultMaxQueued
 	}
-	if o.DrainTimeout <= 0 {
+	if o.DrainTimeout == 0 {
 		o.DrainTimeout = DefaultDrainTimeout
 	}
 	if o.OnError == nil {
@@ -159,6 +159,12 @@ func logError(ctx context.Context, u *tgbotapi.Update, key string, err error) {
 // session.NewContext[S](hctx, bot, u), where hctx keeps ctx's values but
 // is cancelled only DrainTimeout after ctx.
 //
+// Run checks its arguments before it starts anything: a nil h, a nil bot
+// without opts.Source, a negative MaxInFlight, QueueLimit, MaxQueued or
+// DrainTimeout, a nil *Polling or *Webhook as Source, a Polling not made
+// by [NewPolling] and a Webhook with a negative MaxBodyBytes make it
+// return an error wrapping [session.ErrConfig] that names the mistake.
+//
 // Run returns nil after a stop in which every taken update was handled
 // (a handler's error counts: it went to OnError), and the source's error
 // if it failed for good. If the drain times out,
@@ -170,15 +176,12 @@ func logError(ctx context.Context, u *tgbotapi.Update, key string, err error) {
 // context.DeadlineExceeded. OnError is not called for a handler left
 // behind when it eventually returns.
 func Run[S any](ctx context.Context, bot *tgbotapi.BotAPI, h session.Handler[S], opts Options) error {
-	if h == nil {
-		return errors.New("runner: nil handler")
+	if err := check(bot, h == nil, opts); err != nil {
+		return err
 	}
 	opts = opts.withDefaults()
 	src := opts.Source
 	if src == nil {
-		if bot == nil {
-			return errors.New("runner: no bot and no source")
-		}
 		src = NewPolling(bot, PollingOptions{})
 	}
 
@@ -225,6 +228,51 @@ func Run[S any](ctx context.Context, bot *tgbotapi.BotAPI, h session.Handler[S],
 		closeErr = fmt.Errorf("runner: close source: %w", err)
 	}
 	return errors.Join(srcErr, drainErr, closeErr)
+}
+
+// check finds the configuration mistakes of a Run call, which would
+// otherwise show up later: as a nil dereference in a handler's or the
+// poller's goroutine, a silently applied default, or a source that never
+// delivers.
+func check(bot *tgbotapi.BotAPI, nilHandler bool, opts Options) error {
+	var errs []error
+	bad := func(format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%w: runner: "+format, append([]any{session.ErrConfig}, args...)...))
+	}
+	if nilHandler {
+		bad("Run: nil handler h")
+	}
+	switch src := opts.Source.(type) {
+	case nil:
+		if bot == nil {
+			bad("Run: nil bot and no Options.Source: polling needs a bot")
+		}
+	case *Polling:
+		if src == nil {
+			bad("Options.Source is a nil *Polling")
+		} else if src.check() != nil {
+			bad("Options.Source is a Polling not made by NewPolling")
+		}
+	case *Webhook:
+		if src == nil {
+			bad("Options.Source is a nil *Webhook")
+		} else if src.MaxBodyBytes < 0 {
+			bad("Webhook.MaxBodyBytes %d is negative (0 means DefaultMaxBodyBytes)", src.MaxBodyBytes)
+		}
+	}
+	if opts.MaxInFlight < 0 {
+		bad("Options.MaxInFlight %d is negative (0 means DefaultMaxInFlight)", opts.MaxInFlight)
+	}
+	if opts.QueueLimit < 0 {
+		bad("Options.QueueLimit %d is negative (0 means DefaultQueueLimit)", opts.QueueLimit)
+	}
+	if opts.MaxQueued < 0 {
+		bad("Options.MaxQueued %d is negative (0 means DefaultMaxQueued)", opts.MaxQueued)
+	}
+	if opts.DrainTimeout < 0 {
+		bad("Options.DrainTimeout %v is negative (0 means DefaultDrainTimeout)", opts.DrainTimeout)
+	}
+	return errors.Join(errs...)
 }
 
 // testHookDispatcher, when set by a test, sees each Run's dispatcher, so

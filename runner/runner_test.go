@@ -391,10 +391,112 @@ func TestStopIdle(t *testing.T) {
 	src.mu.Unlock()
 }
 
-// Run refuses a nil handler, and a nil bot without a source.
-func TestRunArguments(t *testing.T) {
-	assert.Error(t, Run[struct{}](context.Background(), nil, nil, Options{}))
-	assert.Error(t, Run(context.Background(), nil, func(*session.Context[struct{}]) error { return nil }, Options{}))
+// Configuration mistakes that would otherwise fail later (a nil
+// dereference in a goroutine, a silent default, a source that never
+// delivers) make Run return an error wrapping session.ErrConfig that
+// names the mistake, before it starts anything: the source is not
+// received from, nor closed.
+func TestRunRefusesConfigurationMistakes(t *testing.T) {
+	nop := func(*session.Context[struct{}]) error { return nil }
+	bot := &tgbotapi.BotAPI{}
+	cases := []struct {
+		name string
+		bot  *tgbotapi.BotAPI
+		h    session.Handler[struct{}]
+		opts Options
+		want string // in the message
+	}{
+		{"nil handler", bot, nil, Options{}, "nil handler h"},
+		{"nil bot without a source", nil, nop, Options{}, "nil bot and no Options.Source"},
+		{"negative MaxInFlight", bot, nop, Options{MaxInFlight: -1}, "Options.MaxInFlight -1 is negative"},
+		{"negative QueueLimit", bot, nop, Options{QueueLimit: -1}, "Options.QueueLimit -1 is negative"},
+		{"negative MaxQueued", bot, nop, Options{MaxQueued: -5}, "Options.MaxQueued -5 is negative"},
+		{"negative DrainTimeout", bot, nop, Options{DrainTimeout: -time.Second}, "Options.DrainTimeout -1s is negative"},
+		{"nil *Polling source", bot, nop, Options{Source: (*Polling)(nil)}, "Options.Source is a nil *Polling"},
+		{"Polling literal as source", bot, nop, Options{Source: &Polling{}}, "Polling not made by NewPolling"},
+		{"nil *Webhook source", nil, nop, Options{Source: (*Webhook)(nil)}, "Options.Source is a nil *Webhook"},
+		{"negative Webhook.MaxBodyBytes", nil, nop, Options{Source: &Webhook{Secret: secret, MaxBodyBytes: -1}}, "Webhook.MaxBodyBytes -1 is negative"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			err := Run(context.Background(), tc.bot, tc.h, tc.opts)
+			require.Error(t, err)
+			assert.ErrorIs(t, err, session.ErrConfig)
+			assert.Contains(t, err.Error(), tc.want)
+		})
+	}
+
+	t.Run("several mistakes at once, the source untouched", func(t *testing.T) {
+		src := newSliceSource(chatMsg(1, 1, 0))
+		err := Run[struct{}](context.Background(), nil, nil, Options{Source: src, MaxInFlight: -1, QueueLimit: -2})
+		require.Error(t, err)
+		assert.ErrorIs(t, err, session.ErrConfig)
+		for _, want := range []string{"nil handler h", "Options.MaxInFlight -1", "Options.QueueLimit -2"} {
+			assert.Contains(t, err.Error(), want)
+		}
+		taken, _ := src.counts()
+		assert.Zero(t, taken, "nothing was received")
+		src.mu.Lock()
+		assert.False(t, src.closed, "the source was not closed")
+		src.mu.Unlock()
+	})
+}
+
+// A Polling literal used as a Source of its own (say, wrapped in another
+// Source) refuses to receive or close instead of polling a nil bot.
+func TestPollingLiteralRefusesToRun(t *testing.T) {
+	p := &Polling{}
+	err := p.Receive(context.Background(), nil)
+	assert.ErrorIs(t, err, session.ErrConfig)
+	assert.ErrorContains(t, err, "Polling not made by NewPolling")
+	err = p.Close(context.Background())
+	assert.ErrorIs(t, err, session.ErrConfig)
+	assert.ErrorContains(t, err, "Polling not made by NewPolling")
+}
+
+// NewPolling panics with session.ErrConfig, naming the field, on a nil
+// bot and on values outside the documented ranges; the zero
+// PollingOptions and the range ends are fine.
+func TestNewPollingRefusesConfigurationMistakes(t *testing.T) {
+	bot := &tgbotapi.BotAPI{}
+	cases := []struct {
+		name string
+		bot  *tgbotapi.BotAPI
+		opts PollingOptions
+		want string
+	}{
+		{"nil bot", nil, PollingOptions{}, "NewPolling: nil bot"},
+		{"negative Timeout", bot, PollingOptions{Timeout: -1}, "PollingOptions.Timeout -1 is negative"},
+		{"negative Limit", bot, PollingOptions{Limit: -1}, "PollingOptions.Limit -1 is outside 1 to 100"},
+		{"Limit above 100", bot, PollingOptions{Limit: 101}, "PollingOptions.Limit 101 is outside 1 to 100"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			err := configPanic(t, func() { NewPolling(tc.bot, tc.opts) })
+			assert.ErrorIs(t, err, session.ErrConfig)
+			assert.Contains(t, err.Error(), tc.want)
+		})
+	}
+	for _, opts := range []PollingOptions{{}, {Timeout: 1, Limit: 1}, {Limit: 100}} {
+		p := NewPolling(bot, opts)
+		assert.NoError(t, p.check(), "%+v", opts)
+		assert.Positive(t, p.opts.Timeout, "%+v", opts)
+		assert.Positive(t, p.opts.Limit, "%+v", opts)
+	}
+}
+
+// configPanic runs f, which must panic with an error, and returns it.
+func configPanic(t *testing.T, f func()) (err error) {
+	t.Helper()
+	defer func() {
+		r := recover()
+		require.NotNil(t, r, "no panic")
+		e, ok := r.(error)
+		require.True(t, ok, "panicked with %T %v, not an error", r, r)
+		err = e
+	}()
+	f()
+	return nil
 }
 
 // Run and Strict sessions together: 1,000 updates over 10 chats, each

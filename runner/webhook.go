@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"sync"
 
@@ -28,7 +29,7 @@ const SecretHeader = "X-Telegram-Bot-Api-Secret-Token"
 // It answers 405 to anything but POST, 401 when the secret header does
 // not match Secret (compared in constant time), 413 when the body exceeds
 // MaxBodyBytes and 400 when it is not one JSON update with a positive
-// update_id. An update is answered with 200 as soon as the runner has
+// update_id (only whitespace may follow the update). An update is answered with 200 as soon as the runner has
 // taken it, before it is handled. When the runner is full the request
 // waits for room (backpressure); if Telegram gives up first, the update
 // was not taken and Telegram sends it again. Before Run starts and after
@@ -49,7 +50,8 @@ type Webhook struct {
 	// Secret is the secret_token given to setWebhook. Requests without
 	// it are refused; an empty Secret refuses every request.
 	Secret string
-	// MaxBodyBytes limits the request body. 0 means DefaultMaxBodyBytes.
+	// MaxBodyBytes limits the request body. 0 means DefaultMaxBodyBytes;
+	// negative is an error ([Run] refuses such a Webhook as its Source).
 	MaxBodyBytes int64
 
 	mu   sync.Mutex
@@ -71,9 +73,12 @@ func (w *Webhook) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	if limit <= 0 {
 		limit = DefaultMaxBodyBytes
 	}
-	var u tgbotapi.Update
-	dec := json.NewDecoder(http.MaxBytesReader(rw, r.Body, limit))
-	if err := dec.Decode(&u); err != nil {
+	// The whole body, then json.Unmarshal: unlike a json.Decoder, it
+	// refuses anything but whitespace after the value (a stray "}" or
+	// "]" included), and a body over the limit is refused whatever it
+	// holds.
+	body, err := io.ReadAll(http.MaxBytesReader(rw, r.Body, limit))
+	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
 			http.Error(rw, "body too large", http.StatusRequestEntityTooLarge)
@@ -82,7 +87,8 @@ func (w *Webhook) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		http.Error(rw, "not an update", http.StatusBadRequest)
 		return
 	}
-	if dec.More() || u.UpdateID <= 0 {
+	var u tgbotapi.Update
+	if err := json.Unmarshal(body, &u); err != nil || u.UpdateID <= 0 {
 		// Telegram sends one update per request, and its ids are positive.
 		http.Error(rw, "not an update", http.StatusBadRequest)
 		return

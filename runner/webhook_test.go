@@ -263,3 +263,67 @@ func FuzzWebhookBody(f *testing.F) {
 		}
 	})
 }
+
+// A body is one JSON update and nothing else: anything but JSON
+// whitespace after the update (a stray closing bracket, a second object,
+// garbage) is answered 400 and the update is not handled, while trailing
+// whitespace is fine. A body over MaxBodyBytes stays 413, even when the
+// excess is only whitespace.
+func TestWebhookRejectsTrailingBytesAfterTheUpdate(t *testing.T) {
+	var mu sync.Mutex
+	var handled []int
+	h := func(c *session.Context[struct{}]) error {
+		mu.Lock()
+		handled = append(handled, c.Update.UpdateID)
+		mu.Unlock()
+		return nil
+	}
+	const limit = 4 << 10
+	w := &Webhook{Secret: secret, MaxBodyBytes: limit}
+	stop := sync.OnceValue(runWebhook(t, w, h, Options{}))
+	defer stop()
+	ctx := context.Background()
+
+	bad := map[string]string{
+		"closing brace":                 `{"update_id":101}}`,
+		"closing brackets":              `{"update_id":102}]]]`,
+		"second object":                 `{"update_id":103}{"update_id":104}`,
+		"second object after a newline": "{\"update_id\":105}\n{\"update_id\":106}",
+		"garbage":                       `{"update_id":107}garbage`,
+		"garbage after space":           `{"update_id":108} x`,
+		"NUL byte":                      "{\"update_id\":109}\x00",
+		"vertical tab":                  "{\"update_id\":110}\v", // not JSON whitespace
+		"no-break space":                "{\"update_id\":111}\u00a0",
+		"a number":                      `{"update_id":112} 1`,
+	}
+	for name, body := range bad {
+		assert.Equal(t, http.StatusBadRequest, serve(w, post(ctx, secret, []byte(body))), name)
+	}
+	tooBig := append([]byte(`{"update_id":113}`), bytes.Repeat([]byte(" "), limit)...)
+	assert.Equal(t, http.StatusRequestEntityTooLarge, serve(w, post(ctx, secret, tooBig)), "over the limit with trailing whitespace")
+
+	good := []string{
+		"{\"update_id\":1}\n",
+		"{\"update_id\":2} \t\r\n ",
+		"\n\t {\"update_id\":3}",
+		`{"update_id":4}`,
+	}
+	for _, body := range good {
+		assert.Equal(t, http.StatusOK, serve(w, post(ctx, secret, []byte(body))), "%q", body)
+	}
+	eventually(t, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		n := 0
+		for _, id := range handled {
+			if id <= len(good) {
+				n++
+			}
+		}
+		return n == len(good)
+	}, "the good updates handled")
+	require.NoError(t, stop()) // drains anything else that was taken
+	mu.Lock()
+	defer mu.Unlock()
+	assert.ElementsMatch(t, []int{1, 2, 3, 4}, handled, "only the well-formed bodies were handled")
+}

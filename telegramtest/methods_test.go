@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/tgsession/session"
 	"github.com/tgsession/session/telegramtest"
 )
 
@@ -329,4 +330,66 @@ func TestPending(t *testing.T) {
 	_, err := bot.GetUpdates(tgbotapi.UpdateConfig{Offset: 2})
 	require.NoError(t, err)
 	assert.Equal(t, 1, srv.Pending())
+}
+
+// Scripting mistakes that would make a test wait in vain (an update no
+// bot would ever handle, a failure no call would ever meet) or crash
+// inside tgbotapi panic at once with session.ErrConfig, naming the
+// argument, and leave the server as it was.
+func TestScriptingMistakesPanicWithErrConfig(t *testing.T) {
+	srv, bot := newBot(t)
+	pending := srv.AddUpdate(tgbotapi.Update{UpdateID: 5})
+	require.Equal(t, 5, pending)
+	msg := func(id int) tgbotapi.Update {
+		return tgbotapi.Update{UpdateID: id, Message: &tgbotapi.Message{Chat: &tgbotapi.Chat{ID: 1}, Text: "x"}}
+	}
+
+	cases := []struct {
+		name string
+		f    func()
+		want string
+	}{
+		{"StopPolling of a nil bot", func() { srv.StopPolling(nil) }, "StopPolling: nil bot"},
+		{"Fail of an empty method", func() { srv.Fail("", 400, "Bad Request") }, `Fail: method ""`},
+		{"Fail of a method with a slash", func() { srv.Fail("/sendMessage", 400, "Bad Request") }, `Fail: method "/sendMessage"`},
+		{"Fail of a method with a space", func() { srv.Fail("sendMessage ", 400, "Bad Request") }, `Fail: method "sendMessage "`},
+		{"AddUpdate with a negative id", func() { srv.AddUpdate(msg(-3)) }, "AddUpdate: UpdateID -3 is negative"},
+		{"AddUpdate with a pending id", func() { srv.AddUpdate(msg(5)) }, "AddUpdate: UpdateID 5 is already pending"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var r any
+			func() {
+				defer func() { r = recover() }()
+				tc.f()
+			}()
+			require.NotNil(t, r, "no panic")
+			err, ok := r.(error)
+			require.True(t, ok, "panicked with %T %v, not an error", r, r)
+			assert.ErrorIs(t, err, session.ErrConfig)
+			assert.Contains(t, err.Error(), tc.want)
+		})
+	}
+	assert.Equal(t, 1, srv.Pending(), "no update was queued")
+	_, err := bot.Send(tgbotapi.NewMessage(1, "hi"))
+	assert.NoError(t, err, "no failure was queued")
+
+	// Out of order above the confirmed offset is fine; below it, the
+	// update could never be delivered.
+	assert.Equal(t, 3, srv.AddUpdate(msg(3)))
+	us, err := bot.GetUpdates(tgbotapi.UpdateConfig{})
+	require.NoError(t, err)
+	require.Len(t, us, 2)
+	assert.Equal(t, []int{3, 5}, []int{us[0].UpdateID, us[1].UpdateID})
+	_, err = bot.GetUpdates(tgbotapi.UpdateConfig{Offset: 6})
+	require.NoError(t, err)
+	func() {
+		defer func() {
+			err, _ := recover().(error)
+			assert.ErrorIs(t, err, session.ErrConfig)
+			assert.ErrorContains(t, err, "AddUpdate: UpdateID 4 is below the confirmed offset 6")
+		}()
+		srv.AddUpdate(msg(4))
+	}()
+	assert.Equal(t, 6, srv.AddUpdate(msg(0)), "a zero id still picks the next one")
 }

@@ -39,6 +39,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"mime"
 	"net/http"
 	"net/http/httptest"
@@ -52,6 +53,8 @@ import (
 	"unicode/utf16"
 
 	tgbotapi "github.com/go-telegram-bot-api/telegram-bot-api/v5"
+
+	"github.com/tgsession/session"
 )
 
 // Identity of the bot answered by getMe and used as the sender of the
@@ -128,6 +131,7 @@ type Server struct {
 	closed       bool
 	stopped      bool              // StopPolling was called: getUpdates answers at once
 	pending      []tgbotapi.Update // sorted by UpdateID, not yet confirmed
+	confirmed    int               // the highest positive offset received: ids below it are gone
 	lastUpdateID int
 	lastMsgID    int
 	chats        map[int64]tgbotapi.Chat // chats seen in scripted updates or sent to
@@ -188,8 +192,12 @@ func (s *Server) Close() {
 // bot to stop and makes the pending long poll, and any later getUpdates,
 // answer at once with no updates, so the loop sees the stop and closes its
 // updates channel. The server keeps serving other calls until Close.
-// Calling it again, for the same bot or another, is harmless.
+// Calling it again, for the same bot or another, is harmless. It panics
+// with an error wrapping [session.ErrConfig] if bot is nil.
 func (s *Server) StopPolling(bot *tgbotapi.BotAPI) {
+	if bot == nil {
+		panic(fmt.Errorf("%w: telegramtest: StopPolling: nil bot", session.ErrConfig))
+	}
 	s.mu.Lock()
 	if !s.stopped {
 		s.stopped = true
@@ -213,9 +221,26 @@ func (s *Server) notifyLocked() {
 // AddUpdate queues an update for getUpdates. A zero UpdateID is replaced by
 // the next sequential id; the id actually used is returned. Updates are
 // delivered in update_id order.
+//
+// Telegram's update ids are positive and unique, and a bot skips an id it
+// has seen or confirmed, so an update breaking that would never be
+// handled and the test would wait for it in vain: AddUpdate panics with
+// an error wrapping [session.ErrConfig] if UpdateID is negative, already
+// pending, or below an offset a getUpdates call has confirmed.
 func (s *Server) AddUpdate(u tgbotapi.Update) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if id := u.UpdateID; id != 0 {
+		i := sort.Search(len(s.pending), func(i int) bool { return s.pending[i].UpdateID >= id })
+		switch {
+		case id < 0:
+			panic(fmt.Errorf("%w: telegramtest: AddUpdate: UpdateID %d is negative (0 picks the next id)", session.ErrConfig, id))
+		case i < len(s.pending) && s.pending[i].UpdateID == id:
+			panic(fmt.Errorf("%w: telegramtest: AddUpdate: UpdateID %d is already pending (0 picks the next id)", session.ErrConfig, id))
+		case id < s.confirmed:
+			panic(fmt.Errorf("%w: telegramtest: AddUpdate: UpdateID %d is below the confirmed offset %d (0 picks the next id)", session.ErrConfig, id, s.confirmed))
+		}
+	}
 	if u.UpdateID == 0 {
 		u.UpdateID = s.lastUpdateID + 1
 	}
@@ -332,11 +357,15 @@ func (s *Server) WaitSent(ctx context.Context, n int) ([]Message, error) {
 // Too Many Requests (1 second when not given), MigrateToChatID for a group
 // that became a supergroup. Repeated calls queue several failures. Note
 // that tgbotapi's GetUpdatesChan sleeps 3 seconds after a failed
-// getUpdates.
+// getUpdates. It panics with an error wrapping [session.ErrConfig] if
+// method is empty or holds a "/" or a space, since no call could match it.
 //
 //	srv.Fail("sendMessage", 429, "Too Many Requests: retry after 5",
 //		tgbotapi.ResponseParameters{RetryAfter: 5})
 func (s *Server) Fail(method string, code int, description string, params ...tgbotapi.ResponseParameters) {
+	if method == "" || strings.ContainsRune(method, '/') || strings.IndexFunc(method, unicode.IsSpace) >= 0 {
+		panic(fmt.Errorf("%w: telegramtest: Fail: method %q can never match a call", session.ErrConfig, method))
+	}
 	f := failure{code: code, description: description}
 	if len(params) > 0 {
 		f.params = params[0]
@@ -476,6 +505,7 @@ func (s *Server) getUpdates(w http.ResponseWriter, r *http.Request, params url.V
 func (s *Server) confirmLocked(offset int) {
 	switch {
 	case offset > 0:
+		s.confirmed = max(s.confirmed, offset)
 		i := sort.Search(len(s.pending), func(i int) bool { return s.pending[i].UpdateID >= offset })
 		s.pending = s.pending[i:]
 	case offset < 0 && -offset < len(s.pending):

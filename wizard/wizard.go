@@ -43,7 +43,9 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
+	"unicode"
 
 	tgbotapi "github.com/go-telegram-bot-api/telegram-bot-api/v5"
 
@@ -76,8 +78,12 @@ func (s *State[T]) Active() bool { return s.Step != "" }
 // signature already.
 type Locate[S, T any] func(c *session.Context[S]) (*State[T], error)
 
-// Field locates the State in a field of the session value.
+// Field locates the State in a field of the session value. It panics
+// with an error wrapping [session.ErrConfig] if field is nil.
 func Field[S, T any](field func(*S) *State[T]) Locate[S, T] {
+	if field == nil {
+		panic(fmt.Errorf("%w: wizard: Field: nil field accessor", session.ErrConfig))
+	}
 	return func(c *session.Context[S]) (*State[T], error) {
 		s, err := c.Session()
 		if err != nil {
@@ -128,7 +134,9 @@ type Options[S, T any] struct {
 	Clock func() time.Time
 	// Cancel lists commands, without the slash, that leave the wizard at
 	// any step (with reason [Cancelled]), e.g. "cancel". The command is
-	// consumed: it does not reach the step or the next handler.
+	// consumed: it does not reach the step or the next handler. An entry
+	// that no command can match (empty, starting with "/", or holding a
+	// space or an "@bot" suffix) is an error.
 	Cancel []string
 	// OnLeave, if set, is called whenever the wizard ends, after its State
 	// has been reset; f.Data holds the data it had collected and f.Step()
@@ -139,8 +147,9 @@ type Options[S, T any] struct {
 
 // Wizard is a multi-step conversation. Create it with [New], add its
 // steps with [Wizard.Step], then serve it with [Wizard.Middleware] and
-// start it with [Wizard.Enter]. Add every step before the first update is
-// served; after that a Wizard is safe for concurrent use.
+// start it with [Wizard.Enter]. Add at least one step before calling
+// Middleware and every step before the first update is served; after
+// that a Wizard is safe for concurrent use.
 type Wizard[S, T any] struct {
 	locate Locate[S, T]
 	opts   Options[S, T]
@@ -154,14 +163,22 @@ type step[S, T any] struct {
 
 // New returns a wizard without steps whose state locate finds in the
 // session. It panics with an error wrapping [session.ErrConfig] if locate
-// is nil, or opts.Timeout is negative or positive but below the stored
-// resolution of a millisecond.
+// is nil, opts.Timeout is negative or positive but below the stored
+// resolution of a millisecond, or an entry of opts.Cancel can never match
+// a command.
 func New[S, T any](locate Locate[S, T], opts Options[S, T]) *Wizard[S, T] {
 	if locate == nil {
-		panic(fmt.Errorf("%w: wizard: nil Locate", session.ErrConfig))
+		panic(fmt.Errorf("%w: wizard: New: nil locate", session.ErrConfig))
 	}
 	if opts.Timeout < 0 || (opts.Timeout > 0 && opts.Timeout < time.Millisecond) {
-		panic(fmt.Errorf("%w: wizard: Timeout %v is negative or below 1ms", session.ErrConfig, opts.Timeout))
+		panic(fmt.Errorf("%w: wizard: New: Options.Timeout %v is negative or below 1ms", session.ErrConfig, opts.Timeout))
+	}
+	for i, cmd := range opts.Cancel {
+		// Message.Command returns the command without the slash and
+		// without the @bot suffix, so these could never be equal to it.
+		if cmd == "" || strings.HasPrefix(cmd, "/") || strings.ContainsRune(cmd, '@') || strings.IndexFunc(cmd, unicode.IsSpace) >= 0 {
+			panic(fmt.Errorf("%w: wizard: New: Options.Cancel[%d] %q can never match a command: give its name without the slash or an @bot suffix, as in \"cancel\"", session.ErrConfig, i, cmd))
+		}
 	}
 	if opts.Clock == nil {
 		opts.Clock = time.Now
@@ -198,7 +215,7 @@ func (w *Wizard[S, T]) Enter(c *session.Context[S], data T) error {
 	if len(w.steps) == 0 {
 		return fmt.Errorf("%w: wizard: Enter without steps", session.ErrConfig)
 	}
-	st, err := w.locate(c)
+	st, err := w.state(c)
 	if err != nil {
 		return fmt.Errorf("wizard: enter: %w", err)
 	}
@@ -209,11 +226,20 @@ func (w *Wizard[S, T]) Enter(c *session.Context[S], data T) error {
 // Current returns the name of the current step in c's session, or "" when
 // the wizard is not running.
 func (w *Wizard[S, T]) Current(c *session.Context[S]) (string, error) {
-	st, err := w.locate(c)
+	st, err := w.state(c)
 	if err != nil {
 		return "", fmt.Errorf("wizard: %w", err)
 	}
 	return st.Step, nil
+}
+
+// state runs locate, refusing a nil State it might return.
+func (w *Wizard[S, T]) state(c *session.Context[S]) (*State[T], error) {
+	st, err := w.locate(c)
+	if err == nil && st == nil {
+		err = fmt.Errorf("%w: wizard: locate returned a nil *State", session.ErrConfig)
+	}
+	return st, err
 }
 
 // Middleware routes updates to the running wizard. A message or a button
@@ -224,13 +250,23 @@ func (w *Wizard[S, T]) Current(c *session.Context[S]) (string, error) {
 //
 // Only messages and button presses read the session, so under
 // [session.Lazy] other updates still cost no storage call.
+//
+// It panics with an error wrapping [session.ErrConfig] if next is nil or
+// the wizard has no steps yet: add at least the first step before
+// building the middleware.
 func (w *Wizard[S, T]) Middleware(next session.Handler[S]) session.Handler[S] {
+	if next == nil {
+		panic(fmt.Errorf("%w: wizard: Middleware: nil next handler", session.ErrConfig))
+	}
+	if len(w.steps) == 0 {
+		panic(fmt.Errorf("%w: wizard: Middleware: the wizard has no steps (add them with Step first)", session.ErrConfig))
+	}
 	return func(c *session.Context[S]) error {
 		u := &c.Update
 		if u.Message == nil && u.CallbackQuery == nil {
 			return next(c)
 		}
-		st, err := w.locate(c)
+		st, err := w.state(c)
 		if errors.Is(err, session.ErrNoSessionKey) {
 			return next(c) // no session, so no wizard (a button on an inline message)
 		}

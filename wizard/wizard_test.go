@@ -479,33 +479,100 @@ func TestWizardConcurrentChats(t *testing.T) {
 	}
 }
 
-// Configuration mistakes panic with session.ErrConfig, like session.Multi.
+// Configuration mistakes panic with session.ErrConfig, like
+// session.Multi, with a message naming the mistake: each of them would
+// otherwise construct fine and fail later (a nil dereference on the first
+// update, a cancel command that never matches, a wizard that cannot be
+// entered).
 func TestWizardConfig(t *testing.T) {
 	field := wizard.Field(func(s *sess) *wizard.State[order] { return &s.Order })
 	handle := func(*wizard.Flow[sess, order]) error { return nil }
-	panicsWithConfig := func(name string, f func()) {
-		t.Helper()
-		defer func() {
-			r := recover()
-			require.NotNil(t, r, name)
-			err, ok := r.(error)
-			require.True(t, ok, name)
-			assert.ErrorIs(t, err, session.ErrConfig, name)
-		}()
-		f()
+	next := func(*session.Context[sess]) error { return nil }
+	withStep := func() *wizard.Wizard[sess, order] {
+		w := wizard.New(field, wizard.Options[sess, order]{})
+		w.Step("a", nil, handle)
+		return w
 	}
-	panicsWithConfig("nil locate", func() { wizard.New[sess, order](nil, wizard.Options[sess, order]{}) })
-	panicsWithConfig("negative timeout", func() { wizard.New(field, wizard.Options[sess, order]{Timeout: -1}) })
-	panicsWithConfig("sub-millisecond timeout", func() { wizard.New(field, wizard.Options[sess, order]{Timeout: time.Microsecond}) })
-	w := wizard.New(field, wizard.Options[sess, order]{})
-	panicsWithConfig("empty name", func() { w.Step("", nil, handle) })
-	panicsWithConfig("nil handler", func() { w.Step("a", nil, nil) })
-	w.Step("a", nil, handle)
-	panicsWithConfig("duplicate", func() { w.Step("a", nil, handle) })
+	cases := []struct {
+		name string
+		f    func()
+		want string // in the message
+	}{
+		{"nil locate", func() { wizard.New[sess, order](nil, wizard.Options[sess, order]{}) }, "New: nil locate"},
+		{"nil Field accessor", func() { wizard.Field[sess, order](nil) }, "Field: nil field accessor"},
+		{"negative timeout", func() { wizard.New(field, wizard.Options[sess, order]{Timeout: -1}) }, "Options.Timeout -1ns is negative"},
+		{"sub-millisecond timeout", func() { wizard.New(field, wizard.Options[sess, order]{Timeout: time.Microsecond}) }, "Options.Timeout 1µs"},
+		{"empty cancel command", func() { wizard.New(field, wizard.Options[sess, order]{Cancel: []string{"cancel", ""}}) }, `Options.Cancel[1] ""`},
+		{"cancel command with slash", func() { wizard.New(field, wizard.Options[sess, order]{Cancel: []string{"/cancel"}}) }, `Options.Cancel[0] "/cancel"`},
+		{"cancel command with bot name", func() { wizard.New(field, wizard.Options[sess, order]{Cancel: []string{"cancel@test_bot"}}) }, `Options.Cancel[0] "cancel@test_bot"`},
+		{"cancel command with space", func() { wizard.New(field, wizard.Options[sess, order]{Cancel: []string{"stop it"}}) }, `Options.Cancel[0] "stop it"`},
+		{"empty step name", func() { withStep().Step("", nil, handle) }, "empty step name"},
+		{"nil step handler", func() { withStep().Step("b", nil, nil) }, `step "b" has no handler`},
+		{"duplicate step name", func() { withStep().Step("a", nil, handle) }, `step "a" added twice`},
+		{"middleware without steps", func() { wizard.New(field, wizard.Options[sess, order]{}).Middleware(next) }, "Middleware: the wizard has no steps"},
+		{"middleware with nil next", func() { withStep().Middleware(nil) }, "Middleware: nil next handler"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			err := configPanic(t, tc.f)
+			assert.ErrorIs(t, err, session.ErrConfig)
+			assert.Contains(t, err.Error(), tc.want)
+		})
+	}
 
-	empty := wizard.New(field, wizard.Options[sess, order]{})
-	h := session.Strict(session.Options[sess]{})(func(c *session.Context[sess]) error { return empty.Enter(c, order{}) })
-	assert.ErrorIs(t, h(session.NewContext[sess](context.Background(), nil, tgbotapi.Update{Message: &tgbotapi.Message{Chat: &tgbotapi.Chat{ID: 1}}})), session.ErrConfig)
+	t.Run("valid options do not panic", func(t *testing.T) {
+		assert.NotPanics(t, func() {
+			w := wizard.New(field, wizard.Options[sess, order]{Timeout: time.Millisecond, Cancel: []string{"cancel", "stop_now"}})
+			w.Step("a", nil, handle)
+			w.Middleware(next)
+		})
+	})
+
+	t.Run("enter without steps", func(t *testing.T) {
+		empty := wizard.New(field, wizard.Options[sess, order]{})
+		h := session.Strict(session.Options[sess]{})(func(c *session.Context[sess]) error { return empty.Enter(c, order{}) })
+		err := h(session.NewContext[sess](context.Background(), nil, tgbotapi.Update{Message: &tgbotapi.Message{Chat: &tgbotapi.Chat{ID: 1}}}))
+		assert.ErrorIs(t, err, session.ErrConfig)
+		assert.ErrorContains(t, err, "Enter without steps")
+	})
+}
+
+// A Locate that returns a nil State, with no error, fails the update with
+// session.ErrConfig instead of a nil dereference, in Enter, Current and
+// the middleware alike.
+func TestWizardLocateReturningNilState(t *testing.T) {
+	nilState := func(*session.Context[sess]) (*wizard.State[order], error) { return nil, nil }
+	w := wizard.New[sess, order](nilState, wizard.Options[sess, order]{})
+	w.Step("a", nil, func(*wizard.Flow[sess, order]) error { return nil })
+	msg := tgbotapi.Update{Message: &tgbotapi.Message{Chat: &tgbotapi.Chat{ID: 1}, Text: "x"}}
+	calls := map[string]func(c *session.Context[sess]) error{
+		"Enter":   func(c *session.Context[sess]) error { return w.Enter(c, order{}) },
+		"Current": func(c *session.Context[sess]) error { _, err := w.Current(c); return err },
+		"Middleware": w.Middleware(func(*session.Context[sess]) error {
+			return errors.New("next reached")
+		}),
+	}
+	for name, call := range calls {
+		h := session.Strict(session.Options[sess]{})(call)
+		var err error
+		require.NotPanics(t, func() { err = h(session.NewContext[sess](context.Background(), nil, msg)) }, name)
+		assert.ErrorIs(t, err, session.ErrConfig, name)
+		assert.ErrorContains(t, err, "locate returned a nil *State", name)
+	}
+}
+
+// configPanic runs f, which must panic with an error, and returns it.
+func configPanic(t *testing.T, f func()) (err error) {
+	t.Helper()
+	defer func() {
+		r := recover()
+		require.NotNil(t, r, "no panic")
+		e, ok := r.(error)
+		require.True(t, ok, "panicked with %T %v, not an error", r, r)
+		err = e
+	}()
+	f()
+	return nil
 }
 
 // Navigation after the wizard ended fails with ErrNotRunning, and
