@@ -40,28 +40,36 @@ import (
 
 // Options configures a [Store]. The zero value is usable: bucket
 // "sessions", no expiry, no background purge.
+//
+// [New] checks the options and reports every mistake as an error wrapping
+// [session.ErrConfig] that names the field; the rules are given with each
+// field. The zero value of every field is valid and means what the field
+// says (a default, or none: no expiry, no background purge).
 type Options struct {
-	// Bucket names the bbolt bucket of the sessions. Default "sessions".
+	// Bucket names the bbolt bucket of the sessions. Default "sessions";
+	// at most bolt.MaxKeySize (32768) bytes.
 	Bucket string
 
 	// TTL, if positive, makes every session expire this long after its
-	// last write or touch. Zero means sessions never expire.
+	// last write or touch. Zero means sessions never expire; negative is
+	// an error.
 	TTL time.Duration
 
 	// PurgeInterval, if positive, runs [Store.Purge] this often in the
-	// background until [Store.Close]. Errors go to OnError.
+	// background until [Store.Close]. Errors go to OnError. Zero means no
+	// background purge; negative is an error.
 	PurgeInterval time.Duration
 
 	// PurgeBatch is how many expired sessions one write transaction of
 	// [Store.Purge] deletes, so that a purge never holds the database's
-	// single writer for long. Default 1000.
+	// single writer for long. Default (zero) 1000; negative is an error.
 	PurgeBatch int
 
 	// PageSize is how many sessions the iterators read per read
 	// transaction. A page is copied out and the transaction closed before
 	// the loop body runs, so the body may write to the store (bbolt would
 	// deadlock on a write inside an open read transaction of the same
-	// goroutine). Default 500.
+	// goroutine). Default (zero) 500; negative is an error.
 	PageSize int
 
 	// OnError, if set, receives the errors of the background purge. Nil
@@ -92,26 +100,47 @@ var (
 const (
 	format     = 1 // first byte of every stored value
 	headerSize = 9 // format byte + expiry
+
+	defaultBucket     = "sessions"
+	defaultPurgeBatch = 1000
+	defaultPageSize   = 500
 )
 
-// New returns a store in db, creating its bucket if needed. If
-// [Options.PurgeInterval] is set, call [Store.Close] when done. Close does
-// not close db.
+// New returns a store in db, creating its bucket if needed. A nil db, one
+// opened read-only (bolt.Options.ReadOnly: the store writes) and invalid
+// [Options] are reported as an error wrapping [session.ErrConfig] that
+// names the parameter or field. If [Options.PurgeInterval] is set, call
+// [Store.Close] when done. Close does not close db.
 func New(db *bolt.DB, opts Options) (*Store, error) {
 	if db == nil {
-		return nil, errors.New("boltstore: nil database")
+		return nil, configError("nil db")
+	}
+	if db.IsReadOnly() {
+		return nil, configError("database %s opened read-only: the store writes to it", db.Path())
 	}
 	if opts.Bucket == "" {
-		opts.Bucket = "sessions"
+		opts.Bucket = defaultBucket
 	}
-	if opts.TTL < 0 || opts.PurgeInterval < 0 {
-		return nil, errors.New("boltstore: TTL and PurgeInterval must not be negative")
+	if len(opts.Bucket) > bolt.MaxKeySize {
+		return nil, configError("Options.Bucket is %d bytes: must be at most %d", len(opts.Bucket), bolt.MaxKeySize)
 	}
-	if opts.PurgeBatch <= 0 {
-		opts.PurgeBatch = 1000
+	if opts.TTL < 0 {
+		return nil, configError("Options.TTL %v: must not be negative", opts.TTL)
 	}
-	if opts.PageSize <= 0 {
-		opts.PageSize = 500
+	if opts.PurgeInterval < 0 {
+		return nil, configError("Options.PurgeInterval %v: must not be negative", opts.PurgeInterval)
+	}
+	if opts.PurgeBatch == 0 {
+		opts.PurgeBatch = defaultPurgeBatch
+	}
+	if opts.PurgeBatch < 0 {
+		return nil, configError("Options.PurgeBatch %d: must not be negative", opts.PurgeBatch)
+	}
+	if opts.PageSize == 0 {
+		opts.PageSize = defaultPageSize
+	}
+	if opts.PageSize < 0 {
+		return nil, configError("Options.PageSize %d: must not be negative", opts.PageSize)
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
@@ -131,6 +160,11 @@ func New(db *bolt.DB, opts Options) (*Store, error) {
 		}, opts.OnError)
 	}
 	return s, nil
+}
+
+// configError reports a mistake in New's arguments.
+func configError(format string, args ...any) error {
+	return fmt.Errorf("boltstore: %w: %s", session.ErrConfig, fmt.Sprintf(format, args...))
 }
 
 // Close stops the background purge, if any. It does not close the

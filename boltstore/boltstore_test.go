@@ -4,6 +4,7 @@ import (
 	"context"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -153,12 +154,77 @@ func TestCorruptData(t *testing.T) {
 	}
 }
 
+// TestNewRejectsBadOptions: every mistake in New's arguments is an error
+// wrapping session.ErrConfig that names the parameter or option, and New
+// makes no store.
 func TestNewRejectsBadOptions(t *testing.T) {
 	db := openDB(t, "", true)
-	_, err := boltstore.New(db, boltstore.Options{TTL: -time.Second})
-	assert.Error(t, err)
-	_, err = boltstore.New(nil, boltstore.Options{})
-	assert.Error(t, err)
+	for _, tc := range []struct {
+		name  string
+		db    *bolt.DB
+		opts  boltstore.Options
+		field string // what the message must name
+	}{
+		{"nil db", nil, boltstore.Options{}, "nil db"},
+		{"bucket name too long", db, boltstore.Options{Bucket: strings.Repeat("b", bolt.MaxKeySize+1)}, "Options.Bucket"},
+		{"negative TTL", db, boltstore.Options{TTL: -time.Second}, "Options.TTL"},
+		{"negative PurgeInterval", db, boltstore.Options{PurgeInterval: -time.Second}, "Options.PurgeInterval"},
+		{"negative PurgeBatch", db, boltstore.Options{PurgeBatch: -1}, "Options.PurgeBatch"},
+		{"negative PageSize", db, boltstore.Options{PageSize: -1}, "Options.PageSize"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := boltstore.New(tc.db, tc.opts)
+			require.Error(t, err)
+			assert.Nil(t, s)
+			assert.ErrorIs(t, err, session.ErrConfig)
+			assert.ErrorContains(t, err, tc.field)
+			assert.ErrorContains(t, err, "boltstore: ")
+		})
+	}
+	require.NoError(t, db.View(func(tx *bolt.Tx) error {
+		assert.Nil(t, tx.Bucket([]byte("sessions")), "no bucket created by a rejected New")
+		return nil
+	}))
+}
+
+// TestNewRejectsReadOnlyDatabase: the store writes, so a database opened
+// read-only is a configuration mistake, reported by New rather than by
+// every write.
+func TestNewRejectsReadOnlyDatabase(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "sessions.db")
+	rw, err := bolt.Open(path, 0o600, nil)
+	require.NoError(t, err)
+	require.NoError(t, rw.Close())
+	ro, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: time.Second})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = ro.Close() })
+
+	s, err := boltstore.New(ro, boltstore.Options{})
+	require.Error(t, err)
+	assert.Nil(t, s)
+	assert.ErrorIs(t, err, session.ErrConfig)
+	assert.ErrorContains(t, err, "read-only")
+	assert.ErrorContains(t, err, path)
+}
+
+// TestNewAcceptsLimitsAndDefaults: zero values mean their documented
+// defaults (the bucket "sessions"), and the limits themselves are allowed.
+func TestNewAcceptsLimitsAndDefaults(t *testing.T) {
+	ctx := context.Background()
+	db := openDB(t, "", true)
+	s := newStore(t, db, boltstore.Options{})
+	require.NoError(t, s.Write(ctx, "k", []byte("v")))
+	require.NoError(t, db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket([]byte("sessions"))
+		if assert.NotNil(t, b, "default bucket") {
+			assert.NotNil(t, b.Get([]byte("k")))
+		}
+		return nil
+	}))
+
+	long := strings.Repeat("b", bolt.MaxKeySize)
+	s = newStore(t, db, boltstore.Options{Bucket: long, TTL: time.Nanosecond})
+	require.NoError(t, s.Write(ctx, "k", []byte("v")))
 }
 
 // TestStrictIncrements: concurrent updates of one chat through the strict

@@ -60,8 +60,10 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"strings"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -75,28 +77,43 @@ import (
 // Options configures a [Store]. The zero value is usable: table
 // "tg_sessions" in the search path, no expiry, locking across processes
 // with a 10-second lease, no background purge.
+//
+// [New] checks the options and reports every mistake as an error wrapping
+// [session.ErrConfig] that names the field; the rules are given with each
+// field. The zero value of every field is valid and means what the field
+// says (a default, or none: no expiry, no background purge).
 type Options struct {
 	// Table names the sessions table; the locks table is Table + "_locks"
 	// and the expiry index Table + "_expires_at_idx". Default
-	// "tg_sessions".
+	// "tg_sessions". Any name works (it is always quoted) as long as it is
+	// valid UTF-8 without NUL bytes and the index name fits PostgreSQL's
+	// 63-byte identifiers: at most 48 bytes. (A longer name would be cut
+	// short by the server, and the locks table could end up being the
+	// sessions table.)
 	Table string
 
 	// Schema, if set, qualifies both tables. Default: the search path.
+	// Like Table, it must be valid UTF-8 without NUL bytes, at most 63
+	// bytes.
 	Schema string
 
 	// TTL, if positive, makes every session expire this long after its
-	// last write or touch. Zero means sessions never expire.
+	// last write or touch. Zero means sessions never expire. PostgreSQL
+	// counts in microseconds, so a TTL must be at least 1µs; a negative
+	// one is an error.
 	TTL time.Duration
 
 	// LockLease is how long a lock outlives a holder that stopped renewing
 	// it (a crashed or frozen process): other processes wait at most this
 	// long for the key. While held, the lock is renewed every LockLease/3.
-	// Default 10s; at least 30ms.
+	// Default (zero) 10s; otherwise at least 30ms, so that a renewal has
+	// time to reach the database before the lease runs out (a negative
+	// lease is an error).
 	LockLease time.Duration
 
 	// LockRetry is the longest pause between two attempts to take a lock
 	// held by another process. Attempts start 1ms apart and double up to
-	// LockRetry, with jitter. Default 20ms.
+	// LockRetry, with jitter. Default (zero) 20ms; negative is an error.
 	LockRetry time.Duration
 
 	// DisableLocking makes Lock exclude holders within this process only,
@@ -106,16 +123,17 @@ type Options struct {
 	DisableLocking bool
 
 	// PurgeInterval, if positive, runs [Store.Purge] this often in the
-	// background until [Store.Close]. Errors go to OnError.
+	// background until [Store.Close]. Errors go to OnError. Zero means no
+	// background purge; negative is an error.
 	PurgeInterval time.Duration
 
 	// PurgeBatch is how many expired rows one DELETE of [Store.Purge]
 	// removes, so that a purge never holds many row locks or a long
-	// transaction. Default 1000.
+	// transaction. Default (zero) 1000; negative is an error.
 	PurgeBatch int
 
 	// PageSize is how many rows one query of the iterators fetches.
-	// Default 500.
+	// Default (zero) 500; negative is an error.
 	PageSize int
 
 	// OnError, if set, receives the errors that have no caller to return
@@ -126,10 +144,22 @@ type Options struct {
 }
 
 const (
-	defaultTable = "tg_sessions"
-	defaultLease = 10 * time.Second
-	defaultRetry = 20 * time.Millisecond
-	minLease     = 30 * time.Millisecond
+	defaultTable      = "tg_sessions"
+	defaultLease      = 10 * time.Second
+	defaultRetry      = 20 * time.Millisecond
+	defaultPurgeBatch = 1000
+	defaultPageSize   = 500
+	minLease          = 30 * time.Millisecond
+
+	// maxIdentifier is PostgreSQL's longest identifier in bytes
+	// (NAMEDATALEN - 1); the server cuts longer ones short.
+	maxIdentifier = 63
+	// indexSuffix and locksSuffix make the names of the expiry index and
+	// the locks table from Options.Table.
+	indexSuffix = "_expires_at_idx"
+	locksSuffix = "_locks"
+	// maxTable is the longest Options.Table whose derived names all fit.
+	maxTable = maxIdentifier - len(indexSuffix)
 )
 
 // Store is a session store in PostgreSQL. It implements
@@ -173,8 +203,8 @@ func buildQueries(opts Options) queries {
 		}
 		return pgx.Identifier{name}.Sanitize()
 	}
-	t, l := ident(opts.Table), ident(opts.Table+"_locks")
-	idx := pgx.Identifier{opts.Table + "_expires_at_idx"}.Sanitize()
+	t, l := ident(opts.Table), ident(opts.Table+locksSuffix)
+	idx := pgx.Identifier{opts.Table + indexSuffix}.Sanitize()
 	// Expiry of a row written now: NULL when the store has no TTL. $n is
 	// the TTL in microseconds.
 	exp := func(n int) string {
@@ -247,36 +277,55 @@ WHERE cur.expires_at <= now()`,
 	}
 }
 
-// New returns a store over pool. It reports invalid options; it does not
-// contact the server or create tables (see [Store.Migrate]). If
-// [Options.PurgeInterval] is set, call [Store.Close] when done.
+// New returns a store over pool. It does not contact the server or create
+// tables (see [Store.Migrate]). A nil pool and invalid [Options] are
+// reported as an error wrapping [session.ErrConfig] that names the
+// parameter or field. If [Options.PurgeInterval] is set, call
+// [Store.Close] when done.
 func New(pool *pgxpool.Pool, opts Options) (*Store, error) {
 	if pool == nil {
-		return nil, errors.New("pgstore: nil pool")
+		return nil, configError("nil pool")
 	}
 	if opts.Table == "" {
 		opts.Table = defaultTable
 	}
+	if err := checkIdentifier("Options.Table", opts.Table, maxTable); err != nil {
+		return nil, err
+	}
+	if opts.Schema != "" {
+		if err := checkIdentifier("Options.Schema", opts.Schema, maxIdentifier); err != nil {
+			return nil, err
+		}
+	}
 	if opts.TTL < 0 || (opts.TTL > 0 && opts.TTL < time.Microsecond) {
-		return nil, fmt.Errorf("pgstore: TTL %v: must be 0 or at least 1µs", opts.TTL)
+		return nil, configError("Options.TTL %v: must be 0 (no expiry) or at least 1µs", opts.TTL)
 	}
 	if opts.LockLease == 0 {
 		opts.LockLease = defaultLease
 	}
 	if opts.LockLease < minLease {
-		return nil, fmt.Errorf("pgstore: LockLease %v: must be at least %v", opts.LockLease, minLease)
+		return nil, configError("Options.LockLease %v: must be 0 (default %v) or at least %v", opts.LockLease, defaultLease, minLease)
 	}
 	if opts.LockRetry == 0 {
 		opts.LockRetry = defaultRetry
 	}
-	if opts.LockRetry < 0 || opts.PurgeInterval < 0 {
-		return nil, errors.New("pgstore: LockRetry and PurgeInterval must not be negative")
+	if opts.LockRetry < 0 {
+		return nil, configError("Options.LockRetry %v: must not be negative", opts.LockRetry)
 	}
-	if opts.PurgeBatch <= 0 {
-		opts.PurgeBatch = 1000
+	if opts.PurgeInterval < 0 {
+		return nil, configError("Options.PurgeInterval %v: must not be negative", opts.PurgeInterval)
 	}
-	if opts.PageSize <= 0 {
-		opts.PageSize = 500
+	if opts.PurgeBatch == 0 {
+		opts.PurgeBatch = defaultPurgeBatch
+	}
+	if opts.PurgeBatch < 0 {
+		return nil, configError("Options.PurgeBatch %d: must not be negative", opts.PurgeBatch)
+	}
+	if opts.PageSize == 0 {
+		opts.PageSize = defaultPageSize
+	}
+	if opts.PageSize < 0 {
+		return nil, configError("Options.PageSize %d: must not be negative", opts.PageSize)
 	}
 	s := &Store{pool: pool, opts: opts, q: buildQueries(opts)}
 	s.held = lease.NewTable(lease.Config{
@@ -301,6 +350,26 @@ func New(pool *pgxpool.Pool, opts Options) (*Store, error) {
 		}, opts.OnError)
 	}
 	return s, nil
+}
+
+// configError reports a mistake in New's arguments.
+func configError(format string, args ...any) error {
+	return fmt.Errorf("pgstore: %w: %s", session.ErrConfig, fmt.Sprintf(format, args...))
+}
+
+// checkIdentifier reports a name the server would not keep as given:
+// invalid UTF-8, a NUL byte (which the quoting drops) or more than max
+// bytes (which the server cuts short).
+func checkIdentifier(field, name string, max int) error {
+	switch {
+	case !utf8.ValidString(name):
+		return configError("%s %q: must be valid UTF-8", field, name)
+	case strings.IndexByte(name, 0) >= 0:
+		return configError("%s %q: must not contain a NUL byte", field, name)
+	case len(name) > max:
+		return configError("%s %q is %d bytes: must be at most %d (PostgreSQL cuts its names at %d bytes)", field, name, len(name), max, maxIdentifier)
+	}
+	return nil
 }
 
 // Schema returns the statements that create the store's tables and index,

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -109,10 +110,12 @@ func TestConformanceWithTTL(t *testing.T) {
 	})
 }
 
-// TestConformanceOddTableName: the table name needs quoting.
+// TestConformanceOddTableName: the table name needs quoting (and is 48
+// bytes, the longest allowed).
 func TestConformanceOddTableName(t *testing.T) {
 	storagetest.Run(t, func(t *testing.T) session.StorageAdapter[storagetest.Value] {
-		name := uniqueTable(t) + `"; DROP TABLE x; -- Ünï`
+		name := uniqueTable(t) + `"; DROP TABLE x;--Ünï`
+		require.Len(t, name, 48)
 		t.Cleanup(func() { dropTables(t, name) })
 		return session.Encoded[storagetest.Value](newStore(t, newPool(t, ""), pgstore.Options{Table: name}), nil)
 	})
@@ -134,20 +137,90 @@ func TestLocker(t *testing.T) {
 	}, lease)
 }
 
+// TestNewRejectsBadOptions: every mistake in New's arguments is an error
+// wrapping session.ErrConfig that names the parameter or option, and New
+// makes no store.
 func TestNewRejectsBadOptions(t *testing.T) {
 	pool := newPool(t, "")
-	for _, opts := range []pgstore.Options{
-		{TTL: -time.Second},
-		{TTL: time.Nanosecond},
-		{LockLease: time.Millisecond},
-		{LockRetry: -time.Millisecond},
-		{PurgeInterval: -time.Second},
+	for _, tc := range []struct {
+		name  string
+		pool  *pgxpool.Pool
+		opts  pgstore.Options
+		field string // what the message must name
+	}{
+		{"nil pool", nil, pgstore.Options{}, "nil pool"},
+		{"table name too long for its index", pool, pgstore.Options{Table: strings.Repeat("t", 49)}, "Options.Table"},
+		{"table name too long for PostgreSQL", pool, pgstore.Options{Table: strings.Repeat("t", 64)}, "Options.Table"},
+		{"multibyte table name too long", pool, pgstore.Options{Table: strings.Repeat("ü", 25)}, "Options.Table"},
+		{"NUL in the table name", pool, pgstore.Options{Table: "tg\x00sessions"}, "Options.Table"},
+		{"table name not UTF-8", pool, pgstore.Options{Table: "tg\xffsessions"}, "Options.Table"},
+		{"schema name too long", pool, pgstore.Options{Schema: strings.Repeat("s", 64)}, "Options.Schema"},
+		{"NUL in the schema name", pool, pgstore.Options{Schema: "bot\x00"}, "Options.Schema"},
+		{"schema name not UTF-8", pool, pgstore.Options{Schema: "bot\xff"}, "Options.Schema"},
+		{"negative TTL", pool, pgstore.Options{TTL: -time.Second}, "Options.TTL"},
+		{"TTL below 1µs", pool, pgstore.Options{TTL: time.Nanosecond}, "Options.TTL"},
+		{"negative LockLease", pool, pgstore.Options{LockLease: -time.Second}, "Options.LockLease"},
+		{"LockLease too short to renew", pool, pgstore.Options{LockLease: 29 * time.Millisecond}, "Options.LockLease"},
+		{"negative LockRetry", pool, pgstore.Options{LockRetry: -time.Millisecond}, "Options.LockRetry"},
+		{"negative PurgeInterval", pool, pgstore.Options{PurgeInterval: -time.Second}, "Options.PurgeInterval"},
+		{"negative PurgeBatch", pool, pgstore.Options{PurgeBatch: -1}, "Options.PurgeBatch"},
+		{"negative PageSize", pool, pgstore.Options{PageSize: -1}, "Options.PageSize"},
 	} {
-		_, err := pgstore.New(pool, opts)
-		assert.Error(t, err, "%+v", opts)
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := pgstore.New(tc.pool, tc.opts)
+			require.Error(t, err)
+			assert.Nil(t, s)
+			assert.ErrorIs(t, err, session.ErrConfig)
+			assert.ErrorContains(t, err, tc.field)
+			assert.ErrorContains(t, err, "pgstore: ")
+		})
 	}
-	_, err := pgstore.New(nil, pgstore.Options{})
-	assert.Error(t, err, "nil pool")
+}
+
+// TestNewAcceptsLimitsAndDefaults: zero values mean their documented
+// defaults, and the limits themselves are allowed; the longest table and
+// schema names are kept whole by the server.
+func TestNewAcceptsLimitsAndDefaults(t *testing.T) {
+	pool := newPool(t, "")
+	for _, tc := range []struct {
+		name string
+		opts pgstore.Options
+	}{
+		{"zero options", pgstore.Options{}},
+		{"TTL of 1µs", pgstore.Options{TTL: time.Microsecond}},
+		{"LockLease of 30ms", pgstore.Options{LockLease: 30 * time.Millisecond}},
+		{"48-byte table name", pgstore.Options{Table: strings.Repeat("t", 48)}},
+		{"63-byte schema name", pgstore.Options{Schema: strings.Repeat("s", 63)}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := pgstore.New(pool, tc.opts)
+			require.NoError(t, err)
+			assert.NotNil(t, s)
+			s.Close()
+		})
+	}
+}
+
+// TestLongestTableNameKeepsItsNames: with the longest table name allowed
+// the server creates the tables and the index under exactly the names
+// the package doc gives.
+func TestLongestTableNameKeepsItsNames(t *testing.T) {
+	ctx := context.Background()
+	pool := newPool(t, "")
+	table := uniqueTable(t)
+	table += strings.Repeat("x", 48-len(table))
+	s := newStore(t, pool, pgstore.Options{Table: table})
+	for _, name := range []string{table, table + "_locks", table + "_expires_at_idx"} {
+		var found bool
+		require.NoError(t, pool.QueryRow(ctx,
+			"SELECT EXISTS (SELECT 1 FROM pg_class WHERE relname = $1 AND pg_table_is_visible(oid))", name).Scan(&found))
+		assert.True(t, found, "%s exists", name)
+	}
+	require.NoError(t, s.Write(ctx, "k", []byte("v")))
+	unlock, err := s.Lock(ctx, "k")
+	require.NoError(t, err)
+	require.NoError(t, s.Write(ctx, "k", []byte("w")))
+	unlock()
 }
 
 // TestMigrateTwiceAndConcurrently: Migrate is idempotent and several

@@ -23,9 +23,10 @@
 // The session key k is stored at Prefix + "{" + k + "}" and its lock at
 // Prefix + "{" + k + "}:lock". The braces are a Redis Cluster hash tag: a
 // key and its lock always hash to the same slot, which the Lua scripts
-// that check a lease and write in one step need. In a cluster the prefix
-// must not contain '{' or '}', and session keys must not be empty or start
-// with '}' (the middleware's keys never are); elsewhere any bytes work.
+// that check a lease and write in one step need. In a cluster (or a ring)
+// the prefix must not contain '{' or '}' ([New] refuses one that does),
+// and session keys must not be empty or start with '}' (the middleware's
+// keys never are); elsewhere any bytes work.
 // With a cluster client the iterators scan every master. (The tests run
 // the whole suite against a three-master cluster.)
 //
@@ -51,6 +52,7 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"reflect"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -65,27 +67,37 @@ import (
 
 // Options configures a [Store]. The zero value is usable: no prefix, no
 // expiry, locking across processes with a 10-second lease.
+//
+// [New] checks the options and reports every mistake as an error wrapping
+// [session.ErrConfig] that names the field; the rules are given with each
+// field. The zero value of every field is valid and means what the field
+// says (a default, or none: no prefix, no expiry).
 type Options struct {
 	// Prefix is prepended to every Redis key the store uses, so several
 	// bots or stores can share one database. See the package doc for the
-	// exact layout.
+	// exact layout. With a cluster or ring client (*redis.ClusterClient,
+	// *redis.Ring) it must not contain '{' or '}': the hash tag that keeps
+	// a key and its lock together must be the store's own.
 	Prefix string
 
 	// TTL, if positive, makes every session expire this long after its
 	// last write or touch (SET ... PX, PEXPIRE). Redis drops expired keys
 	// itself. Zero means sessions never expire. Redis counts in whole
-	// milliseconds, so a TTL must be at least 1ms.
+	// milliseconds, so a TTL must be at least 1ms; a negative one is an
+	// error.
 	TTL time.Duration
 
 	// LockLease is how long a lock outlives a holder that stopped renewing
 	// it (a crashed or frozen process): other processes wait at most this
 	// long for the key. While held, the lock is renewed every LockLease/3.
-	// Default 10s; at least 30ms.
+	// Default (zero) 10s; otherwise at least 30ms, so that a renewal has
+	// time to reach Redis before the lease runs out (a negative lease is
+	// an error).
 	LockLease time.Duration
 
 	// LockRetry is the longest pause between two attempts to take a lock
 	// held by another process. Attempts start 1ms apart and double up to
-	// LockRetry, with jitter. Default 20ms.
+	// LockRetry, with jitter. Default (zero) 20ms; negative is an error.
 	LockRetry time.Duration
 
 	// DisableLocking makes Lock exclude holders within this process only,
@@ -102,7 +114,7 @@ type Options struct {
 	OnError func(error)
 
 	// ScanCount is the COUNT hint of each SCAN the iterators make.
-	// Default 100.
+	// Default (zero) 100; negative is an error.
 	ScanCount int64
 }
 
@@ -134,29 +146,40 @@ var (
 )
 
 // New returns a store that keeps sessions in client, which may be a
-// single-node, sentinel (failover) or cluster client. It reports invalid
-// options; it does not contact the server.
+// single-node, sentinel (failover) or cluster client. It does not contact
+// the server. A nil client (also a nil pointer such as
+// (*redis.Client)(nil)) and invalid [Options] are reported as an error
+// wrapping [session.ErrConfig] that names the parameter or field.
 func New(client redis.UniversalClient, opts Options) (*Store, error) {
-	if client == nil {
-		return nil, errors.New("redisstore: nil client")
+	if isNil(client) {
+		return nil, configError("nil client")
 	}
 	if opts.TTL < 0 || (opts.TTL > 0 && opts.TTL < time.Millisecond) {
-		return nil, fmt.Errorf("redisstore: TTL %v: must be 0 or at least 1ms", opts.TTL)
+		return nil, configError("Options.TTL %v: must be 0 (no expiry) or at least 1ms", opts.TTL)
 	}
 	if opts.LockLease == 0 {
 		opts.LockLease = defaultLease
 	}
 	if opts.LockLease < minLease {
-		return nil, fmt.Errorf("redisstore: LockLease %v: must be at least %v", opts.LockLease, minLease)
+		return nil, configError("Options.LockLease %v: must be 0 (default %v) or at least %v", opts.LockLease, defaultLease, minLease)
 	}
 	if opts.LockRetry == 0 {
 		opts.LockRetry = defaultRetry
 	}
 	if opts.LockRetry < 0 {
-		return nil, fmt.Errorf("redisstore: LockRetry %v: must not be negative", opts.LockRetry)
+		return nil, configError("Options.LockRetry %v: must not be negative", opts.LockRetry)
 	}
-	if opts.ScanCount <= 0 {
+	if opts.ScanCount == 0 {
 		opts.ScanCount = defaultScanCount
+	}
+	if opts.ScanCount < 0 {
+		return nil, configError("Options.ScanCount %d: must not be negative", opts.ScanCount)
+	}
+	switch client.(type) {
+	case *redis.ClusterClient, *redis.Ring:
+		if strings.ContainsAny(opts.Prefix, "{}") {
+			return nil, configError("Options.Prefix %q: must not contain '{' or '}' with a cluster or ring client (the hash tag that keeps a key and its lock in one slot must be the store's own)", opts.Prefix)
+		}
 	}
 	s := &Store{client: client, opts: opts}
 	s.held = lease.NewTable(lease.Config{
@@ -174,6 +197,24 @@ func New(client redis.UniversalClient, opts Options) (*Store, error) {
 		OnError: opts.OnError,
 	})
 	return s, nil
+}
+
+// configError reports a mistake in New's arguments.
+func configError(format string, args ...any) error {
+	return fmt.Errorf("redisstore: %w: %s", session.ErrConfig, fmt.Sprintf(format, args...))
+}
+
+// isNil reports whether c is nil or holds a nil pointer (or another nil
+// value of a kind that can be nil), which would fail on first use.
+func isNil(c redis.UniversalClient) bool {
+	if c == nil {
+		return true
+	}
+	switch v := reflect.ValueOf(c); v.Kind() {
+	case reflect.Pointer, reflect.Interface, reflect.Map, reflect.Slice, reflect.Func, reflect.Chan:
+		return v.IsNil()
+	}
+	return false
 }
 
 // dataKey is the Redis key of session key k; see the package doc.

@@ -167,20 +167,73 @@ func TestIteratorBytes(t *testing.T) {
 	assert.Equal(t, want, got)
 }
 
+// TestNewRejectsBadOptions: every mistake in New's arguments is an error
+// wrapping session.ErrConfig that names the parameter or option, and New
+// makes no store.
 func TestNewRejectsBadOptions(t *testing.T) {
-	c := redis.NewClient(&redis.Options{Addr: redisAddr()})
-	defer c.Close()
-	for _, opts := range []redisstore.Options{
-		{TTL: -time.Second},
-		{TTL: time.Microsecond},
-		{LockLease: time.Millisecond},
-		{LockRetry: -time.Millisecond},
+	// Clients are created but never used: New does not contact the server.
+	single := redis.NewClient(&redis.Options{Addr: redisAddr()})
+	defer single.Close()
+	cluster := redis.NewClusterClient(&redis.ClusterOptions{Addrs: []string{redisAddr()}})
+	defer cluster.Close()
+	ring := redis.NewRing(&redis.RingOptions{Addrs: map[string]string{"a": redisAddr()}})
+	defer ring.Close()
+
+	for _, tc := range []struct {
+		name   string
+		client redis.UniversalClient
+		opts   redisstore.Options
+		field  string // what the message must name
+	}{
+		{"nil client", nil, redisstore.Options{}, "nil client"},
+		{"nil *redis.Client", (*redis.Client)(nil), redisstore.Options{}, "nil client"},
+		{"nil *redis.ClusterClient", (*redis.ClusterClient)(nil), redisstore.Options{}, "nil client"},
+		{"nil *redis.Ring", (*redis.Ring)(nil), redisstore.Options{}, "nil client"},
+		{"negative TTL", single, redisstore.Options{TTL: -time.Second}, "Options.TTL"},
+		{"TTL below 1ms", single, redisstore.Options{TTL: time.Microsecond}, "Options.TTL"},
+		{"negative LockLease", single, redisstore.Options{LockLease: -time.Second}, "Options.LockLease"},
+		{"LockLease too short to renew", single, redisstore.Options{LockLease: 29 * time.Millisecond}, "Options.LockLease"},
+		{"negative LockRetry", single, redisstore.Options{LockRetry: -time.Millisecond}, "Options.LockRetry"},
+		{"negative ScanCount", single, redisstore.Options{ScanCount: -1}, "Options.ScanCount"},
+		{"hash tag in a cluster prefix", cluster, redisstore.Options{Prefix: "bot{1}:"}, "Options.Prefix"},
+		{"empty hash tag in a cluster prefix", cluster, redisstore.Options{Prefix: "{}"}, "Options.Prefix"},
+		{"brace in a ring prefix", ring, redisstore.Options{Prefix: "bot}"}, "Options.Prefix"},
 	} {
-		_, err := redisstore.New(c, opts)
-		assert.Error(t, err, "%+v", opts)
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := redisstore.New(tc.client, tc.opts)
+			require.Error(t, err)
+			assert.Nil(t, s)
+			assert.ErrorIs(t, err, session.ErrConfig)
+			assert.ErrorContains(t, err, tc.field)
+			assert.ErrorContains(t, err, "redisstore: ")
+		})
 	}
-	_, err := redisstore.New(nil, redisstore.Options{})
-	assert.Error(t, err, "nil client")
+}
+
+// TestNewAcceptsLimitsAndDefaults: zero values mean their documented
+// defaults, and the limits themselves are allowed.
+func TestNewAcceptsLimitsAndDefaults(t *testing.T) {
+	single := redis.NewClient(&redis.Options{Addr: redisAddr()})
+	defer single.Close()
+	cluster := redis.NewClusterClient(&redis.ClusterOptions{Addrs: []string{redisAddr()}})
+	defer cluster.Close()
+	for _, tc := range []struct {
+		name   string
+		client redis.UniversalClient
+		opts   redisstore.Options
+	}{
+		{"zero options", single, redisstore.Options{}},
+		{"TTL of 1ms", single, redisstore.Options{TTL: time.Millisecond}},
+		{"LockLease of 30ms", single, redisstore.Options{LockLease: 30 * time.Millisecond}},
+		{"braces in a single-node prefix", single, redisstore.Options{Prefix: "bot{1}:"}},
+		{"plain cluster prefix", cluster, redisstore.Options{Prefix: "bot:"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := redisstore.New(tc.client, tc.opts)
+			require.NoError(t, err)
+			assert.NotNil(t, s)
+		})
+	}
 }
 
 // TestLayout pins the Redis keys, which other tools and the cluster
