@@ -4,9 +4,14 @@ package session
 
 // MemoryMapLen reports how many items m's map holds, expired or not.
 func MemoryMapLen[T any](m *Memory[T]) int {
-	m.mu.RLock()
-	defer m.mu.RUnlock()
-	return len(m.items)
+	n := 0
+	for i := range m.shards {
+		s := &m.shards[i]
+		s.mu.RLock()
+		n += len(s.items)
+		s.mu.RUnlock()
+	}
+	return n
 }
 
 // TestClock is the fake clock of the internal tests, for the external ones.

@@ -88,7 +88,7 @@ type Fragment[S, F any] struct {
 	toucher Toucher     // non-nil if the store can restart an expiry
 	fwd     forwarder   // non-nil if the store can hold a chat migration's forward
 	initial func() F
-	ops     valueOps[F]
+	snap    jsonCodec[F] // compares the values of a store that keeps Go values
 }
 
 func newFragment[S, F any](name string, field func(*S) *F, opts Options[F]) *Fragment[S, F] {
@@ -105,7 +105,7 @@ func newFragment[S, F any](name string, field func(*S) *F, opts Options[F]) *Fra
 		field:    field,
 		store:    opts.Storage,
 		initial:  opts.Initial,
-		ops:      opsFor[F](),
+		snap:     jsonCodecFor[F](),
 	}
 	if f.key == nil {
 		f.key, f.defaultKey = ByChat, true
@@ -245,19 +245,20 @@ func (f *Fragment[S, F]) load(c *Context[S], st *state[S], sl *slot) error {
 }
 
 // snapshot records what the value is now, so commit can tell whether the
-// handler changed it: its encoding for byte stores (only where the store
-// did not give it: a new or cleared session), a deep copy otherwise.
+// handler changed it: its encoding, which the stores of this package give
+// with the value (so it is made here only for a new or cleared session).
+// A store of the caller's own that keeps Go values is compared by the
+// values' JSON; a value JSON cannot encode is always written.
 func (f *Fragment[S, F]) snapshot(st *state[S], sl *slot, to slotState) error {
 	v := f.field(&st.val)
-	var err error
 	switch {
 	case f.raw == nil:
-		*f.field(&st.orig), err = f.ops.clone(v)
+		sl.stored, _ = f.snap.marshal(v)
 	case to == cleared || !sl.found:
-		sl.stored, err = f.raw.encode(sl.storeKey, v)
-	}
-	if err != nil {
-		return f.errorf(sl, "snapshot", err)
+		var err error
+		if sl.stored, err = f.raw.encode(sl.storeKey, v); err != nil {
+			return f.errorf(sl, "snapshot", err)
+		}
 	}
 	sl.state = to
 	return nil
@@ -326,8 +327,9 @@ func (f *Fragment[S, F]) commit(ctx context.Context, st *state[S], sl *slot) err
 			return f.errorf(sl, "encode", err)
 		}
 		same = sl.state != replaced && sl.stored != nil && bytes.Equal(data, sl.stored)
-	} else {
-		same = sl.state != replaced && f.ops.equal(v, f.field(&st.orig))
+	} else if sl.state != replaced && sl.stored != nil {
+		now, err := f.snap.marshal(v)
+		same = err == nil && bytes.Equal(now, sl.stored)
 	}
 	var err error
 	switch {

@@ -221,7 +221,6 @@ type state[S any] struct {
 	locked bool // every keyed slot holds its lock
 	closed bool // the handler returned: no more access
 	val    S    // what the handler sees
-	orig   S    // deep copy of val at load, for stores that do not keep bytes
 }
 
 // slot is the per-update state of one part.
