@@ -1,67 +1,22 @@
 package session
 
 import (
+	"encoding"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"reflect"
 )
 
-// Configuration checks, run when a middleware, fragment or store is built
-// so that a mistake is a clear error then, not a nil dereference or a
-// failing update later.
+// jsonProblem is the check, made when a session is built, that JSON can
+// keep its type: a mistake is a clear error then, not a failing update
+// later.
 
-// isNil reports whether v is nil, including a typed nil pointer (or map,
-// func, chan, slice) inside an interface: (*Memory[T])(nil) as a
-// StorageAdapter passes a v == nil check and panics on the first call.
-func isNil(v any) bool {
-	if v == nil {
-		return true
-	}
-	rv := reflect.ValueOf(v)
-	switch rv.Kind() {
-	case reflect.Pointer, reflect.Map, reflect.Func, reflect.Chan, reflect.Slice, reflect.Interface:
-		return rv.IsNil()
-	}
-	return false
-}
-
-// configErr panics with an error wrapping ErrConfig, for constructors that
-// return no error.
-func configErr(format string, args ...any) {
-	panic(fmt.Errorf("%w: "+format, append([]any{ErrConfig}, args...)...))
-}
-
-// checkOptions checks what a session or fragment is given: a usable
-// store, an initial value for types whose zero value is nil, and a type
-// the store can keep. what names it in the errors ("session", `fragment
-// "cart"`).
-func checkOptions[T any](what string, opts Options[T]) {
-	t := reflect.TypeFor[T]()
-	if opts.Storage != nil && isNil(opts.Storage) {
-		configErr("%s: Options.Storage is a nil %T", what, opts.Storage)
-	}
-	if opts.Initial == nil {
-		switch t.Kind() {
-		case reflect.Pointer, reflect.Map:
-			configErr("%s: the zero value of %v is nil, so a new session could not be used: set Options.Initial", what, t)
-		}
-	}
-	if c, ok := opts.Storage.(typeChecker); ok {
-		if err := c.checkType(); err != nil {
-			configErr("%s: %w", what, err)
-		}
-	}
-}
-
-// typeChecker is implemented by the stores of this package: checkType
-// reports a session type they cannot keep.
-type typeChecker interface{ checkType() error }
-
-// checkStore panics if a byte store given to a wrapper is nil.
-func checkStore(what string, store StorageAdapter[[]byte]) {
-	if isNil(store) {
-		configErr("%s: nil store", what)
-	}
-}
+var (
+	jsonMarshaler = reflect.TypeFor[json.Marshaler]()
+	textMarshaler = reflect.TypeFor[encoding.TextMarshaler]()
+	errNoLister   = errors.ErrUnsupported
+)
 
 // jsonProblem reports the first part of t that encoding/json cannot
 // encode (a channel, a function, a complex number, an unsafe pointer, a map

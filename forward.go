@@ -6,23 +6,17 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+
+	tgbotapi "github.com/go-telegram-bot-api/telegram-bot-api/v5"
 )
 
 // A chat migration moves a session to the new chat's key and leaves a
-// forward at the old one: updates of the old chat still queued when the
-// group became a supergroup follow it to the new key instead of starting a
-// session nobody reads again. The forward lives beside the old key (under
-// forwardKey), so the old key itself holds nothing, and it is only looked
-// for when a session is missing: a session that exists costs nothing more.
-
-// forwarder is implemented by the stores of this package: [Memory], and
-// [Encoded] and [Enhance] over any byte store.
-type forwarder interface {
-	// forwardOf returns the key that key's session moved to, if any.
-	forwardOf(ctx context.Context, key string) (to string, ok bool, err error)
-	// setForward records that key's session moved to to.
-	setForward(ctx context.Context, key, to string) error
-}
+// forward beside the old one: updates of the old chat still queued when
+// the group became a supergroup (or sent again later) follow it to the new
+// key instead of starting a session nobody reads again. The forward lives
+// under forwardKey, so the old key itself holds nothing, and it is looked
+// for only when a session is missing: a session that exists costs nothing
+// more.
 
 // forwardSuffix marks the key that holds a forward. No key function of
 // this package produces a unit separator, and storage backends (Redis,
@@ -35,21 +29,9 @@ func forwardKey(key string) string { return key + forwardSuffix }
 // skip: it is not a session.
 func isForwardKey(key string) bool { return strings.HasSuffix(key, forwardSuffix) }
 
-func (b byteBase) forwardOf(ctx context.Context, key string) (string, bool, error) {
-	to, ok, err := b.store.Read(ctx, forwardKey(key))
-	if err != nil || !ok {
-		return "", false, err
-	}
-	return string(to), true, nil
-}
-
-func (b byteBase) setForward(ctx context.Context, key, to string) error {
-	return b.store.Write(ctx, forwardKey(key), []byte(to))
-}
-
-// migrating holds the lock identities of the stores a chat migration
-// middleware moves sessions in: only their parts look for forwards. Every
-// process of a bot builds the same middlewares, so they agree.
+// migrating holds the lock identities of the stores a session with
+// ChatMigration keeps its sessions in: only their parts look for forwards.
+// Every process of a bot builds the same sessions, so they agree.
 var migrating sync.Map // lockID -> struct{}
 
 func (p *partInfo) migrating() bool {
@@ -68,12 +50,12 @@ func (m movedError) Error() string { return "session: moved to " + m.to }
 const maxForwards = 4
 
 // follow handles a forward found while part i was being accessed: it
-// points the slot at the new key and takes the locks again, in order,
+// points the slot at the new key and takes the leases again, in order,
 // since the new key may sort before keys already held. Before the handler
 // has seen anything (reload true) that is always safe, and every part is
-// read again; after the handler has used another part of this session, that
-// part's lock cannot be let go, so the access fails with ErrConflict. st.mu
-// is held.
+// loaded again; after the handler has used another part of this session,
+// that part's lease cannot be let go, so the access fails with
+// ErrConflict. st.mu is held.
 func (st *state[S]) follow(c *Context[S], i int, err error, reload bool) error {
 	var m movedError
 	if !errors.As(err, &m) {
@@ -84,14 +66,90 @@ func (st *state[S]) follow(c *Context[S], i int, err error, reload bool) error {
 		return info.errorf(sl, "follow chat migration", fmt.Errorf("more than %d forwards", maxForwards))
 	}
 	for j := range st.slots {
-		if j != i && st.slots[j].state != untouched {
+		if other := &st.slots[j]; j != i && other.state != untouched {
 			if !reload {
 				return info.errorf(sl, "follow chat migration", fmt.Errorf("%w: the chat moved to %q while this update held other fragments", ErrConflict, m.to))
 			}
-			st.slots[j].state, st.slots[j].read, st.slots[j].found, st.slots[j].stored = untouched, false, false, nil
+			other.state, other.found, other.stale, other.same = untouched, false, false, nil
 		}
 	}
 	st.unlock()
 	sl.moved = m.to
 	return st.lock(c)
+}
+
+// migrations wraps h with the moves of chat migrations: on the service
+// message that announces one (Message.MigrateToChatID in the old chat,
+// Message.MigrateFromChatID in the new one), every part whose key depends
+// on the chat moves from the old chat's key to the new one's, under the
+// leases of both, so no update of either chat runs in between. It is
+// idempotent: Telegram sends both messages, and the second finds nothing
+// left to move. The message in the old chat ends here (that chat no longer
+// exists, and a session there would recreate its key); the one in the new
+// chat goes on to h.
+func (e *engine[S]) migrations(h Handler[S]) Handler[S] {
+	doubled := make([]part[S], 0, 2*len(e.parts))
+	for _, p := range e.parts {
+		doubled = append(doubled, p, p)
+	}
+	mover := &engine[S]{parts: doubled}
+	return func(c *Context[S]) error {
+		msg := c.Update.Message
+		if msg == nil || msg.Chat == nil || (msg.MigrateToChatID == 0 && msg.MigrateFromChatID == 0) {
+			return h(c)
+		}
+		if err := mover.move(c, e.parts); err != nil {
+			return err
+		}
+		if msg.MigrateToChatID != 0 {
+			return nil
+		}
+		return h(c)
+	}
+}
+
+// move plans the old and new key of every part, takes all their leases,
+// and moves each part whose keys differ.
+func (e *engine[S]) move(c *Context[S], parts []part[S]) error {
+	if c.Context == nil {
+		c = &Context[S]{Context: context.Background(), Bot: c.Bot, Update: c.Update, sess: c.sess}
+	}
+	msg := c.Update.Message
+	oldU, newU := &c.Update, &c.Update
+	if msg.MigrateToChatID != 0 {
+		newU = withChat(c.Update, msg.MigrateToChatID)
+	} else {
+		oldU = withChat(c.Update, msg.MigrateFromChatID)
+	}
+	st := &state[S]{eng: e, slots: make([]slot, len(e.parts))}
+	defer st.unlock() // installed before locking: a panic midway releases what was taken
+	for i, p := range parts {
+		from, to := &st.slots[2*i], &st.slots[2*i+1]
+		from.resolve(p.info(), oldU)
+		to.resolve(p.info(), newU)
+		if !from.ok || !to.ok || from.key == to.key {
+			from.ok, to.ok = false, false // nothing to move for this part
+		}
+	}
+	if err := st.lock(c); err != nil {
+		return err
+	}
+	for i, p := range parts {
+		if from, to := &st.slots[2*i], &st.slots[2*i+1]; from.ok {
+			if err := p.move(c, from, to); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// withChat returns a copy of u whose message is in chat id.
+func withChat(u tgbotapi.Update, id int64) *tgbotapi.Update {
+	msg := *u.Message
+	chat := *msg.Chat
+	chat.ID = id
+	msg.Chat = &chat
+	u.Message = &msg
+	return &u
 }

@@ -4,23 +4,23 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-
-	tgbotapi "github.com/go-telegram-bot-api/telegram-bot-api/v5"
+	"reflect"
+	"time"
 )
 
 // part is one stored value of a session, seen by the engine without its
 // type. A single session has one part; a multi session has one per
-// fragment. [Fragment] is the only implementation. Every method is called
-// with the state's mutex held.
+// fragment. [Fragment] is the only implementation. Every method but
+// entries is called with the state's mutex held.
 type part[S any] interface {
 	info() *partInfo
-	load(c *Context[S], st *state[S], sl *slot) error   // read storage into the session
+	load(c *Context[S], st *state[S], sl *slot) error   // decode the value read with the lease
 	access(c *Context[S], st *state[S], sl *slot) error // load unless already available
-	blind(c *Context[S], st *state[S], sl *slot) error  // before a set or clear without a read
-	set(st *state[S], sl *slot, from *S)
-	clear(st *state[S], sl *slot) error
-	commit(ctx context.Context, st *state[S], sl *slot) error // write, delete or touch after success
-	move(ctx context.Context, from, to *slot) error           // for chat migration, with both locks held
+	set(c *Context[S], st *state[S], sl *slot, from *S) error
+	clear(c *Context[S], st *state[S], sl *slot) error
+	change(st *state[S], sl *slot) (Change, error) // what commit does
+	move(ctx context.Context, from, to *slot) error // chat migration, with both leases held
+	entries(ctx context.Context, yield func(key string, v *S) bool, fail func(error))
 }
 
 // partInfo is what the engine needs of a part besides its value.
@@ -29,108 +29,154 @@ type partInfo struct {
 	key        KeyFunc
 	defaultKey bool
 	prefix     string
-	table      *keyLocks[string] // guards the part's stored keys, if the store has one
-	locker     Locker            // guards them otherwise
-	lockID     any               // identity of the lock table
-	forwards   bool              // the store can hold a chat migration's forward
-	rank       uintptr           // order of that table among others
+	store      Store
+	locker     Locker  // nil: the process-wide table
+	expirer    Expirer // nil: no native expiry
+	lister     Lister  // nil: cannot list
+	lockID     any     // identity of the lock table
+	rank       uintptr // order of that table among others
+	ttl        time.Duration
 }
 
-// resolve finds the slot's key for u. An empty key is no key: it would
-// put every update that gets one into a single session shared by all.
-func (sl *slot) resolve(p *partInfo, u *tgbotapi.Update) {
-	sl.key, sl.ok = p.key(u)
-	if sl.ok && sl.key == "" {
-		sl.ok, sl.empty = false, true
+// lock takes key's lease: the store's own, or one of the process-wide
+// table.
+func (p *partInfo) lock(ctx context.Context, key string) (Lease, error) {
+	if p.locker != nil {
+		return p.locker.Lock(ctx, key)
 	}
+	l, err := lockLocal(ctx, p.store, p.expirer, p.lockID, key)
+	if err != nil {
+		return nil, err
+	}
+	return l, nil
 }
 
-// what names the part in messages.
-func (p *partInfo) what() string {
-	if p.name == "" {
-		return "the session"
+// nativeTTL is the TTL given to the store with each write and touch.
+func (p *partInfo) nativeTTL() time.Duration {
+	if p.expirer == nil {
+		return 0
 	}
-	return fmt.Sprintf("fragment %q", p.name)
-}
-
-// noKey is the error of an access to a part that has no key for this
-// update.
-func (p *partInfo) noKey(sl *slot) error {
-	how := "the custom key function returned none"
-	switch {
-	case sl.empty:
-		how = "the key function returned an empty key, which would share one session between every update that gets it"
-	case p.defaultKey:
-		how = "the default key function ByChat found no chat"
-	}
-	if p.name != "" {
-		return fmt.Errorf("%w: fragment %q: %s", ErrNoSessionKey, p.name, how)
-	}
-	return fmt.Errorf("%w: %s", ErrNoSessionKey, how)
-}
-
-// errorf names the fragment and the storage key in an error.
-func (p *partInfo) errorf(sl *slot, op string, err error) error {
-	if p.name != "" {
-		return fmt.Errorf("session: fragment %q: %s %q: %w", p.name, op, sl.storeKey, err)
-	}
-	return fmt.Errorf("session: %s %q: %w", op, sl.storeKey, err)
+	return p.ttl
 }
 
 // Fragment is one named, separately stored part of a multi session,
 // bound to a field of the session value S of type F. Create it with
-// [NewFragment]; use it in handlers to reach just that part.
+// [NewFragment] and give it to [NewMulti]; use it in handlers to reach
+// just that part.
 type Fragment[S, F any] struct {
 	partInfo
 	field   func(*S) *F
-	store   StorageAdapter[F]
-	raw     rawStore[F] // non-nil for byte stores: compare encodings
-	toucher Toucher     // non-nil if the store can restart an expiry
-	fwd     forwarder   // non-nil if the store can hold a chat migration's forward
+	opts    Options[F]
 	initial func() F
-	snap    jsonCodec[F] // compares the values of a store that keeps Go values
+	vc      *valueCodec[F]
+	built   bool
 }
 
-func newFragment[S, F any](name string, field func(*S) *F, opts Options[F]) *Fragment[S, F] {
-	what := "session"
-	if name != "" {
-		what = fmt.Sprintf("fragment %q", name)
+// Part is a fragment of a multi session as [NewMulti] takes it; every
+// [*Fragment] is one.
+type Part[S any] interface {
+	build(clock func() time.Time) (part[S], error)
+}
+
+// NewFragment declares one fragment of a multi session: the field of S
+// that field points to, stored with its own Options (Storage, Codec, Key,
+// Prefix, Initial, TTL, Migrations; the defaults are those of a single
+// session). Unless opts.Prefix is set, stored keys are prefixed with
+// name + ":", so fragments that share one store never overwrite each
+// other. [NewMulti] checks the options.
+func NewFragment[S, F any](name string, field func(*S) *F, opts Options[F]) *Fragment[S, F] {
+	if opts.Prefix == "" {
+		opts.Prefix = name + ":"
+	}
+	return &Fragment[S, F]{partInfo: partInfo{name: name}, field: field, opts: opts}
+}
+
+func (f *Fragment[S, F]) build(clock func() time.Time) (part[S], error) {
+	if f.built {
+		return f, nil
+	}
+	if f.field == nil {
+		return nil, fmt.Errorf("%w: fragment %q has no field accessor", ErrConfig, f.name)
+	}
+	if f.opts.Lazy || f.opts.ChatMigration || f.opts.Clock != nil {
+		return nil, fmt.Errorf("%w: fragment %q: Lazy, ChatMigration and Clock are set on the multi session, not on a fragment", ErrConfig, f.name)
+	}
+	if err := f.setup(f.opts, clock); err != nil {
+		return nil, err
+	}
+	f.built = true
+	return f, nil
+}
+
+func newFragment[S, F any](name string, field func(*S) *F, opts Options[F], clock func() time.Time) (*Fragment[S, F], error) {
+	f := &Fragment[S, F]{partInfo: partInfo{name: name}, field: field}
+	if err := f.setup(opts, clock); err != nil {
+		return nil, err
+	}
+	f.built = true
+	return f, nil
+}
+
+// setup checks opts and fills in the fragment from them.
+func (f *Fragment[S, F]) setup(opts Options[F], clock func() time.Time) error {
+	what := f.partInfo.what()
+	fail := func(format string, args ...any) error {
+		return fmt.Errorf("%w: %s: "+format, append([]any{ErrConfig, what}, args...)...)
+	}
+	t := reflect.TypeFor[F]()
+	switch {
+	case opts.Storage != nil && isNil(opts.Storage):
+		return fail("Options.Storage is a nil %T", opts.Storage)
+	case opts.Codec != nil && isNil(opts.Codec):
+		return fail("Options.Codec is a nil %T", opts.Codec)
+	case clock != nil && isNil(clock):
+		return fail("Options.Clock is nil")
+	case opts.Initial == nil && (t.Kind() == reflect.Pointer || t.Kind() == reflect.Map):
+		return fail("the zero value of %v is nil, so a new session could not be used: set Options.Initial", t)
+	case opts.TTL < 0:
+		return fail("negative Options.TTL %v", opts.TTL)
+	}
+	if _, custom := opts.Codec.(JSON); opts.Codec == nil || custom {
+		if err := jsonProblem(t); err != nil {
+			return fail("sessions are stored as JSON: %w", err)
+		}
+	}
+	if clock == nil {
+		clock = time.Now
 	}
 	if opts.Storage == nil {
-		opts.Storage = NewMemory[F]()
+		opts.Storage = NewMemory(MemoryOptions{Clock: clock})
 	}
-	checkOptions(what, opts)
-	f := &Fragment[S, F]{
-		partInfo: partInfo{name: name, key: opts.Key, prefix: opts.Prefix},
-		field:    field,
-		store:    opts.Storage,
-		initial:  opts.Initial,
-		snap:     jsonCodecFor[F](),
-	}
+	f.key, f.defaultKey = opts.Key, opts.Key == nil
 	if f.key == nil {
-		f.key, f.defaultKey = ByChat, true
+		f.key = ByChat
 	}
-	f.raw, _ = f.store.(rawStore[F])
-	f.toucher, _ = f.store.(Toucher)
-	f.fwd, f.forwards = f.store.(forwarder)
-	root := lockRoot(f.store)
-	if t, ok := root.(ownLocks); ok {
-		f.table = t.keyTable()
-		f.lockID = storeIdentity(f.table)
+	f.prefix = opts.Prefix
+	f.store = opts.Storage
+	f.locker, _ = Unwrap[Locker](opts.Storage)
+	f.expirer, _ = Unwrap[Expirer](opts.Storage)
+	f.lister, _ = Unwrap[Lister](opts.Storage)
+	f.ttl = opts.TTL
+	f.initial = opts.Initial
+	if f.locker != nil {
+		f.lockID = storeIdentity(f.locker)
 	} else {
-		f.locker = lockerOf(root)
-		f.lockID = storeIdentity(root)
+		f.lockID = storeIdentity(opts.Storage)
 	}
 	f.rank = lockRank(f.lockID)
-	return f
+	dataTTL := opts.TTL
+	if f.expirer != nil {
+		dataTTL = 0
+	}
+	vc, err := newValueCodec[F](opts.Codec, dataTTL, opts.Migrations, clock)
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	f.vc = vc
+	return nil
 }
 
-// single is the one part of a plain session: the whole value.
-func single[S any](opts Options[S]) part[S] {
-	return newFragment("", func(s *S) *S { return s }, opts)
-}
-
-// Get returns the fragment's value for this update, reading it first
+// Get returns the fragment's value for this update, loading it first
 // under lazy sessions. The handler changes it in place.
 func (f *Fragment[S, F]) Get(c *Context[S]) (*F, error) {
 	st, sl, err := f.open(c)
@@ -144,14 +190,15 @@ func (f *Fragment[S, F]) Get(c *Context[S]) (*F, error) {
 	return f.field(&st.val), nil
 }
 
-// Set replaces the fragment's value; under lazy sessions without a read.
+// Set replaces the fragment's value; it is written after the handler
+// succeeds, whatever was stored.
 func (f *Fragment[S, F]) Set(c *Context[S], v F) error {
 	st, sl, err := f.open(c)
 	if err != nil {
 		return err
 	}
 	defer st.mu.Unlock()
-	if err := f.blind(c, st, sl); err != nil {
+	if err := f.prepare(c, st, sl); err != nil {
 		return err
 	}
 	f.assign(st, sl, v)
@@ -165,10 +212,7 @@ func (f *Fragment[S, F]) Clear(c *Context[S]) error {
 		return err
 	}
 	defer st.mu.Unlock()
-	if err := f.blind(c, st, sl); err != nil {
-		return err
-	}
-	return f.clear(st, sl)
+	return f.clear(c, st, sl)
 }
 
 // Key returns the key the fragment's key function gave for this update,
@@ -190,8 +234,8 @@ func (f *Fragment[S, F]) Key(c *Context[S]) (string, bool) {
 	return st.slots[i].key, st.slots[i].ok
 }
 
-// open locks c's session state and finds the fragment's slot, with its
-// lock taken; on success st.mu is held.
+// open locks c's session state and finds the fragment's slot, with the
+// leases taken; on success st.mu is held.
 func (f *Fragment[S, F]) open(c *Context[S]) (*state[S], *slot, error) {
 	st, err := c.open()
 	if err != nil {
@@ -203,6 +247,10 @@ func (f *Fragment[S, F]) open(c *Context[S]) (*state[S], *slot, error) {
 		return nil, nil, err
 	}
 	return st, sl, nil
+}
+
+func errNotPart(name string) error {
+	return fmt.Errorf("session: fragment %q is not part of this context's session", name)
 }
 
 func (f *Fragment[S, F]) info() *partInfo { return &f.partInfo }
@@ -217,50 +265,47 @@ func (f *Fragment[S, F]) newValue() F {
 
 func (f *Fragment[S, F]) load(c *Context[S], st *state[S], sl *slot) error {
 	v := f.field(&st.val)
-	var err error
-	if f.raw != nil {
-		sl.stored, sl.found, err = f.raw.readRaw(c, sl.storeKey, v)
-	} else {
-		*v, sl.found, err = f.store.Read(c, sl.storeKey)
-	}
-	if err != nil {
-		var zero F
-		*v = zero
-		return f.errorf(sl, "read", err)
-	}
-	if !sl.found && f.fwd != nil && f.migrating() {
-		to, moved, err := f.fwd.forwardOf(c, sl.storeKey)
+	var zero F
+	*v = zero
+	data, found := sl.lease.Value()
+	if found {
+		d, err := f.vc.decode(sl.storeKey, data, v)
 		if err != nil {
-			return f.errorf(sl, "read forward", err)
+			return f.errorf(sl, "read", err)
 		}
-		if moved {
-			return movedError{to}
+		sl.same = d.same
+		if !d.live {
+			found, sl.stale = false, true
 		}
 	}
-	sl.read = true
-	if !sl.found {
+	if !found {
+		if err := f.forwarded(c, sl); err != nil {
+			return err
+		}
 		*v = f.newValue()
+		var err error
+		if sl.same, err = f.vc.encode(v); err != nil { // a new session the handler leaves as it is is not written
+			return f.errorf(sl, "encode", err)
+		}
 	}
-	return f.snapshot(st, sl, loaded)
+	sl.found = found
+	sl.state = loaded
+	return nil
 }
 
-// snapshot records what the value is now, so commit can tell whether the
-// handler changed it: its encoding, which the stores of this package give
-// with the value (so it is made here only for a new or cleared session).
-// A store of the caller's own that keeps Go values is compared by the
-// values' JSON; a value JSON cannot encode is always written.
-func (f *Fragment[S, F]) snapshot(st *state[S], sl *slot, to slotState) error {
-	v := f.field(&st.val)
-	switch {
-	case f.raw == nil:
-		sl.stored, _ = f.snap.marshal(v)
-	case to == cleared || !sl.found:
-		var err error
-		if sl.stored, err = f.raw.encode(sl.storeKey, v); err != nil {
-			return f.errorf(sl, "snapshot", err)
-		}
+// forwarded reports a chat migration's forward at the slot's key, as a
+// movedError, in stores that a chat migration moves sessions in.
+func (f *Fragment[S, F]) forwarded(ctx context.Context, sl *slot) error {
+	if !f.migrating() {
+		return nil
 	}
-	sl.state = to
+	to, ok, err := f.store.Read(ctx, forwardKey(sl.storeKey))
+	if err != nil {
+		return f.errorf(sl, "read forward", err)
+	}
+	if ok {
+		return movedError{string(to)}
+	}
 	return nil
 }
 
@@ -275,29 +320,35 @@ func (f *Fragment[S, F]) access(c *Context[S], st *state[S], sl *slot) error {
 	return nil
 }
 
-// blind prepares a write that needs no read (Set, Clear): in a store a
-// chat migration moves sessions in, it must land where the session moved.
-func (f *Fragment[S, F]) blind(c *Context[S], st *state[S], sl *slot) error {
-	for sl.state == untouched && f.fwd != nil && f.migrating() {
-		to, moved, err := f.fwd.forwardOf(c, sl.storeKey)
-		if err != nil {
-			return f.errorf(sl, "read forward", err)
+// prepare readies a slot for a change that needs no decoding of what is
+// stored (Set, Clear): it notes whether a session is stored, and follows
+// a chat migration's forward.
+func (f *Fragment[S, F]) prepare(c *Context[S], st *state[S], sl *slot) error {
+	for sl.state == untouched {
+		_, found := sl.lease.Value()
+		if !found {
+			if err := f.forwarded(c, sl); err != nil {
+				if err := st.follow(c, st.indexOf(f), err, false); err != nil {
+					return err
+				}
+				continue
+			}
 		}
-		if !moved {
-			return nil
-		}
-		if err := st.follow(c, st.indexOf(f), movedError{to}, false); err != nil {
-			return err
-		}
+		sl.found = found
+		return nil
 	}
 	return nil
 }
 
-func (f *Fragment[S, F]) set(st *state[S], sl *slot, from *S) {
+func (f *Fragment[S, F]) set(c *Context[S], st *state[S], sl *slot, from *S) error {
+	if err := f.prepare(c, st, sl); err != nil {
+		return err
+	}
 	f.assign(st, sl, *f.field(from))
+	return nil
 }
 
-// assign replaces the live value; without a read it is always written.
+// assign replaces the live value; without a load it is always written.
 func (f *Fragment[S, F]) assign(st *state[S], sl *slot, v F) {
 	*f.field(&st.val) = v
 	if sl.state == untouched {
@@ -305,85 +356,115 @@ func (f *Fragment[S, F]) assign(st *state[S], sl *slot, v F) {
 	}
 }
 
-func (f *Fragment[S, F]) clear(st *state[S], sl *slot) error {
-	*f.field(&st.val) = f.newValue()
-	return f.snapshot(st, sl, cleared)
-}
-
-// commit writes the value if it differs from what is stored (for byte
-// stores: if its encoding differs from the stored bytes), deletes a
-// cleared session that the handler left empty, and touches one that was
-// used and left as it was.
-func (f *Fragment[S, F]) commit(ctx context.Context, st *state[S], sl *slot) error {
-	if sl.state == untouched {
-		return nil
+func (f *Fragment[S, F]) clear(c *Context[S], st *state[S], sl *slot) error {
+	if err := f.prepare(c, st, sl); err != nil {
+		return err
 	}
 	v := f.field(&st.val)
-	var data []byte
-	var same bool
-	if f.raw != nil {
-		var err error
-		if data, err = f.raw.encode(sl.storeKey, v); err != nil {
-			return f.errorf(sl, "encode", err)
-		}
-		same = sl.state != replaced && sl.stored != nil && bytes.Equal(data, sl.stored)
-	} else if sl.state != replaced && sl.stored != nil {
-		now, err := f.snap.marshal(v)
-		same = err == nil && bytes.Equal(now, sl.stored)
-	}
+	*v = f.newValue()
 	var err error
-	switch {
-	case !same && f.raw != nil:
-		err = f.raw.writeRaw(ctx, sl.storeKey, data)
-	case !same:
-		err = f.store.Write(ctx, sl.storeKey, *v)
-	case sl.state == cleared:
-		if sl.read && !sl.found {
-			return nil // nothing stored to delete
-		}
-		if err = f.store.Delete(ctx, sl.storeKey); err != nil {
-			return f.errorf(sl, "delete", err)
-		}
-		return nil
-	case sl.found && f.toucher != nil:
-		if err = f.toucher.Touch(ctx, sl.storeKey); err != nil {
-			return f.errorf(sl, "touch", err)
-		}
-		return nil
+	if sl.same, err = f.vc.encode(v); err != nil {
+		return f.errorf(sl, "encode", err)
 	}
-	if err != nil {
-		return f.errorf(sl, "write", err)
-	}
+	sl.state = cleared
 	return nil
 }
 
-// move stores the value of from under to and deletes from, unless from
-// has nothing or to has something already.
-func (f *Fragment[S, F]) move(ctx context.Context, from, to *slot) error {
-	v, found, err := f.store.Read(ctx, from.storeKey)
+// change is what commit does with the slot: write the value if its
+// encoding differs from what is stored, delete a cleared (or expired)
+// session that the handler left empty, restart the expiry of one that
+// was used and left as it was.
+func (f *Fragment[S, F]) change(st *state[S], sl *slot) (Change, error) {
+	if sl.state == untouched {
+		return Change{Op: OpKeep}, nil
+	}
+	data, err := f.vc.encode(f.field(&st.val))
 	if err != nil {
-		return f.errorf(from, "read", err)
+		return Change{}, f.errorf(sl, "encode", err)
+	}
+	same := sl.state != replaced && sl.same != nil && bytes.Equal(data, sl.same)
+	switch {
+	case !same:
+		return Change{Op: OpWrite, Value: f.vc.wrap(data), TTL: f.nativeTTL()}, nil
+	case sl.state == cleared && sl.found, sl.stale:
+		return Change{Op: OpDelete}, nil
+	case sl.found && f.nativeTTL() > 0:
+		return Change{Op: OpTouch, TTL: f.nativeTTL()}, nil
+	}
+	return Change{Op: OpKeep}, nil
+}
+
+// move stores the session of from under to, leaves a forward at from
+// and deletes it, unless to has a session already (then both stay).
+func (f *Fragment[S, F]) move(ctx context.Context, from, to *slot) error {
+	data, found := from.lease.Value()
+	if _, taken := to.lease.Value(); found && taken {
+		return nil // never overwrite what the new chat has
 	}
 	if found {
-		if _, taken, err := f.store.Read(ctx, to.storeKey); err != nil {
-			return f.errorf(to, "read", err)
-		} else if taken {
-			return nil // never overwrite what the new chat has; both stay
-		}
-		if err := f.store.Write(ctx, to.storeKey, v); err != nil {
+		lease := to.lease
+		to.lease = nil
+		if err := lease.Commit(ctx, Change{Op: OpWrite, Value: data, TTL: f.nativeTTL()}); err != nil {
 			return f.errorf(to, "write", err)
 		}
 	}
 	// Before the old key is deleted: an update of the old chat that comes
 	// later (still queued, or sent again) follows the forward, even when
 	// the old chat had no session yet.
-	if err := f.fwd.setForward(ctx, from.storeKey, to.storeKey); err != nil {
+	fwd, ttl := forwardKey(from.storeKey), f.nativeTTL()
+	var err error
+	if ttl > 0 {
+		err = f.expirer.WriteTTL(ctx, fwd, []byte(to.storeKey), ttl)
+	} else {
+		err = f.store.Write(ctx, fwd, []byte(to.storeKey))
+	}
+	if err != nil {
 		return f.errorf(from, "write forward", err)
 	}
 	if found {
-		if err := f.store.Delete(ctx, from.storeKey); err != nil {
+		lease := from.lease
+		from.lease = nil
+		if err := lease.Commit(ctx, Change{Op: OpDelete}); err != nil {
 			return f.errorf(from, "delete", err)
 		}
 	}
 	return nil
+}
+
+// entries yields every stored session of this part, decoded.
+func (f *Fragment[S, F]) entries(ctx context.Context, yield func(key string, v *S) bool, fail func(error)) {
+	if f.lister == nil {
+		fail(fmt.Errorf("session: %T cannot list its sessions: %w", f.store, errNoLister))
+		return
+	}
+	var s S
+	for stored, err := range f.lister.Keys(ctx) {
+		if err != nil {
+			fail(err)
+			return
+		}
+		key, ok := hasPrefixKey(stored, f.prefix)
+		if !ok {
+			continue
+		}
+		data, found, err := f.store.Read(ctx, stored)
+		if err != nil {
+			fail(fmt.Errorf("session: read %q: %w", stored, err))
+			return
+		}
+		if !found {
+			continue // deleted since it was listed
+		}
+		v := f.field(&s)
+		var zero F
+		*v = zero
+		d, err := f.vc.decode(stored, data, v)
+		if err != nil {
+			fail(err)
+			return
+		}
+		if d.live && !yield(key, &s) {
+			return
+		}
+	}
 }

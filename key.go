@@ -2,7 +2,6 @@ package session
 
 import (
 	"strconv"
-	"sync/atomic"
 
 	tgbotapi "github.com/go-telegram-bot-api/telegram-bot-api/v5"
 )
@@ -152,51 +151,4 @@ func present(id int64) (int64, bool) {
 	return id, id != 0
 }
 
-// idTableBits sizes the intern table: 4096 slots of one pointer each is
-// 32 KiB, enough to hold the active chats of a busy bot while keeping
-// memory fixed no matter how many distinct IDs pass through.
-const idTableBits = 12
-
-// idEntry is an immutable interned ID; slots are replaced whole, never
-// modified, so readers need no lock.
-type idEntry struct {
-	id int64
-	s  string
-}
-
-// idTable is a direct-mapped cache of formatted IDs. A key function runs
-// for every update, and a fresh strconv string per update would be the only
-// allocation on the path for a lazy session that is never touched; the
-// cache keeps that path allocation-free for recurring chats and users.
-// It is lock-free (atomic pointers) so concurrent handlers never contend,
-// and a collision simply evicts the previous occupant, so it never grows.
-var idTable [1 << idTableBits]atomic.Pointer[idEntry]
-
-// idSlot picks the table slot for id with a Fibonacci (multiplicative)
-// hash, which spreads sequential user IDs and the shared -100 prefix of
-// supergroup IDs evenly across the table.
-func idSlot(id int64) uint64 {
-	return (uint64(id) * 0x9E3779B97F4A7C15) >> (64 - idTableBits)
-}
-
-// formatID returns strconv.FormatInt(id, 10), allocating only when id is
-// not already cached. The table is 2-way set associative: id may sit in
-// its home slot or the slot next to it, and a miss moves the home entry
-// next door. Direct mapping missed on half the lookups once chat IDs and
-// user IDs shared the table (a multi session keys by both).
-func formatID(id int64) string {
-	home := idSlot(id)
-	near, far := &idTable[home], &idTable[home^1]
-	if e := near.Load(); e != nil && e.id == id {
-		return e.s
-	}
-	if e := far.Load(); e != nil && e.id == id {
-		return e.s
-	}
-	s := strconv.FormatInt(id, 10)
-	if e := near.Load(); e != nil {
-		far.Store(e)
-	}
-	near.Store(&idEntry{id: id, s: s})
-	return s
-}
+func formatID(id int64) string { return strconv.FormatInt(id, 10) }

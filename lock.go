@@ -8,8 +8,8 @@ import (
 	"sync"
 )
 
-// keyLocks serialises holders of one key: the lock table behind
-// [Memory.Lock] and behind stores that have no [Locker] of their own.
+// keyLocks serialises holders of one key: the lock table behind stores
+// that have no [Locker] of their own, [Memory] among them.
 // Different keys are locked in parallel, and waiting gives up when the
 // caller's context ends.
 //
@@ -132,40 +132,68 @@ type storeKey struct {
 }
 
 // processLocks is the lock table of every store without a Locker: keyed
-// by the store and the key, so any number of middlewares over one store
+// by the store and the key, so any number of sessions over one store
 // exclude each other, and its idle entries are dropped like any other.
 var processLocks = newKeyLocks[storeKey]()
 
-// tableLocker is the Locker of a store that has none: its keys in
-// processLocks.
-type tableLocker struct{ id any }
-
-func (t tableLocker) Lock(ctx context.Context, key string) (func(), error) {
-	return unlockOnce(processLocks.lock(ctx, storeKey{t.id, key}, key))
+// localLease is the [Lease] of a store without a [Locker]: its key held in
+// processLocks, the value read under it, and the commit made with the
+// store's own methods.
+type localLease struct {
+	store   Store
+	expirer Expirer // nil: the store has no native expiry
+	key     string
+	value   []byte
+	found   bool
+	held    *keyLock[storeKey]
 }
 
-// unlockOnce gives a lock taken from a keyLocks the unlock function of a
-// [Locker], which does nothing when called again.
-func unlockOnce[K comparable](kl *keyLock[K], err error) (func(), error) {
+// lockLocal takes key of store (whose identity is id) in the process-wide
+// table and reads it.
+func lockLocal(ctx context.Context, store Store, expirer Expirer, id any, key string) (*localLease, error) {
+	held, err := processLocks.lock(ctx, storeKey{id, key}, key)
 	if err != nil {
 		return nil, err
 	}
-	var once sync.Once
-	return func() { once.Do(kl.unlock) }, nil
+	l := &localLease{store: store, expirer: expirer, key: key, held: held}
+	ok := false
+	defer func() { // a store that panics in Read must not keep the key locked
+		if !ok {
+			l.Release()
+		}
+	}()
+	if l.value, l.found, err = store.Read(ctx, key); err != nil {
+		return nil, err
+	}
+	ok = true
+	return l, nil
 }
 
-// ownLocks is implemented by [Memory]: the middleware locks its keys in
-// its table directly, which saves the allocation of an unlock function per
-// update.
-type ownLocks interface{ keyTable() *keyLocks[string] }
+func (l *localLease) Value() ([]byte, bool) { return l.value, l.found }
 
-// lockerOf returns the Locker that guards store's keys: its own, or its
-// share of the process-wide table.
-func lockerOf(store any) Locker {
-	if l, ok := store.(Locker); ok {
-		return l
+func (l *localLease) Commit(ctx context.Context, c Change) error {
+	defer l.Release()
+	switch c.Op {
+	case OpWrite:
+		if c.TTL > 0 && l.expirer != nil {
+			return l.expirer.WriteTTL(ctx, l.key, c.Value, c.TTL)
+		}
+		return l.store.Write(ctx, l.key, c.Value)
+	case OpTouch:
+		if c.TTL > 0 && l.expirer != nil {
+			return l.expirer.Touch(ctx, l.key, c.TTL)
+		}
+	case OpDelete:
+		return l.store.Delete(ctx, l.key)
 	}
-	return tableLocker{storeIdentity(store)}
+	return nil
+}
+
+func (l *localLease) Release() {
+	if l.held != nil {
+		l.held.unlock()
+		l.held = nil
+	}
 }
 
 // storeIdentity returns a comparable value that is the same for every use
@@ -188,22 +216,6 @@ func storeIdentity(store any) any {
 type identity struct {
 	t reflect.Type
 	p uintptr
-}
-
-// wrapper is implemented by the stores of this package that wrap another
-// ([Encoded], [Enhance]): their keys are the base store's keys, and so
-// are their locks.
-type wrapper interface{ base() any }
-
-// lockRoot follows wrappers to the store whose locks guard store's keys.
-func lockRoot(store any) any {
-	for {
-		w, ok := store.(wrapper)
-		if !ok {
-			return store
-		}
-		store = w.base()
-	}
 }
 
 // lockRank orders lock tables for the deadlock-free acquisition of the

@@ -1,28 +1,40 @@
 // Package session keeps per-chat or per-user data for Telegram bots built
-// on tgbotapi: counters, wizard steps, carts. A middleware resolves a
-// session key from the update, loads the value from a [StorageAdapter],
-// lets the handler use it through a typed [Context], and writes it back
-// if, and only if, the handler succeeded and the value changed.
+// on tgbotapi: counters, wizard steps, carts. A session middleware resolves
+// a session key from the update, loads the session from a [Store], lets
+// the handler use it through a typed [Context], and commits it back if,
+// and only if, the handler succeeded: written when it changed, deleted
+// when cleared, its expiry restarted when it was used and left as it was.
 //
-// Four variants share one engine and one adapter interface: [Strict]
-// (load before the handler), [Lazy] (load on first access), [Multi] and
-// [LazyMulti] (named fragments, each with its own storage and key).
+// A session is configured once, with [Options], and built by [New] (one
+// value per key) or [NewMulti] (named fragments, each with its own
+// storage, key, prefix and initial value: grammY's multi sessions). The
+// same Options choose grammY's other variants: strict (the default: the
+// session is loaded before the handler) or lazy (loaded on first access,
+// so an update that never touches it costs no storage call), and enhanced
+// storage (a TTL, and versioned migrations of the stored JSON in grammY's
+// format).
+//
+// A session is what its [Codec] stores (JSON by default): every store,
+// [Memory] included, keeps the encoding, so the next update sees exactly
+// what the codec round-trips, whichever store is plugged in.
 //
 // Concurrent updates of one chat never lose each other's writes: from the
-// moment an update first uses its session (before its handler runs, under
-// Strict) until the session is written back, the update holds the lock of
-// its session key. The lock belongs to the storage (see [Locker]), so
-// every middleware over one store, in one process or, with a store that
-// locks across processes, in many, takes the same lock. Updates with
-// different keys, and lazy updates that never use their session, run in
-// parallel.
+// moment an update first uses its session (before its handler runs, when
+// strict) until its change is committed, the update holds the lock of its
+// session key. A store that locks across processes ([Locker]: Redis,
+// PostgreSQL) does it for every process; any other store is locked in a
+// table shared by the whole process. Updates with different keys, and lazy
+// updates that never use their session, run in parallel.
 package session
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
+	"iter"
+	"reflect"
+	"strings"
+	"time"
 
 	tgbotapi "github.com/go-telegram-bot-api/telegram-bot-api/v5"
 )
@@ -61,46 +73,83 @@ type withState[S any] struct {
 // Handler handles one update.
 type Handler[S any] func(*Context[S]) error
 
-// Middleware wraps a Handler, like func(http.Handler) http.Handler.
-type Middleware[S any] func(Handler[S]) Handler[S]
-
-// Options configures a session: where it is stored, how its key is found,
-// and what a new session holds. The zero Options is a per-chat session in
-// a new [Memory] store starting from the zero value of S.
+// Options configures a session: where and how it is stored, how its key
+// is found, what a new one holds, and how the middleware runs. The zero
+// Options is a strict per-chat session in a new [Memory] store, starting
+// from the zero value of S, stored as JSON and never expiring.
+//
+// For [NewMulti], the fields from Storage to Migrations belong to each
+// fragment ([NewFragment]); the multi session's own Options set only Lazy,
+// ChatMigration and Clock.
 type Options[S any] struct {
 	// Storage keeps the sessions. Nil means a new [Memory] store private
-	// to this middleware (or fragment), as in grammY: two middlewares
-	// built with a nil Storage do not see each other's sessions. To share
-	// sessions, give every middleware the same store.
-	Storage StorageAdapter[S]
-	// Key maps an update to its session key. Nil means ByChat.
+	// to this session, as in grammY. To share sessions between several
+	// sessions (or processes), give them the same store.
+	Storage Store
+	// Codec encodes sessions for Storage. Nil means [JSON], grammY's
+	// format. Migrations, and a TTL on a store that is not an [Expirer],
+	// need JSON.
+	Codec Codec
+	// Key maps an update to its session key. Nil means [ByChat].
 	Key KeyFunc
 	// Prefix is prepended to every key given to Storage.
 	Prefix string
 	// Initial returns the value of a new session. It is called once per
-	// new session, so sessions never share memory. Nil means the zero value.
+	// new session, so sessions never share memory. Nil means the zero
+	// value, which must not be nil (a pointer or map S needs Initial).
 	Initial func() S
+	// TTL, when > 0, makes a session expire once it has gone unused for
+	// TTL: it lives at least TTL after the last update that used it (read
+	// or changed), and is gone 1.5×TTL after it at the latest. A store
+	// that is an [Expirer] expires it natively, exactly TTL after that
+	// last use; any other store keeps the expiry in grammY's envelope
+	// (field "e", at most one extra write per TTL/2 to push it out).
+	TTL time.Duration
+	// Migrations maps a version to the migration that turns data stored
+	// at the previous version (the next lower key; for the lowest, data
+	// stored without a version) into that version's shape: grammY's
+	// enhanced storage. Versions compare as numbers. A non-nil map must
+	// not be empty.
+	Migrations map[float64]Migration
+
+	// Lazy loads the session on first access instead of before the
+	// handler (grammY's lazySession): an update that never touches its
+	// session costs no storage call and no lock. What is serialised is
+	// then the session, not the handler: the part of a handler before its
+	// first access runs alongside other updates of the same key.
+	Lazy bool
+	// ChatMigration follows a group when Telegram turns it into a
+	// supergroup, which gets a new chat id: on the service messages that
+	// announce it, the session stored under the old chat's key moves to
+	// the new chat's key, and a forward left at the old key sends the old
+	// chat's later updates there (see the README's chat migrations
+	// section). Fragments whose key does not depend on the chat stay.
+	ChatMigration bool
+	// Clock replaces time.Now for the expiry kept in the envelope, so
+	// tests can move time without sleeping. Give a [Memory] store the same
+	// clock.
+	Clock func() time.Time
 }
 
 // Errors that callers branch on with errors.Is.
 var (
 	// ErrNoSessionKey: the update has no session key (an inline query has
-	// no chat, say), so it has no session. No storage call was made.
+	// no chat, say, or the key function returned an empty key), so it has
+	// no session. No storage call was made.
 	ErrNoSessionKey = errors.New("session: no session key for this update")
 	// ErrNoMiddleware: the Context did not pass through a session middleware.
 	ErrNoMiddleware = errors.New("session: no session middleware on this context")
 	// ErrSessionClosed: the session was used after the handler of its
 	// update returned (from a goroutine it left running, say). The session
-	// has been written back already; this use would be lost, so it fails.
+	// has been committed already; this use would be lost, so it fails.
 	//
 	// The accessors can report this; a *S pointer kept from an earlier
 	// Session call cannot. A goroutine that writes through such a pointer
 	// after the handler returned changes memory nobody will save (the write
-	// is lost, silently) and races with the write-back (go test -race
-	// reports it). The pattern: copy what the goroutine needs before it
-	// starts, never the pointer; send its results back (a channel, or an
-	// update of your own through the runner) and apply them in a handler,
-	// under that update's session:
+	// is lost, silently) and races with the commit (go test -race reports
+	// it). The pattern: copy what the goroutine needs before it starts,
+	// never the pointer; send its results back (a channel, or an update of
+	// your own) and apply them in a handler, under that update's session:
 	//
 	//	s, _ := c.Session()
 	//	query := s.Query // a copy, not s
@@ -108,13 +157,121 @@ var (
 	ErrSessionClosed = errors.New("session: used after its handler returned")
 )
 
-// Strict returns the default session middleware: the session is read
-// before the handler runs. After the handler returns nil, a cleared
-// session is deleted and a changed one is written; an unchanged one costs
-// no write (a store with a TTL is touched instead, see [Toucher]). After
-// an error or a panic nothing is written.
-func Strict[S any](opts Options[S]) Middleware[S] {
-	return newEngine(false, single(opts)).middleware
+// Session is a configured session: its middleware, its key function (the
+// order the runner keeps) and its listing.
+type Session[S any] struct {
+	eng *engine[S]
+}
+
+// New builds a session of one value per key from opts. Every
+// configuration mistake is an error wrapping [ErrConfig] that names it.
+func New[S any](opts Options[S]) (*Session[S], error) {
+	p, err := newFragment("", func(s *S) *S { return s }, opts, opts.Clock)
+	if err != nil {
+		return nil, err
+	}
+	return newSession(opts, p)
+}
+
+// NewMulti builds a multi session: each fragment a field of S, stored
+// with its own options (see [NewFragment]), loaded and committed on its
+// own. opts sets only what is common to the fragments: Lazy,
+// ChatMigration and Clock. A fragment whose key function gives no key for
+// an update is an error only when the handler accesses it. Fragments may
+// live in different stores, so their commit is not atomic: if one fails,
+// the update returns that error (joined with any others) while the
+// fragments already committed stay committed.
+func NewMulti[S any](opts Options[S], fragments ...Part[S]) (*Session[S], error) {
+	if opts.Storage != nil || opts.Codec != nil || opts.Key != nil || opts.Prefix != "" || opts.Initial != nil || opts.TTL != 0 || opts.Migrations != nil {
+		return nil, fmt.Errorf("%w: NewMulti: Storage, Codec, Key, Prefix, Initial, TTL and Migrations belong to each fragment's options", ErrConfig)
+	}
+	if len(fragments) == 0 {
+		return nil, fmt.Errorf("%w: NewMulti needs at least one fragment", ErrConfig)
+	}
+	parts := make([]part[S], len(fragments))
+	names := make(map[string]bool, len(fragments))
+	for i, f := range fragments {
+		if isNil(f) {
+			return nil, fmt.Errorf("%w: NewMulti: fragment %d is nil", ErrConfig, i)
+		}
+		p, err := f.build(opts.Clock)
+		if err != nil {
+			return nil, err
+		}
+		info := p.info()
+		if info.name == "" || names[info.name] {
+			return nil, fmt.Errorf("%w: NewMulti: fragment name %q is empty or used twice", ErrConfig, info.name)
+		}
+		names[info.name] = true
+		for _, q := range parts[:i] {
+			if qi := q.info(); qi.lockID == info.lockID && qi.prefix == info.prefix {
+				return nil, fmt.Errorf("%w: NewMulti: fragments %q and %q share one store and the prefix %q, so their keys would collide", ErrConfig, qi.name, info.name, info.prefix)
+			}
+		}
+		parts[i] = p
+	}
+	return newSession(opts, parts...)
+}
+
+func newSession[S any](opts Options[S], parts ...part[S]) (*Session[S], error) {
+	if opts.ChatMigration {
+		for _, p := range parts {
+			migrating.Store(p.info().lockID, struct{}{})
+		}
+	}
+	return &Session[S]{eng: &engine[S]{
+		parts:     parts,
+		lazy:      opts.Lazy,
+		single:    len(parts) == 1 && parts[0].info().name == "",
+		migration: opts.ChatMigration,
+	}}, nil
+}
+
+// Middleware wraps next with the session: next runs with the session
+// available on its Context, and the session is committed after it returns
+// nil. After an error or a panic nothing is written, the locks are
+// released, and the error or panic goes on to the caller. A nil next
+// panics with an error wrapping [ErrConfig].
+func (s *Session[S]) Middleware(next Handler[S]) Handler[S] {
+	if next == nil {
+		configErr("session middleware given a nil handler")
+	}
+	h := s.eng.middleware(next)
+	if s.eng.migration {
+		return s.eng.migrations(h)
+	}
+	return h
+}
+
+// Key returns the session key of u, before any Prefix: the key a runner
+// orders updates by. A multi session orders by its first fragment's key.
+func (s *Session[S]) Key(u *tgbotapi.Update) (string, bool) {
+	var sl slot
+	sl.resolve(s.eng.parts[0].info(), u)
+	return sl.key, sl.ok
+}
+
+// Entries yields every stored session with its key (before any Prefix),
+// decoded and migrated, skipping expired ones: for broadcasts and admin
+// tools. It needs a store that is a [Lister] and a single session;
+// otherwise it yields one error wrapping errors.ErrUnsupported. The
+// sequence stops at the first error; cancelling ctx ends it with the
+// context's error.
+func (s *Session[S]) Entries(ctx context.Context) iter.Seq2[Entry[S], error] {
+	return func(yield func(Entry[S], error) bool) {
+		if !s.eng.single {
+			yield(Entry[S]{}, fmt.Errorf("session: a multi session cannot list its sessions: %w", errors.ErrUnsupported))
+			return
+		}
+		s.eng.parts[0].entries(ctx, func(key string, v *S) bool { return yield(Entry[S]{Key: key, Value: *v}, nil) },
+			func(err error) { yield(Entry[S]{}, err) })
+	}
+}
+
+// Entry is one stored session: its key and value.
+type Entry[S any] struct {
+	Key   string
+	Value S
 }
 
 // Session returns the session of this update, loading it first under lazy
@@ -133,37 +290,25 @@ func (c *Context[S]) Session() (*S, error) {
 }
 
 // SetSession replaces the session with v. Under lazy sessions this needs
-// no read: the value is written after the handler succeeds.
+// no decoding of what is stored: v is written after the handler succeeds.
 func (c *Context[S]) SetSession(v S) error {
 	st, err := c.open()
 	if err != nil {
 		return err
 	}
 	defer st.mu.Unlock()
-	return st.each(c, func(p part[S], sl *slot) error {
-		if err := p.blind(c, st, sl); err != nil {
-			return err
-		}
-		p.set(st, sl, &v)
-		return nil
-	})
+	return st.each(c, func(p part[S], sl *slot) error { return p.set(c, st, sl, &v) })
 }
 
 // ClearSession empties the session: after the handler succeeds it is
 // deleted from storage, so the next update starts from the initial value.
-// Under lazy sessions this needs no read.
 func (c *Context[S]) ClearSession() error {
 	st, err := c.open()
 	if err != nil {
 		return err
 	}
 	defer st.mu.Unlock()
-	return st.each(c, func(p part[S], sl *slot) error {
-		if err := p.blind(c, st, sl); err != nil {
-			return err
-		}
-		return p.clear(st, sl)
-	})
+	return st.each(c, func(p part[S], sl *slot) error { return p.clear(c, st, sl) })
 }
 
 // SessionKey returns the key the session's key function gave for this
@@ -201,307 +346,64 @@ func (c *Context[S]) open() (*state[S], error) {
 	return st, nil
 }
 
-// engine runs every session variant: it resolves the keys of its parts,
-// takes their locks, loads them (now or on first access), runs the handler
-// and commits. A single session is an engine with one part.
-type engine[S any] struct {
-	parts  []part[S]
-	lazy   bool
-	single bool
+// configErr panics with an error wrapping ErrConfig, for the few entry
+// points that return no error.
+func configErr(format string, args ...any) {
+	panic(fmt.Errorf("%w: "+format, append([]any{ErrConfig}, args...)...))
 }
 
-// state is the per-update session state. Every copy of the update's
-// Context points to it, and mu makes the accessors safe from several
-// goroutines.
-type state[S any] struct {
-	mu     sync.Mutex
-	eng    *engine[S]
-	slots  []slot
-	inline [2]slot
-	locked bool // every keyed slot holds its lock
-	closed bool // the handler returned: no more access
-	val    S    // what the handler sees
-}
-
-// slot is the per-update state of one part.
-type slot struct {
-	key      string // from the key function
-	storeKey string // Prefix + key, set when locked
-	ok       bool   // the update has a key for this part
-	empty    bool   // the key function gave "", which counts as no key
-	moved    string // the store key a chat migration forwarded this one to
-	hops     uint8  // forwards followed
-	state    slotState
-	read     bool             // storage was read
-	found    bool             // and had a value
-	stored   []byte           // byte stores: the encoding that means unchanged; nil: write
-	held     *keyLock[string] // the lock, when taken from a table
-	unlock   func()           // the lock, when taken from a Locker
-}
-
-type slotState uint8
-
-const (
-	untouched slotState = iota // lazy and not accessed yet
-	loaded                     // read, or initial when storage had nothing
-	replaced                   // set without a read: always written
-	cleared                    // deleted unless the handler fills it again
-)
-
-var errReused = errors.New("session: this Context already passed through a session middleware; use one Context per update and one session middleware (Multi for several values)")
-
-func newEngine[S any](lazy bool, parts ...part[S]) *engine[S] {
-	return &engine[S]{
-		parts:  parts,
-		lazy:   lazy,
-		single: len(parts) == 1 && parts[0].info().name == "",
+// isNil reports whether v is nil, including a typed nil pointer (or map,
+// func, chan, slice) inside an interface: (*Memory)(nil) as a Store passes
+// a v == nil check and panics on the first call.
+func isNil(v any) bool {
+	if v == nil {
+		return true
 	}
-}
-
-func (e *engine[S]) middleware(next Handler[S]) Handler[S] {
-	if next == nil {
-		panic(fmt.Errorf("%w: session middleware given a nil handler", ErrConfig))
-	}
-	return func(c *Context[S]) error {
-		st, err := e.begin(c)
-		if err != nil {
-			return err
-		}
-		// Installed before any lock is taken: whatever happens from here
-		// (an error, or a panic in a store, a codec, a migration, Initial
-		// or the handler), no access after this update and no lock left
-		// behind. On success commit ends the session itself, so the
-		// state's mutex is taken once, not twice.
-		ended := false
-		defer func() {
-			if !ended {
-				st.end()
-			}
-		}()
-		if !e.lazy {
-			if err := st.loadAll(c); err != nil {
-				return err
-			}
-		}
-		ctx := c.Context
-		if err := next(c); err != nil {
-			return err
-		}
-		ended = true
-		return st.commit(ctx)
-	}
-}
-
-// begin installs the engine's per-update state in c and resolves the keys
-// of its parts. It takes no lock: the caller installs the release first.
-func (e *engine[S]) begin(c *Context[S]) (*state[S], error) {
-	st := c.sess
-	if st == nil { // a Context not made by NewContext
-		st = new(state[S])
-		c.sess = st
-	}
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	if st.eng != nil {
-		return nil, errReused
-	}
-	if c.Context == nil {
-		c.Context = context.Background()
-	}
-	st.eng = e
-	if len(e.parts) <= len(st.inline) {
-		st.slots = st.inline[:len(e.parts)]
-	} else {
-		st.slots = make([]slot, len(e.parts))
-	}
-	for i, p := range e.parts {
-		st.slots[i].resolve(p.info(), &c.Update)
-	}
-	return st, nil
-}
-
-// loadAll locks and reads every keyed part, for strict sessions.
-func (st *state[S]) loadAll(c *Context[S]) error {
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	if err := st.lock(c); err != nil {
-		return err
-	}
-	for i := 0; i < len(st.eng.parts); i++ {
-		if sl := &st.slots[i]; sl.ok {
-			if err := st.eng.parts[i].load(c, st, sl); err != nil {
-				if err = st.follow(c, i, err, true); err != nil {
-					return err
-				}
-				i = -1 // every part again, under the new locks
-			}
-		}
-	}
-	return nil
-}
-
-// commit closes the session to the handler's goroutines, writes back
-// every part with the locks still held, then releases them (as end does;
-// a panic in a store still releases them, through end).
-func (st *state[S]) commit(ctx context.Context) error {
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	st.closed = true
-	if !st.locked {
-		return nil // lazy and never touched: nothing to write, no lock held
-	}
-	defer st.unlock()
-	var errs error
-	for i, p := range st.eng.parts {
-		if sl := &st.slots[i]; sl.ok {
-			if err := p.commit(ctx, st, sl); err != nil {
-				errs = errors.Join(errs, err)
-			}
-		}
-	}
-	return errs
-}
-
-// end closes the session and releases its locks.
-func (st *state[S]) end() {
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	st.closed = true
-	st.unlock()
-}
-
-// each runs f on every part after checking that each has a key and that
-// the locks are held; it is how the Context methods reach the parts.
-// st.mu is held.
-func (st *state[S]) each(c *Context[S], f func(part[S], *slot) error) error {
-	for i, p := range st.eng.parts {
-		if !st.slots[i].ok {
-			return p.info().noKey(&st.slots[i])
-		}
-	}
-	if err := st.lock(c); err != nil {
-		return err
-	}
-	for i, p := range st.eng.parts {
-		if err := f(p, &st.slots[i]); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// slotOf finds the slot of part p, checks its key and takes the locks.
-// st.mu is held.
-func (st *state[S]) slotOf(c *Context[S], p part[S]) (*slot, error) {
-	i := st.indexOf(p)
-	if i < 0 {
-		return nil, fmt.Errorf("session: fragment %q is not part of this context's session", p.info().name)
-	}
-	sl := &st.slots[i]
-	if !sl.ok {
-		return nil, p.info().noKey(sl)
-	}
-	return sl, st.lock(c)
-}
-
-// indexOf returns the index of part p in this update's session, or -1.
-func (st *state[S]) indexOf(p part[S]) int {
-	for i, q := range st.eng.parts {
-		if q == p {
-			return i
-		}
-	}
-	return -1
-}
-
-// lock takes the lock of every keyed slot, once per update, in the order
-// of (stored key, lock table): two updates that need the same keys take
-// them in the same order and so cannot deadlock, whatever stores their
-// fragments use. Slots whose keys lead to one key of one lock table share
-// its lock. Lazy sessions call lock on first access, so an update that
-// never touches its session takes no lock at all. st.mu is held.
-func (st *state[S]) lock(c *Context[S]) error {
-	if st.locked {
-		return nil
-	}
-	for i, p := range st.eng.parts {
-		if sl := &st.slots[i]; sl.ok {
-			sl.storeKey = sl.key
-			if prefix := p.info().prefix; prefix != "" {
-				sl.storeKey = prefix + sl.key
-			}
-			if sl.moved != "" {
-				sl.storeKey = sl.moved
-			}
-		}
-	}
-	// Selection in order without sorting: parts are few, and this
-	// allocates nothing.
-	prev := -1
-	for {
-		next := -1
-		for i := range st.slots {
-			if st.slots[i].ok && (prev < 0 || st.before(prev, i)) && (next < 0 || st.before(i, next)) {
-				next = i
-			}
-		}
-		if next < 0 {
-			st.locked = true
-			return nil
-		}
-		if !st.sharesLock(next) {
-			sl, info := &st.slots[next], st.eng.parts[next].info()
-			var err error
-			if info.table != nil {
-				sl.held, err = info.table.lock(c, sl.storeKey, sl.storeKey)
-			} else {
-				sl.unlock, err = info.locker.Lock(c, sl.storeKey)
-			}
-			if err != nil {
-				st.unlock() // all or nothing, so a later access can try again
-				return info.errorf(sl, "lock", err)
-			}
-		}
-		prev = next
-	}
-}
-
-// before orders slots i and j for locking.
-func (st *state[S]) before(i, j int) bool {
-	a, b := &st.slots[i], &st.slots[j]
-	if a.storeKey != b.storeKey {
-		return a.storeKey < b.storeKey
-	}
-	ra, rb := st.eng.parts[i].info().rank, st.eng.parts[j].info().rank
-	if ra != rb {
-		return ra < rb
-	}
-	return i < j
-}
-
-// sharesLock reports whether a slot locked before slot i holds the lock
-// slot i needs.
-func (st *state[S]) sharesLock(i int) bool {
-	id := st.eng.parts[i].info().lockID
-	for j := range st.slots {
-		if j != i && st.slots[j].ok && st.before(j, i) && st.slots[j].storeKey == st.slots[i].storeKey && st.eng.parts[j].info().lockID == id {
-			return true
-		}
+	rv := reflect.ValueOf(v)
+	switch rv.Kind() {
+	case reflect.Pointer, reflect.Map, reflect.Func, reflect.Chan, reflect.Slice, reflect.Interface:
+		return rv.IsNil()
 	}
 	return false
 }
 
-func (st *state[S]) unlock() {
-	for i := range st.slots {
-		sl := &st.slots[i]
-		if sl.held != nil {
-			sl.held.unlock()
-			sl.held = nil
-		}
-		if sl.unlock != nil {
-			sl.unlock()
-			sl.unlock = nil
-		}
+// what names a part in messages.
+func (p *partInfo) what() string {
+	if p.name == "" {
+		return "session"
 	}
-	st.locked = false
+	return fmt.Sprintf("fragment %q", p.name)
+}
+
+// errorf names the fragment and the storage key in an error.
+func (p *partInfo) errorf(sl *slot, op string, err error) error {
+	if p.name != "" {
+		return fmt.Errorf("session: fragment %q: %s %q: %w", p.name, op, sl.storeKey, err)
+	}
+	return fmt.Errorf("session: %s %q: %w", op, sl.storeKey, err)
+}
+
+// noKey is the error of an access to a part that has no key for this
+// update.
+func (p *partInfo) noKey(sl *slot) error {
+	how := "the custom key function returned none"
+	switch {
+	case sl.empty:
+		how = "the key function returned an empty key, which would share one session between every update that gets it"
+	case p.defaultKey:
+		how = "the default key function ByChat found no chat"
+	}
+	if p.name != "" {
+		return fmt.Errorf("%w: fragment %q: %s", ErrNoSessionKey, p.name, how)
+	}
+	return fmt.Errorf("%w: %s", ErrNoSessionKey, how)
+}
+
+// hasPrefixKey reports whether a stored key belongs to a part with this
+// prefix, and returns the session key.
+func hasPrefixKey(stored, prefix string) (string, bool) {
+	if isForwardKey(stored) || !strings.HasPrefix(stored, prefix) {
+		return "", false
+	}
+	return stored[len(prefix):], true
 }

@@ -2,21 +2,25 @@
 // several processes (replicas behind a webhook load balancer) or that must
 // keep their sessions across restarts.
 //
-// A [Store] is a byte store: wrap it with [session.Encoded] (JSON by
-// default) or [session.Enhance] to hold typed sessions:
+// A [Store] is a [session.Store] (sessions as bytes by key) to give the
+// middleware:
 //
-//	store, err := redisstore.New(redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379"}),
-//		redisstore.Options{Prefix: "mybot:", TTL: 30 * 24 * time.Hour})
-//	h := session.Strict(session.Options[Data]{Storage: session.Encoded[Data](store, nil)})(handler)
+//	client := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379", ContextTimeoutEnabled: true})
+//	store, err := redisstore.New(client, redisstore.Options{Prefix: "mybot:"})
+//	sess, err := session.New(session.Options[Data]{Storage: store, TTL: 30 * 24 * time.Hour})
+//	h := sess.Middleware(handler)
 //
-// The store implements [session.Locker] across processes: the middleware
-// takes a lease on each session key in Redis before it reads the session
-// and gives it back after writing, so two replicas handling updates of one
-// chat never lose each other's changes. A write made under a lease that
-// was lost (a process stalled longer than [Options.LockLease]) is refused
-// with an error wrapping [session.ErrConflict] instead of overwriting the
-// newer value. It also implements [session.Toucher] (PEXPIRE) and
-// [session.Iterator] (SCAN, never KEYS).
+// The store is a [session.Locker] across processes: the middleware takes
+// a lease on each session key in Redis, and reads the session, before the
+// update runs, and commits the update's change and gives the lease back
+// after it, so two replicas handling updates of one chat never lose each
+// other's changes. A change made under a lease that was lost (a process
+// stalled longer than [Options.LockLease]) is refused with an error
+// wrapping [session.ErrConflict] instead of overwriting the newer value.
+// The store is also a [session.Expirer] (SET ... PX, PEXPIRE: Redis drops
+// expired sessions itself) and a [session.Lister] (SCAN, never KEYS).
+// [Store.Unlocked] is the same store without the lock, for a bot that runs
+// as one process.
 //
 // # Keys in Redis
 //
@@ -27,18 +31,20 @@
 // the prefix must not contain '{' or '}' ([New] refuses one that does),
 // and session keys must not be empty or start with '}' (the middleware's
 // keys never are); elsewhere any bytes work.
-// With a cluster client the iterators scan every master. (The tests run
-// the whole suite against a three-master cluster.)
+// With a cluster client [Store.Keys] scans every master. (The tests run
+// the suites against a three-master cluster.)
 //
 // # Cost
 //
-// A strict update that changes its session makes 3 requests with the lock
-// (take the lease and read, fenced write, release) and 2 without it
-// ([Options.DisableLocking]: GET, SET); an update that leaves its session
-// unchanged saves the write but, with a TTL, touches the key instead. A
-// lazy update that never touches its session makes none. Locking is
-// needed as soon as two processes share the store; a single process can
-// turn it off and rely on the middleware's in-process locking.
+// A locked update makes 2 requests whatever it does to its session, with
+// or without a TTL: one script takes the lease and reads the session, one
+// checks the lease, applies the change (SET, PEXPIRE, DEL or nothing) and
+// deletes the lease. ([Script] runs a script by its SHA; the first use of
+// each script on a server adds one request that loads it.) Through
+// [Store.Unlocked] an update makes 1 request to read and 1 to write or
+// touch, if it does. A lazy update that never touches its session makes
+// none either way. A lease held longer than LockLease/3 is renewed, one
+// request each LockLease/3.
 //
 // # Client settings
 //
@@ -55,7 +61,6 @@ import (
 	"reflect"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"

@@ -1,28 +1,31 @@
-// Package lease is the bookkeeping of the cross-process leases that the
-// storage adapters (redisstore, pgstore) hold on session keys: the table of
-// held leases with the value prefetched when each was taken, the renewal
-// timer, the unlock-once function and the owner-only release. The adapter
-// supplies the round trips (renew, release) in a [Config].
+// Package lease is the machinery of the cross-process leases that the
+// storage adapters (redisstore, pgstore) take on session keys: random
+// tokens, taking a lease with backoff while another process holds it, a
+// renewal timer per lease that runs until the lease ends and never after,
+// and ending it, by the adapter's fenced commit or by an owner-only
+// release that waits for the server a bounded time. The adapter supplies
+// the round trips.
 package lease
 
 import (
 	"context"
 	cryptorand "crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"sync"
 	"time"
 )
 
-// maxRelease bounds how long an unlock waits for the server: a release
+// maxRelease bounds how long a release waits for the server: a release
 // that cannot be made is not needed for correctness (the lease expires by
 // itself), so a server that is down must not hold the update up for long.
 const maxRelease = 2 * time.Second
 
-// Config is what a [Table] needs from its adapter.
+// Config is what the leases of one store need from their adapter.
 type Config struct {
-	// Name prefixes the errors given to OnError ("redisstore").
+	// Name prefixes every error ("redisstore").
 	Name string
 	// Lease is how long a lease lasts; it is renewed every Lease/3.
 	Lease time.Duration
@@ -34,13 +37,16 @@ type Config struct {
 	Renew func(ctx context.Context, key, token string) (held bool, err error)
 	// Release deletes key's lease if token still owns it.
 	Release func(ctx context.Context, key, token string) error
-	// Lost is the error reported when a renewal finds the lease lost
+	// Lost is wrapped by the errors of a lease found lost
 	// (session.ErrConflict).
 	Lost error
 	// OnError, if set, is given the errors of renewals and releases,
 	// which have no caller to return them to.
 	OnError func(error)
 }
+
+// errEnded reports a Commit of a lease that had already ended.
+var errEnded = errors.New("the lease has already ended")
 
 // newToken returns a random lease token: 128 bits, so no two holders ever
 // share one.
@@ -52,213 +58,221 @@ func newToken() (string, error) {
 	return hex.EncodeToString(b[:]), nil
 }
 
-// Lease is one lock on a key held by a store in its backend.
+// Lease is one held lease on a key. It is renewed until [Lease.Commit] or
+// [Lease.Release] ends it; the first of them to be called ends it.
 type Lease struct {
+	cfg   *Config
+	key   string
 	token string
+	// base carries the values (tracing) of the context the lease was
+	// taken with, without its cancellation: renewals and the release
+	// must go on, for a bounded time each, when that context has ended.
+	base context.Context
+	done func() // called once, when the lease ends
 
-	mu      sync.Mutex  // guards timer and stopped
-	timer   *time.Timer // the next renewal
-	stopped bool        // unlock was called: renew no more
-
-	// The session as it was just after the lease was taken, read in the
-	// same round trip: a Read under the lease that comes before any other
-	// use of the key returns it instead of asking the server again
-	// (guarded by Table.mu; used at most once, dropped by Write, Delete
-	// and Touch).
-	prefetched bool
-	preValue   []byte
-	preFound   bool
-	preAt      time.Time
-}
-
-// Prefetch records the session value read with the lease (found false:
-// there was none). Call it, if at all, before [Table.Hold].
-func (l *Lease) Prefetch(value []byte, found bool) {
-	l.prefetched, l.preValue, l.preFound, l.preAt = true, value, found, time.Now()
-}
-
-// Table is the set of leases one store holds, by key.
-type Table struct {
-	cfg Config
-
-	mu   sync.Mutex
-	held map[string]*Lease // keys whose lease this store holds
-}
-
-// NewTable returns an empty table whose leases use cfg.
-func NewTable(cfg Config) *Table {
-	return &Table{cfg: cfg, held: make(map[string]*Lease)}
+	mu    sync.Mutex
+	timer *time.Timer // the next renewal
+	ended bool        // committed or released: renew no more
+	lost  bool        // a renewal found the lease taken or gone
 }
 
 // Acquire takes key's lease with a new random token: it calls try, which
-// tries once to take the lease for token and reports whether it did, until
-// it does, fails or ctx ends; then it returns try's or ctx's error. The
-// lease is not yet held: pass it to [Table.Hold].
-func (t *Table) Acquire(ctx context.Context, key string, try func(token string) (bool, error)) (*Lease, error) {
+// tries once, in one round trip, to take the lease for token and reports
+// whether it did, until it does, fails or ctx ends; then it returns try's
+// or ctx's error. While another process holds the lease it polls, with
+// capped exponential backoff and jitter.
+//
+// The lease returned is renewed every cfg.Lease/3, whatever becomes of
+// ctx, until it is committed or released. done is called exactly once:
+// when Acquire fails, or when the lease ends (after the lease was given
+// back to the server, so that a next holder in this process need not
+// poll).
+func Acquire(ctx context.Context, cfg *Config, key string, done func(), try func(token string) (bool, error)) (*Lease, error) {
 	token, err := newToken()
 	if err != nil {
+		done()
 		return nil, err
 	}
 	wait := time.Millisecond
 	for {
+		if err := ctx.Err(); err != nil {
+			done()
+			return nil, err
+		}
 		ok, err := try(token)
 		if err != nil {
 			// The lease may have been taken with the reply lost: give it
 			// back (only ours, by token) rather than block the key for a
-			// whole lease.
-			// In the background: the caller, whose context may have
-			// ended, gets its error now.
-			go t.Release(ctx, key, token)
+			// whole lease; in the background, so that the caller gets
+			// its error now.
+			go release(cfg, context.WithoutCancel(ctx), key, token)
+			done()
 			return nil, err
 		}
 		if ok {
-			return &Lease{token: token}, nil
+			l := &Lease{cfg: cfg, key: key, token: token, base: context.WithoutCancel(ctx), done: done}
+			l.mu.Lock()
+			l.renewLater()
+			l.mu.Unlock()
+			return l, nil
 		}
-		// Held by another process: poll with capped exponential backoff
-		// and jitter, so that waiters of several processes spread out.
+		// Held by another process: poll, spreading out the waiters of
+		// several processes.
 		timer := time.NewTimer(wait/2 + rand.N(wait/2+1))
 		select {
 		case <-ctx.Done():
 			timer.Stop()
+			done()
 			return nil, ctx.Err()
 		case <-timer.C:
 		}
-		wait = min(2*wait, t.cfg.Retry)
+		wait = min(2*wait, cfg.Retry)
 	}
 }
 
-// Hold records l, just taken on key, starts its renewal, which goes on
-// until the returned unlock is called or ctx ends, and returns unlock.
-// unlock stops the renewal, releases the lease (only if l still owns it)
-// and then calls unlockLocal; calling it again does nothing.
-func (t *Table) Hold(ctx context.Context, key string, l *Lease, unlockLocal func()) (unlock func()) {
-	t.mu.Lock()
-	t.held[key] = l
-	t.mu.Unlock()
-	t.renewLater(ctx, key, l)
+// Token returns the lease's token, which the adapter's fenced commit
+// checks.
+func (l *Lease) Token() string { return l.token }
 
-	return func() {
-		l.mu.Lock()
-		if l.stopped {
-			l.mu.Unlock()
-			return
-		}
-		l.stopped = true
-		if l.timer != nil {
-			l.timer.Stop()
-		}
-		l.mu.Unlock()
-		t.mu.Lock()
-		delete(t.held, key)
-		t.mu.Unlock()
-		// Free the key in the backend before the next holder in this
-		// process goes for it, so it need not poll.
-		t.Release(ctx, key, l.token)
-		unlockLocal()
-	}
-}
-
-// Token returns the token of the lease this store holds on key, if any,
-// and drops its prefetched value: the caller is about to change the key.
-func (t *Table) Token(key string) (string, bool) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	l := t.held[key]
-	if l == nil {
-		return "", false
-	}
-	l.prefetched, l.preValue = false, nil
-	return l.token, true
-}
-
-// TakePrefetched returns, once, the value read with key's lease. ok is
-// false if there is none, or if it is older than half of ttl (a lock held
-// that long may have outlived the value's expiry; ttl 0: no expiry).
-func (t *Table) TakePrefetched(key string, ttl time.Duration) (v []byte, found, ok bool) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	l := t.held[key]
-	if l == nil || !l.prefetched {
-		return nil, false, false
-	}
-	l.prefetched = false
-	v, found = l.preValue, l.preFound
-	l.preValue = nil
-	if ttl > 0 && time.Since(l.preAt) >= ttl/2 {
-		return nil, false, false
-	}
-	return v, found, true
-}
-
-// Release deletes key's lease if token still owns it. It runs even when
-// ctx has ended (the lease must not outlive its holder needlessly), for at
-// most maxRelease or the lease, whichever is shorter.
-func (t *Table) Release(ctx context.Context, key, token string) {
-	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), min(t.cfg.Lease, maxRelease))
-	defer cancel()
-	if err := t.cfg.Release(rctx, key, token); err != nil {
-		t.report(fmt.Errorf("%s: release lock %q: %w", t.cfg.Name, key, err))
-	}
-}
-
-// renewLater schedules the next renewal of l, a third of a lease from
-// now. A timer rather than a goroutine per lock: nothing to start when
-// locking or to wait for when unlocking.
-func (t *Table) renewLater(ctx context.Context, key string, l *Lease) {
+// end marks the lease ended and stops its renewal. It reports whether
+// this call ended it, and whether a renewal had found it lost.
+func (l *Lease) end() (ended, lost bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if !l.stopped {
-		l.timer = time.AfterFunc(t.cfg.Lease/3, func() { t.renew(ctx, key, l) })
+	if l.ended {
+		return false, l.lost
 	}
+	l.ended = true
+	if l.timer != nil {
+		l.timer.Stop()
+	}
+	return true, l.lost
 }
 
-func isStopped(l *Lease) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.stopped
+// Commit ends the lease with the adapter's commit, which applies a change
+// and deletes the lease in one round trip if token still owns it, and
+// reports whether it did (held false: the lease was lost, nothing was
+// changed). Whatever happens the lease ends: its renewal stops, and the
+// done function given to Acquire is called before Commit returns.
+//
+// Commit calls commit only if the lease may still be held: a lease a
+// renewal found lost, or a ctx that has ended, fails at once (the latter
+// releasing the lease). If commit fails, the lease is released too: the
+// change may or may not have been made, but the lease must not block the
+// key. Errors name the key; a lost lease's wraps cfg.Lost, an ended
+// ctx's wraps ctx.Err().
+func (l *Lease) Commit(ctx context.Context, commit func(ctx context.Context, token string) (held bool, err error)) error {
+	ended, lost := l.end()
+	if !ended {
+		return l.errorf(ctx, "commit", errEnded)
+	}
+	defer l.done()
+	if lost {
+		return l.errorf(ctx, "commit", l.cfg.Lost)
+	}
+	if err := ctx.Err(); err != nil {
+		release(l.cfg, l.base, l.key, l.token)
+		return l.errorf(ctx, "commit", err)
+	}
+	held, err := commit(ctx, l.token)
+	if err != nil {
+		release(l.cfg, l.base, l.key, l.token)
+		return l.errorf(ctx, "commit", err)
+	}
+	if !held {
+		return l.errorf(ctx, "commit", l.cfg.Lost)
+	}
+	return nil
 }
 
-// renew extends l, and schedules the next renewal, unless the lock was
-// released or the holder's ctx has ended (then the lease runs out).
-func (t *Table) renew(ctx context.Context, key string, l *Lease) {
-	if ctx.Err() != nil || isStopped(l) {
+// Release ends the lease without a change: it stops the renewal, deletes
+// the lease on the server if it still owns it (waiting at most the
+// shorter of a lease and maxRelease), and calls the done function given
+// to Acquire. It does nothing if the lease has already ended.
+func (l *Lease) Release() {
+	ended, lost := l.end()
+	if !ended {
 		return
 	}
-	every := t.cfg.Lease / 3
-	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), every)
-	held, err := t.cfg.Renew(rctx, key, l.token)
+	if !lost {
+		release(l.cfg, l.base, l.key, l.token)
+	}
+	l.done()
+}
+
+// errorf wraps err from operation op on the lease's key. If ctx has
+// ended, the result also wraps ctx's error, whatever error the client
+// made of it, so callers can test for context.Canceled.
+func (l *Lease) errorf(ctx context.Context, op string, err error) error {
+	if cerr := ctx.Err(); cerr != nil && !errors.Is(err, cerr) {
+		return fmt.Errorf("%s: %s %q: %w (%w)", l.cfg.Name, op, l.key, cerr, err)
+	}
+	return fmt.Errorf("%s: %s %q: %w", l.cfg.Name, op, l.key, err)
+}
+
+// release deletes key's lease if token still owns it, for at most the
+// shorter of a lease and maxRelease, and reports a failure to OnError.
+func release(cfg *Config, base context.Context, key, token string) {
+	ctx, cancel := context.WithTimeout(base, min(cfg.Lease, maxRelease))
+	defer cancel()
+	if err := cfg.Release(ctx, key, token); err != nil {
+		report(cfg, fmt.Errorf("%s: release lock %q: %w", cfg.Name, key, err))
+	}
+}
+
+// renewLater schedules the next renewal, a third of a lease from now,
+// unless the lease has ended. l.mu must be held. A timer rather than a
+// goroutine per lease: nothing to start when locking, nothing to wait for
+// when unlocking.
+func (l *Lease) renewLater() {
+	if !l.ended {
+		l.timer = time.AfterFunc(l.cfg.Lease/3, l.renew)
+	}
+}
+
+// renew extends the lease and schedules the next renewal, unless the
+// lease has ended or a renewal finds it lost.
+func (l *Lease) renew() {
+	l.mu.Lock()
+	ended := l.ended
+	l.mu.Unlock()
+	if ended {
+		return
+	}
+	every := l.cfg.Lease / 3
+	ctx, cancel := context.WithTimeout(l.base, every)
+	held, err := l.cfg.Renew(ctx, l.key, l.token)
 	cancel()
+
+	var lostNow bool
+	l.mu.Lock()
 	switch {
+	case l.ended:
+		// Committed or released meanwhile: a lost lease is no news, and
+		// nothing is renewed any more.
+		l.mu.Unlock()
+		return
 	case err != nil:
 		// Try again next time; if the lease runs out or is taken over
-		// meanwhile, fencing refuses the holder's write.
-		if !isStopped(l) {
-			t.report(fmt.Errorf("%s: renew lock %q: %w", t.cfg.Name, key, err))
-		}
-		t.renewLater(ctx, key, l)
+		// meanwhile, the commit's fencing refuses the change.
+		l.renewLater()
 	case !held:
-		// Lost (or released meanwhile, which is no news).
-		if !isStopped(l) {
-			t.dropPrefetched(key, l)
-			t.report(fmt.Errorf("%s: renew lock %q: %w", t.cfg.Name, key, t.cfg.Lost))
-		}
+		l.lost, lostNow = true, true
 	default:
-		t.renewLater(ctx, key, l)
+		l.renewLater()
+	}
+	l.mu.Unlock()
+	// Reported outside l.mu, so that OnError may do anything.
+	switch {
+	case err != nil:
+		report(l.cfg, fmt.Errorf("%s: renew lock %q: %w", l.cfg.Name, l.key, err))
+	case lostNow:
+		report(l.cfg, fmt.Errorf("%s: renew lock %q: %w", l.cfg.Name, l.key, l.cfg.Lost))
 	}
 }
 
-// dropPrefetched forgets the value read with lease l of key, if l is
-// still the held lease.
-func (t *Table) dropPrefetched(key string, l *Lease) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.held[key] == l {
-		l.prefetched, l.preValue = false, nil
-	}
-}
-
-func (t *Table) report(err error) {
-	if t.cfg.OnError != nil {
-		t.cfg.OnError(err)
+func report(cfg *Config, err error) {
+	if cfg.OnError != nil {
+		cfg.OnError(err)
 	}
 }

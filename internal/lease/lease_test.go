@@ -21,13 +21,15 @@ type fake struct {
 	renewals atomic.Int32
 	releases atomic.Int32
 	renewErr error
-	errs     []error
+	errs     chan error
 }
 
-func newFake() *fake { return &fake{owner: make(map[string]string)} }
+func newFake() *fake {
+	return &fake{owner: make(map[string]string), errs: make(chan error, 100)}
+}
 
-func (f *fake) table(lease time.Duration) *Table {
-	return NewTable(Config{
+func (f *fake) config(lease time.Duration) *Config {
+	return &Config{
 		Name:  "fake",
 		Lease: lease,
 		Retry: 5 * time.Millisecond,
@@ -49,13 +51,9 @@ func (f *fake) table(lease time.Duration) *Table {
 			}
 			return nil
 		},
-		Lost: errLost,
-		OnError: func(err error) {
-			f.mu.Lock()
-			defer f.mu.Unlock()
-			f.errs = append(f.errs, err)
-		},
-	})
+		Lost:    errLost,
+		OnError: func(err error) { f.errs <- err },
+	}
 }
 
 func (f *fake) try(key string) func(token string) (bool, error) {
@@ -70,160 +68,229 @@ func (f *fake) try(key string) func(token string) (bool, error) {
 	}
 }
 
-func (f *fake) errors() []error {
+// commit is a fenced commit of key: it deletes the lease if token owns
+// it, and counts the calls.
+func (f *fake) commit(key string, calls *atomic.Int32) func(ctx context.Context, token string) (bool, error) {
+	return func(ctx context.Context, token string) (bool, error) {
+		calls.Add(1)
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		if f.owner[key] != token {
+			return false, nil
+		}
+		delete(f.owner, key)
+		return true, nil
+	}
+}
+
+func (f *fake) held(key string) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return append([]error(nil), f.errs...)
+	_, ok := f.owner[key]
+	return ok
 }
 
-func TestLeaseHoldRenewRelease(t *testing.T) {
+// counter is a done function that counts its calls.
+type counter struct{ n atomic.Int32 }
+
+func (c *counter) done() { c.n.Add(1) }
+
+// waitErr returns the next error reported to OnError.
+func waitErr(t *testing.T, f *fake) error {
+	t.Helper()
+	select {
+	case err := <-f.errs:
+		return err
+	case <-time.After(5 * time.Second):
+		require.FailNow(t, "no error reported")
+		return nil
+	}
+}
+
+func TestRenewedUntilCommitThenNever(t *testing.T) {
+	const lease = 30 * time.Millisecond
 	f := newFake()
-	tab := f.table(30 * time.Millisecond)
-	ctx := context.Background()
-	l, err := tab.Acquire(ctx, "k", f.try("k"))
+	cfg := f.config(lease)
+	var local counter
+	ctx, cancel := context.WithCancel(context.Background())
+	l, err := Acquire(ctx, cfg, "k", local.done, f.try("k"))
 	require.NoError(t, err)
-	var locals atomic.Int32
-	unlock := tab.Hold(ctx, "k", l, func() { locals.Add(1) })
+	assert.Len(t, l.Token(), 32)
+	// The caller's context ending does not stop the renewal.
+	cancel()
+	require.Eventually(t, func() bool { return f.renewals.Load() >= 3 }, 5*time.Second, time.Millisecond,
+		"renewed every Lease/3 after the locker's ctx ended")
 
-	tok, ok := tab.Token("k")
-	require.True(t, ok)
-	assert.Len(t, tok, 32)
+	var commits atomic.Int32
+	require.NoError(t, l.Commit(context.Background(), f.commit("k", &commits)))
+	assert.EqualValues(t, 1, commits.Load())
+	assert.EqualValues(t, 1, local.n.Load(), "done called at commit")
+	assert.False(t, f.held("k"))
 
-	time.Sleep(100 * time.Millisecond)
-	assert.GreaterOrEqual(t, f.renewals.Load(), int32(2), "renewed every Lease/3")
-	assert.Empty(t, f.errors())
-
-	unlock()
-	unlock() // does nothing
-	assert.Equal(t, int32(1), locals.Load())
-	assert.Equal(t, int32(1), f.releases.Load())
-	_, ok = tab.Token("k")
-	assert.False(t, ok, "unlock forgets the lease")
 	n := f.renewals.Load()
-	time.Sleep(50 * time.Millisecond)
-	assert.Equal(t, n, f.renewals.Load(), "no renewal after unlock")
+	time.Sleep(3 * lease) // longer than two renewal periods
+	assert.LessOrEqual(t, f.renewals.Load(), n+1, "at most a renewal already under way when Commit came")
+	n = f.renewals.Load()
+	time.Sleep(3 * lease)
+	assert.Equal(t, n, f.renewals.Load(), "no renewal after Commit")
+
+	// Ended: Release does nothing, a second Commit is an error.
+	l.Release()
+	assert.Zero(t, f.releases.Load())
+	err = l.Commit(context.Background(), f.commit("k", &commits))
+	assert.ErrorIs(t, err, errEnded)
+	assert.EqualValues(t, 1, commits.Load())
+	assert.EqualValues(t, 1, local.n.Load())
+	assert.Empty(t, f.errs)
 }
 
-func TestLeaseLost(t *testing.T) {
+func TestReleaseIsIdempotentAndStopsRenewal(t *testing.T) {
+	const lease = 30 * time.Millisecond
 	f := newFake()
-	tab := f.table(30 * time.Millisecond)
-	ctx := context.Background()
-	l, err := tab.Acquire(ctx, "k", f.try("k"))
+	var local counter
+	l, err := Acquire(context.Background(), f.config(lease), "k", local.done, f.try("k"))
 	require.NoError(t, err)
-	l.Prefetch([]byte("v"), true)
-	unlock := tab.Hold(ctx, "k", l, func() {})
-	defer unlock()
+	l.Release()
+	l.Release()
+	assert.EqualValues(t, 1, f.releases.Load())
+	assert.EqualValues(t, 1, local.n.Load())
+	assert.False(t, f.held("k"))
+
+	n := f.renewals.Load()
+	time.Sleep(3 * lease)
+	assert.Equal(t, n, f.renewals.Load(), "no renewal after Release")
+
+	var commits atomic.Int32
+	err = l.Commit(context.Background(), f.commit("k", &commits))
+	assert.ErrorIs(t, err, errEnded)
+	assert.Zero(t, commits.Load())
+}
+
+func TestLostLeaseFailsCommit(t *testing.T) {
+	f := newFake()
+	var local counter
+	l, err := Acquire(context.Background(), f.config(30*time.Millisecond), "k", local.done, f.try("k"))
+	require.NoError(t, err)
 
 	f.mu.Lock()
 	f.owner["k"] = "someone else"
 	f.mu.Unlock()
-	require.Eventually(t, func() bool { return len(f.errors()) > 0 }, 2*time.Second, 5*time.Millisecond)
-	assert.ErrorIs(t, f.errors()[0], errLost)
-	assert.Contains(t, f.errors()[0].Error(), `fake: renew lock "k"`)
-	_, _, ok := tab.TakePrefetched("k", 0)
-	assert.False(t, ok, "a lost lease's prefetched value is dropped")
+	err = waitErr(t, f)
+	assert.ErrorIs(t, err, errLost)
+	assert.ErrorContains(t, err, `fake: renew lock "k"`)
+
+	var commits atomic.Int32
+	err = l.Commit(context.Background(), f.commit("k", &commits))
+	assert.ErrorIs(t, err, errLost)
+	assert.ErrorContains(t, err, `fake: commit "k"`)
+	assert.Zero(t, commits.Load(), "a lease known lost is not committed")
+	assert.EqualValues(t, 1, local.n.Load())
+	assert.Zero(t, f.releases.Load(), "nothing to release")
 	n := f.renewals.Load()
-	time.Sleep(50 * time.Millisecond)
+	time.Sleep(100 * time.Millisecond)
 	assert.Equal(t, n, f.renewals.Load(), "a lost lease is not renewed")
 }
 
-func TestLeaseRenewErrorRetries(t *testing.T) {
+func TestCommitRefusedByTheServer(t *testing.T) {
+	f := newFake()
+	var local counter
+	l, err := Acquire(context.Background(), f.config(time.Second), "k", local.done, f.try("k"))
+	require.NoError(t, err)
+	f.mu.Lock()
+	f.owner["k"] = "someone else" // taken over before any renewal saw it
+	f.mu.Unlock()
+	var commits atomic.Int32
+	err = l.Commit(context.Background(), f.commit("k", &commits))
+	assert.ErrorIs(t, err, errLost)
+	assert.EqualValues(t, 1, commits.Load())
+	assert.EqualValues(t, 1, local.n.Load())
+}
+
+func TestCommitWithEndedContextReleases(t *testing.T) {
+	f := newFake()
+	var local counter
+	l, err := Acquire(context.Background(), f.config(time.Second), "k", local.done, f.try("k"))
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	var commits atomic.Int32
+	err = l.Commit(ctx, f.commit("k", &commits))
+	assert.ErrorIs(t, err, context.Canceled)
+	assert.ErrorContains(t, err, `fake: commit "k"`)
+	assert.Zero(t, commits.Load(), "nothing committed with an ended ctx")
+	assert.False(t, f.held("k"), "released")
+	assert.EqualValues(t, 1, local.n.Load())
+}
+
+func TestCommitErrorReleases(t *testing.T) {
+	f := newFake()
+	var local counter
+	l, err := Acquire(context.Background(), f.config(time.Second), "k", local.done, f.try("k"))
+	require.NoError(t, err)
+	boom := errors.New("connection reset")
+	err = l.Commit(context.Background(), func(context.Context, string) (bool, error) { return false, boom })
+	assert.ErrorIs(t, err, boom)
+	assert.NotErrorIs(t, err, errLost)
+	assert.False(t, f.held("k"), "released after a failed commit")
+	assert.EqualValues(t, 1, local.n.Load())
+}
+
+func TestRenewErrorIsReportedAndRetried(t *testing.T) {
 	f := newFake()
 	f.renewErr = errors.New("down")
-	tab := f.table(30 * time.Millisecond)
-	ctx, cancel := context.WithCancel(context.Background())
-	l, err := tab.Acquire(ctx, "k", f.try("k"))
+	var local counter
+	l, err := Acquire(context.Background(), f.config(30*time.Millisecond), "k", local.done, f.try("k"))
 	require.NoError(t, err)
-	unlock := tab.Hold(ctx, "k", l, func() {})
-	defer unlock()
-	require.Eventually(t, func() bool { return f.renewals.Load() >= 2 }, 2*time.Second, 5*time.Millisecond)
-	assert.ErrorContains(t, f.errors()[0], "down")
-
-	// The holder's ctx ends: renewal stops, the lease runs out.
-	cancel()
-	time.Sleep(30 * time.Millisecond)
-	n := f.renewals.Load()
-	time.Sleep(50 * time.Millisecond)
-	assert.Equal(t, n, f.renewals.Load())
+	assert.ErrorContains(t, waitErr(t, f), "down")
+	assert.ErrorContains(t, waitErr(t, f), "down", "retried")
+	l.Release()
+	assert.EqualValues(t, 1, local.n.Load())
 }
 
-func TestLeaseAcquireWaitsAndCancels(t *testing.T) {
+func TestAcquireWaitsAndCancels(t *testing.T) {
 	f := newFake()
-	tab := f.table(time.Second)
+	cfg := f.config(time.Second)
 	ctx := context.Background()
-	l, err := tab.Acquire(ctx, "k", f.try("k"))
+	var first counter
+	l, err := Acquire(ctx, cfg, "k", first.done, f.try("k"))
 	require.NoError(t, err)
-	unlock := tab.Hold(ctx, "k", l, func() {})
 
 	// Held: a second Acquire polls until its ctx ends.
+	var second counter
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Millisecond)
 	defer cancel()
-	_, err = tab.Acquire(cctx, "k", f.try("k"))
+	_, err = Acquire(cctx, cfg, "k", second.done, f.try("k"))
 	assert.ErrorIs(t, err, context.DeadlineExceeded)
+	assert.EqualValues(t, 1, second.n.Load(), "done called when Acquire fails")
 
 	// Released while waiting: the waiter gets it.
+	got := make(chan *Lease)
 	go func() {
-		time.Sleep(20 * time.Millisecond)
-		unlock()
+		l2, err := Acquire(ctx, cfg, "k", func() {}, f.try("k"))
+		assert.NoError(t, err)
+		got <- l2
 	}()
-	l2, err := tab.Acquire(ctx, "k", f.try("k"))
-	require.NoError(t, err)
-	assert.NotEqual(t, l.token, l2.token)
+	l.Release()
+	select {
+	case l2 := <-got:
+		require.NotNil(t, l2)
+		assert.NotEqual(t, l.Token(), l2.Token())
+		l2.Release()
+	case <-time.After(5 * time.Second):
+		require.FailNow(t, "the waiter did not get the lease")
+	}
 }
 
-func TestLeaseAcquireErrorReleases(t *testing.T) {
+func TestAcquireErrorReleases(t *testing.T) {
 	f := newFake()
-	tab := f.table(time.Second)
+	var local counter
 	boom := errors.New("reply lost")
-	_, err := tab.Acquire(context.Background(), "k", func(token string) (bool, error) {
+	_, err := Acquire(context.Background(), f.config(time.Second), "k", local.done, func(token string) (bool, error) {
 		_, _ = f.try("k")(token) // taken, but the reply is lost
 		return false, boom
 	})
 	assert.ErrorIs(t, err, boom)
-	require.Eventually(t, func() bool {
-		f.mu.Lock()
-		defer f.mu.Unlock()
-		return len(f.owner) == 0
-	}, 2*time.Second, 5*time.Millisecond, "the lease is given back")
-}
-
-func TestLeasePrefetch(t *testing.T) {
-	f := newFake()
-	tab := f.table(time.Second)
-	ctx := context.Background()
-	l, err := tab.Acquire(ctx, "k", f.try("k"))
-	require.NoError(t, err)
-	l.Prefetch([]byte("v"), true)
-	unlock := tab.Hold(ctx, "k", l, func() {})
-	v, found, ok := tab.TakePrefetched("k", time.Hour)
-	assert.True(t, ok)
-	assert.True(t, found)
-	assert.Equal(t, []byte("v"), v)
-	_, _, ok = tab.TakePrefetched("k", time.Hour)
-	assert.False(t, ok, "used at most once")
-	unlock()
-
-	// Token drops it; so does age beyond half the TTL.
-	l, err = tab.Acquire(ctx, "k", f.try("k"))
-	require.NoError(t, err)
-	l.Prefetch(nil, false)
-	unlock = tab.Hold(ctx, "k", l, func() {})
-	_, ok = tab.Token("k")
-	require.True(t, ok)
-	_, _, ok = tab.TakePrefetched("k", time.Hour)
-	assert.False(t, ok)
-	unlock()
-
-	l, err = tab.Acquire(ctx, "k", f.try("k"))
-	require.NoError(t, err)
-	l.Prefetch([]byte("old"), true)
-	unlock = tab.Hold(ctx, "k", l, func() {})
-	defer unlock()
-	time.Sleep(10 * time.Millisecond)
-	_, _, ok = tab.TakePrefetched("k", 10*time.Millisecond)
-	assert.False(t, ok, "older than TTL/2")
-
-	// Without prefetching nothing is returned.
-	_, _, ok = tab.TakePrefetched("other", 0)
-	assert.False(t, ok)
+	assert.EqualValues(t, 1, local.n.Load())
+	require.Eventually(t, func() bool { return !f.held("k") }, 5*time.Second, time.Millisecond,
+		"the lease is given back")
 }

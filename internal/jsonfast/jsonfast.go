@@ -1,4 +1,11 @@
-package session
+// Package jsonfast encodes and decodes simple struct types exactly as
+// encoding/json does, without reflection or allocation per call, and falls
+// back to encoding/json for everything else. The session middleware encodes
+// a session at every commit and decodes it at every load; for the flat
+// structs most bots keep this is several times faster than encoding/json
+// (see BENCHMARKS.md), and its differential and fuzz tests check it against
+// encoding/json byte for byte.
+package jsonfast
 
 import (
 	"bytes"
@@ -327,15 +334,20 @@ func storeInt(at unsafe.Pointer, size uintptr, n int64) {
 	}
 }
 
-// jsonCodec is the fast path of the default codec for one type T.
-type jsonCodec[T any] struct{ plan *jsonPlan }
+// Codec encodes and decodes values of one type T as encoding/json does.
+type Codec[T any] struct{ plan *jsonPlan }
 
-func jsonCodecFor[T any]() jsonCodec[T] {
-	return jsonCodec[T]{jsonPlanOf(reflect.TypeFor[T]())}
+// For returns the codec of T: the fast path where T is a simple struct,
+// encoding/json otherwise.
+func For[T any]() Codec[T] {
+	return Codec[T]{jsonPlanOf(reflect.TypeFor[T]())}
 }
 
-// marshal encodes *v as json.Marshal does.
-func (c jsonCodec[T]) marshal(v *T) ([]byte, error) {
+// Fast reports whether T has the fast path.
+func (c Codec[T]) Fast() bool { return c.plan != nil }
+
+// Marshal encodes *v as json.Marshal does.
+func (c Codec[T]) Marshal(v *T) ([]byte, error) {
 	if c.plan != nil {
 		if out, ok := c.plan.appendJSON(make([]byte, 0, 32), unsafe.Pointer(v)); ok {
 			return out, nil
@@ -344,9 +356,9 @@ func (c jsonCodec[T]) marshal(v *T) ([]byte, error) {
 	return json.Marshal(v)
 }
 
-// unmarshal decodes data into *into, which holds the zero value, as
+// Unmarshal decodes data into *into, which holds the zero value, as
 // json.Unmarshal does.
-func (c jsonCodec[T]) unmarshal(data []byte, into *T) error {
+func (c Codec[T]) Unmarshal(data []byte, into *T) error {
 	if c.plan != nil {
 		if c.plan.decode(data, unsafe.Pointer(into)) {
 			return nil

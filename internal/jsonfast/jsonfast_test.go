@@ -1,4 +1,4 @@
-package session
+package jsonfast
 
 import (
 	"encoding/json"
@@ -41,6 +41,8 @@ type withTime struct{ T time.Time }
 type withString struct {
 	N int `json:",string"`
 }
+
+type counter struct{ Count int }
 
 type withEmbedded struct{ counter }
 
@@ -95,7 +97,7 @@ func randomFast(r *rand.Rand) fastAll {
 
 // The fast codec must produce exactly encoding/json's bytes and values.
 func TestJSONFastMatchesEncodingJSON(t *testing.T) {
-	c := jsonCodecFor[fastAll]()
+	c := For[fastAll]()
 	r := rand.New(rand.NewPCG(1, 2))
 	for range 1000 {
 		v := randomFast(r)
@@ -103,7 +105,7 @@ func TestJSONFastMatchesEncodingJSON(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		got, err := c.marshal(&v)
+		got, err := c.Marshal(&v)
 		if err != nil || string(got) != string(want) {
 			t.Fatalf("marshal %+v:\n got %s\nwant %s", v, got, want)
 		}
@@ -143,7 +145,7 @@ func mutations(r *rand.Rand, b []byte) [][]byte {
 	return res
 }
 
-func checkDecode[T any](t *testing.T, c jsonCodec[T], data []byte) {
+func checkDecode[T any](t *testing.T, c Codec[T], data []byte) {
 	t.Helper()
 	var want T
 	wantErr := json.Unmarshal(data, &want)
@@ -154,7 +156,7 @@ func checkDecode[T any](t *testing.T, c jsonCodec[T], data []byte) {
 		}
 	}
 	got = *new(T)
-	err := c.unmarshal(data, &got)
+	err := c.Unmarshal(data, &got)
 	if (err != nil) != (wantErr != nil) || (err == nil && !reflect.DeepEqual(got, want)) {
 		t.Fatalf("unmarshal %s: got %+v (%v), encoding/json %+v (%v)", data, got, err, want, wantErr)
 	}
@@ -163,45 +165,10 @@ func checkDecode[T any](t *testing.T, c jsonCodec[T], data []byte) {
 func FuzzJSONFastDecode(f *testing.F) {
 	f.Add([]byte(`{"I":1,"I8":0,"I16":0,"I32":0,"I64":0,"U":0,"U8":0,"U16":0,"U32":0,"U64":0,"B":false,"S":"","tagged":0}`))
 	f.Add([]byte(`{"Count":12}`))
-	fa, cnt := jsonCodecFor[fastAll](), jsonCodecFor[counter]()
+	fa, cnt := For[fastAll](), For[counter]()
 	f.Fuzz(func(t *testing.T, data []byte) {
 		checkDecode(t, fa, data)
 		checkDecode(t, cnt, data)
 	})
 }
 
-// Enhance's fast envelope path must agree with the general one.
-func TestEnhanceFastDecodeMatchesGeneral(t *testing.T) {
-	same := Migrate(func(old counter) (counter, error) { return old, nil })
-	for _, opts := range []EnhanceOptions{
-		{TTL: time.Hour},
-		{Migrations: map[float64]Migration{1: same, 2.5: same}},
-		{TTL: time.Hour, Migrations: map[float64]Migration{3: same}},
-	} {
-		st, err := Enhance[counter](NewMemory[[]byte](), opts)
-		if err != nil {
-			t.Fatal(err)
-		}
-		s := st.(*enhanced[counter])
-		for _, raw := range []string{
-			`{"__d":{"Count":5}}`, `{"__d":{"Count":5},"e":1700000000000}`, `{"__d":{"Count":5},"v":2.5}`,
-			`{"__d":{"Count":5},"v":3}`, `{"__d":{"Count":5},"v":3,"e":1700000000000}`,
-			`{"__d":{"Count":5},"v":2.5,"e":1700000000000}`, `{"__d":{"Count":5},"e":01}`,
-			`{"__d":{"Count":5},"e":1.5e3}`, `{"__d":{"Count":5},"e":-1}`, `{"__d":{"Count":5},"e":}`,
-			`{"__d":{"Count":5}`, `{"__d":{"Count":5,"e":7}}`, `{"__d":{"Count":5},"e":7}}`,
-			`{"__d":{"Count":5},"v":2.5,"v":2.5}`, `{"__d":{"Count":5},"x":1,"e":9}`, `{"Count":5}`,
-		} {
-			var fast counter
-			env, ok := s.fastDecode([]byte(raw), &fast)
-			if !ok {
-				continue
-			}
-			var want counter
-			wantEnv, ran, live, err := s.decodeGeneral("k", []byte(raw), 0, &want)
-			if err != nil || ran || !live || want != fast || string(wantEnv.data) != string(env.data) ||
-				wantEnv.expiry != env.expiry || wantEnv.expiring != env.expiring || wantEnv.version != env.version || wantEnv.versioned != env.versioned {
-				t.Errorf("%v: %s: fast %+v %+v, general %+v %+v ran %v live %v err %v", opts, raw, fast, env, want, wantEnv, ran, live, err)
-			}
-		}
-	}
-}

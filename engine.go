@@ -1,0 +1,300 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"sync"
+
+	tgbotapi "github.com/go-telegram-bot-api/telegram-bot-api/v5"
+)
+
+// engine runs every session variant: it resolves the keys of its parts,
+// takes their leases, loads them (now or on first access), runs the
+// handler and commits. A single session is an engine with one part.
+type engine[S any] struct {
+	parts     []part[S]
+	lazy      bool
+	single    bool
+	migration bool // follow chat migrations
+}
+
+// state is the per-update session state. Every copy of the update's
+// Context points to it, and mu makes the accessors safe from several
+// goroutines.
+type state[S any] struct {
+	mu     sync.Mutex
+	eng    *engine[S]
+	slots  []slot
+	inline [2]slot
+	locked bool // every keyed slot holds its lease
+	closed bool // the handler returned: no more access
+	val    S    // what the handler sees
+}
+
+// slot is the per-update state of one part.
+type slot struct {
+	key      string // from the key function
+	storeKey string // Prefix + key (or where a chat migration forwarded it), set when locked
+	ok       bool   // the update has a key for this part
+	empty    bool   // the key function gave "", which counts as no key
+	moved    string // the store key a chat migration forwarded this one to
+	hops     uint8  // forwards followed
+	state    slotState
+	found    bool   // a live session was stored
+	stale    bool   // expired data is stored: deleted unless written
+	same     []byte // the encoding that means unchanged; nil: write
+	lease    Lease  // the lock, with the value read under it
+}
+
+type slotState uint8
+
+const (
+	untouched slotState = iota // lazy and not accessed yet
+	loaded                     // read, or initial when storage had nothing
+	replaced                   // set without a read: always written
+	cleared                    // deleted unless the handler fills it again
+)
+
+var errReused = errors.New("session: this Context already passed through a session middleware; use one Context per update and one session (NewMulti for several values)")
+
+// resolve finds the slot's key for u. An empty key is no key: it would
+// put every update that gets one into a single session shared by all.
+func (sl *slot) resolve(p *partInfo, u *tgbotapi.Update) {
+	sl.key, sl.ok = p.key(u)
+	if sl.ok && sl.key == "" {
+		sl.ok, sl.empty = false, true
+	}
+}
+
+func (e *engine[S]) middleware(next Handler[S]) Handler[S] {
+	return func(c *Context[S]) error {
+		st, err := e.begin(c)
+		if err != nil {
+			return err
+		}
+		// Installed before any lease is taken: whatever happens from here
+		// (an error, or a panic in a store, the codec, a migration,
+		// Initial or the handler), no access after this update and no
+		// lease left behind, so nothing renews it.
+		ended := false
+		defer func() {
+			if !ended {
+				st.end()
+			}
+		}()
+		if !e.lazy {
+			if err := st.loadAll(c); err != nil {
+				return err
+			}
+		}
+		ctx := c.Context
+		if err := next(c); err != nil {
+			return err
+		}
+		ended = true
+		return st.commit(ctx)
+	}
+}
+
+// begin installs the engine's per-update state in c and resolves the keys
+// of its parts. It takes no lease: the caller installs the release first.
+func (e *engine[S]) begin(c *Context[S]) (*state[S], error) {
+	st := c.sess
+	if st == nil { // a Context not made by NewContext
+		st = new(state[S])
+		c.sess = st
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.eng != nil {
+		return nil, errReused
+	}
+	if c.Context == nil {
+		c.Context = context.Background()
+	}
+	st.eng = e
+	if len(e.parts) <= len(st.inline) {
+		st.slots = st.inline[:len(e.parts)]
+	} else {
+		st.slots = make([]slot, len(e.parts))
+	}
+	for i, p := range e.parts {
+		st.slots[i].resolve(p.info(), &c.Update)
+	}
+	return st, nil
+}
+
+// loadAll takes the leases and loads every keyed part, for strict
+// sessions.
+func (st *state[S]) loadAll(c *Context[S]) error {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if err := st.lock(c); err != nil {
+		return err
+	}
+	for i := 0; i < len(st.eng.parts); i++ {
+		if sl := &st.slots[i]; sl.ok {
+			if err := st.eng.parts[i].load(c, st, sl); err != nil {
+				if err = st.follow(c, i, err, true); err != nil {
+					return err
+				}
+				i = -1 // every part again, under the new leases
+			}
+		}
+	}
+	return nil
+}
+
+// commit closes the session to the handler's goroutines and commits every
+// lease: the part's change, fenced, and the release, in one step each.
+func (st *state[S]) commit(ctx context.Context) error {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	st.closed = true
+	if !st.locked {
+		return nil // lazy and never touched: nothing to write, no lease held
+	}
+	defer st.unlock() // a panic in a codec or a store releases the rest
+	var errs error
+	for i, p := range st.eng.parts {
+		sl := &st.slots[i]
+		if sl.lease == nil {
+			continue
+		}
+		change, err := p.change(st, sl)
+		if err != nil {
+			errs = errors.Join(errs, err)
+			continue // released by unlock
+		}
+		lease := sl.lease
+		sl.lease = nil
+		if err := lease.Commit(ctx, change); err != nil {
+			errs = errors.Join(errs, p.info().errorf(sl, "commit", err))
+		}
+	}
+	return errs
+}
+
+// end closes the session and releases its leases.
+func (st *state[S]) end() {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	st.closed = true
+	st.unlock()
+}
+
+// each runs f on every part after checking that each has a key and that
+// the leases are held; it is how the Context methods reach the parts.
+// st.mu is held.
+func (st *state[S]) each(c *Context[S], f func(part[S], *slot) error) error {
+	for i, p := range st.eng.parts {
+		if !st.slots[i].ok {
+			return p.info().noKey(&st.slots[i])
+		}
+	}
+	if err := st.lock(c); err != nil {
+		return err
+	}
+	for i, p := range st.eng.parts {
+		if err := f(p, &st.slots[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// slotOf finds the slot of part p, checks its key and takes the leases.
+// st.mu is held.
+func (st *state[S]) slotOf(c *Context[S], p part[S]) (*slot, error) {
+	i := st.indexOf(p)
+	if i < 0 {
+		return nil, errNotPart(p.info().name)
+	}
+	sl := &st.slots[i]
+	if !sl.ok {
+		return nil, p.info().noKey(sl)
+	}
+	return sl, st.lock(c)
+}
+
+// indexOf returns the index of part p in this update's session, or -1.
+func (st *state[S]) indexOf(p part[S]) int {
+	for i, q := range st.eng.parts {
+		if q == p {
+			return i
+		}
+	}
+	return -1
+}
+
+// lock takes the lease of every keyed slot, once per update, in the order
+// of (stored key, lock table): two updates that need the same keys take
+// them in the same order and so cannot deadlock, whatever stores their
+// fragments use. Lazy sessions call lock on first access, so an update
+// that never touches its session takes no lease at all. All or nothing: a
+// failure releases what was taken, so a later access can try again.
+// st.mu is held.
+func (st *state[S]) lock(c *Context[S]) error {
+	if st.locked {
+		return nil
+	}
+	for i, p := range st.eng.parts {
+		if sl := &st.slots[i]; sl.ok {
+			sl.storeKey = sl.key
+			if prefix := p.info().prefix; prefix != "" {
+				sl.storeKey = prefix + sl.key
+			}
+			if sl.moved != "" {
+				sl.storeKey = sl.moved
+			}
+		}
+	}
+	// Selection in order without sorting: parts are few, and this
+	// allocates nothing.
+	prev := -1
+	for {
+		next := -1
+		for i := range st.slots {
+			if st.slots[i].ok && (prev < 0 || st.before(prev, i)) && (next < 0 || st.before(i, next)) {
+				next = i
+			}
+		}
+		if next < 0 {
+			st.locked = true
+			return nil
+		}
+		sl, info := &st.slots[next], st.eng.parts[next].info()
+		lease, err := info.lock(c, sl.storeKey)
+		if err != nil {
+			st.unlock()
+			return info.errorf(sl, "lock", err)
+		}
+		sl.lease = lease
+		prev = next
+	}
+}
+
+// before orders slots i and j for locking.
+func (st *state[S]) before(i, j int) bool {
+	a, b := &st.slots[i], &st.slots[j]
+	if a.storeKey != b.storeKey {
+		return a.storeKey < b.storeKey
+	}
+	ra, rb := st.eng.parts[i].info().rank, st.eng.parts[j].info().rank
+	if ra != rb {
+		return ra < rb
+	}
+	return i < j
+}
+
+// unlock releases every lease still held.
+func (st *state[S]) unlock() {
+	for i := range st.slots {
+		if sl := &st.slots[i]; sl.lease != nil {
+			lease := sl.lease
+			sl.lease = nil
+			lease.Release()
+		}
+	}
+	st.locked = false
+}
