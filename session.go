@@ -233,6 +233,9 @@ func newSession[S any](opts Options[S], parts ...part[S]) (*Session[S], error) {
 // released, and the error or panic goes on to the caller. A nil next
 // panics with an error wrapping [ErrConfig].
 func (s *Session[S]) Middleware(next Handler[S]) Handler[S] {
+	if s == nil || s.eng == nil {
+		configErr("a Session must be built by session.New or session.NewMulti")
+	}
 	if next == nil {
 		configErr("session middleware given a nil handler")
 	}
@@ -246,6 +249,9 @@ func (s *Session[S]) Middleware(next Handler[S]) Handler[S] {
 // Key returns the session key of u, before any Prefix: the key a runner
 // orders updates by. A multi session orders by its first fragment's key.
 func (s *Session[S]) Key(u *tgbotapi.Update) (string, bool) {
+	if s == nil || s.eng == nil {
+		return "", false
+	}
 	var sl slot
 	sl.resolve(s.eng.parts[0].info(), u)
 	return sl.key, sl.ok
@@ -259,6 +265,10 @@ func (s *Session[S]) Key(u *tgbotapi.Update) (string, bool) {
 // context's error.
 func (s *Session[S]) Entries(ctx context.Context) iter.Seq2[Entry[S], error] {
 	return func(yield func(Entry[S], error) bool) {
+		if s == nil || s.eng == nil {
+			yield(Entry[S]{}, fmt.Errorf("%w: a Session must be built by session.New or session.NewMulti", ErrConfig))
+			return
+		}
 		if !s.eng.single {
 			yield(Entry[S]{}, fmt.Errorf("session: a multi session cannot list its sessions: %w", errors.ErrUnsupported))
 			return

@@ -144,47 +144,33 @@ func run(cfg config, start, stop func()) (*result, error) {
 	}
 
 	switch cfg.mode {
-	case "strict", "lazy", "lazy-untouched":
-		store, err := b.typed()
+	case "strict", "lazy", "lazy-untouched", "enhance-ttl":
+		opts := session.Options[counter]{Storage: b.store, Lazy: cfg.mode == "lazy" || cfg.mode == "lazy-untouched"}
+		if cfg.mode == "enhance-ttl" {
+			opts.TTL = time.Hour // native where the store expires keys, else the envelope
+		}
+		sess, err := session.New(opts)
 		if err != nil {
 			return nil, err
-		}
-		mw := session.Strict[counter]
-		if cfg.mode != "strict" {
-			mw = session.Lazy[counter]
 		}
 		inc := increment
 		if cfg.mode == "lazy-untouched" {
 			inc = func(*session.Context[counter]) error { return nil }
 		} else {
-			count = sum(store, chatKeys(""))
+			count = sumStored(b.store, chatKeys(""))
 		}
-		h = ctxHandler(mw(session.Options[counter]{Storage: store})(inc))
-		keys = []keyed{{store, chatKeys("")}}
-	case "enhance-ttl":
-		// Enhance always stores its JSON envelope in a byte store, so
-		// "memory" and "json" both mean in-memory bytes here.
-		store, err := session.Enhance[counter](b.bytes(), session.EnhanceOptions{TTL: time.Hour})
-		if err != nil {
-			return nil, err
-		}
-		count = sum(store, chatKeys(""))
-		h = ctxHandler(session.Strict(session.Options[counter]{Storage: store})(increment))
-		keys = []keyed{{store, chatKeys("")}}
+		h = ctxHandler(sess.Middleware(inc))
+		keys = []keyed{{b.store, chatKeys("")}}
 	case "multi":
 		// Two fragments per update: the chat's and the user's (users
 		// 1..k, one per chat), each counted.
-		chatStore, err := b.typed()
+		chat := session.NewFragment("chat", func(p *pair) *counter { return &p.Chat }, session.Options[counter]{Storage: b.store})
+		user := session.NewFragment("user", func(p *pair) *counter { return &p.User }, session.Options[counter]{Storage: b.store, Key: session.ByUser})
+		sess, err := session.NewMulti(session.Options[pair]{}, chat, user)
 		if err != nil {
 			return nil, err
 		}
-		userStore, err := b.typed()
-		if err != nil {
-			return nil, err
-		}
-		chat := session.NewFragment("chat", func(p *pair) *counter { return &p.Chat }, session.Options[counter]{Storage: chatStore})
-		user := session.NewFragment("user", func(p *pair) *counter { return &p.User }, session.Options[counter]{Storage: userStore, Key: session.ByUser})
-		h = ctxHandler(session.Multi(chat, user)(func(c *session.Context[pair]) error {
+		h = ctxHandler(sess.Middleware(func(c *session.Context[pair]) error {
 			p, err := c.Session()
 			if err != nil {
 				return err
@@ -193,7 +179,7 @@ func run(cfg config, start, stop func()) (*result, error) {
 			p.User.Count++
 			return nil
 		}))
-		chats, users := sum(chatStore, chatKeys("chat:")), sum(userStore, chatKeys("user:"))
+		chats, users := sumStored(b.store, chatKeys("chat:")), sumStored(b.store, chatKeys("user:"))
 		// Each fragment must count every update: lost is the shortfall
 		// of both together.
 		count = func(ctx context.Context) (int, error) {
@@ -204,7 +190,7 @@ func run(cfg config, start, stop func()) (*result, error) {
 			u, err := users(ctx)
 			return a + u - cfg.n, err
 		}
-		keys = []keyed{{chatStore, chatKeys("chat:")}, {userStore, chatKeys("user:")}}
+		keys = []keyed{{b.store, chatKeys("chat:")}, {b.store, chatKeys("user:")}}
 	case "none":
 		h = func(context.Context, tgbotapi.Update) error { return nil }
 	default:
@@ -259,7 +245,7 @@ func run(cfg config, start, stop func()) (*result, error) {
 }
 
 type keyed struct {
-	store session.StorageAdapter[counter]
+	store session.Store
 	keys  []string
 }
 
@@ -279,14 +265,24 @@ func ctxHandler[S any](h session.Handler[S]) func(ctx context.Context, u tgbotap
 	}
 }
 
-// sum reads the counters of keys back.
-func sum(store session.StorageAdapter[counter], keys []string) func(context.Context) (int, error) {
+// sumStored reads the counters of keys back from the store.
+func sumStored(store session.Store, keys []string) func(context.Context) (int, error) {
 	return func(ctx context.Context) (int, error) {
 		total := 0
 		for _, k := range keys {
-			v, _, err := store.Read(ctx, k)
-			if err != nil {
-				return 0, err
+			data, found, err := store.Read(ctx, k)
+			if err != nil || !found {
+				return total, err
+			}
+			var v struct {
+				Count int
+				D     *counter `json:"__d"` // grammY's envelope, with a TTL on a plain store
+			}
+			if err := json.Unmarshal(data, &v); err != nil {
+				return 0, fmt.Errorf("%s: %w", k, err)
+			}
+			if v.D != nil {
+				v.Count = v.D.Count
 			}
 			total += v.Count
 		}

@@ -51,7 +51,7 @@ func TestBoundsManySlowChats(t *testing.T) {
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	done := startRun(ctx, nil, h, Options{Source: src, MaxInFlight: maxInFlight, MaxQueued: chats})
+	done := startRun(ctx, nil, byChat(t), h, Options{Source: src, MaxInFlight: maxInFlight, MaxQueued: chats})
 	d := receive(t, dispatchers, "the dispatcher")
 	receive(t, src.finished, "every chat's update taken")
 	eventually(t, func() bool { return d.stats().inFlight == maxInFlight }, "handler slots full")
@@ -94,7 +94,7 @@ func TestBoundsOneBlockedChat(t *testing.T) {
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	done := startRun(ctx, nil, h, Options{Source: src})
+	done := startRun(ctx, nil, byChat(t), h, Options{Source: src})
 	d := receive(t, dispatchers, "the dispatcher")
 	eventually(t, func() bool { return d.stats().blocked == 1 }, "the source waits")
 
@@ -128,7 +128,7 @@ func TestBoundsMaxQueued(t *testing.T) {
 		return chatMsg(i+1, int64(i+1), 0), i < 100
 	})
 	ctx, cancel := context.WithCancel(context.Background())
-	done := startRun(ctx, nil, h, Options{Source: src, MaxInFlight: 2, MaxQueued: 5})
+	done := startRun(ctx, nil, byChat(t), h, Options{Source: src, MaxInFlight: 2, MaxQueued: 5})
 	d := receive(t, dispatchers, "the dispatcher")
 	eventually(t, func() bool { return d.stats().blocked == 1 }, "the source waits")
 	taken, _ := src.counts()

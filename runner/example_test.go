@@ -57,8 +57,15 @@ func ExampleRun() {
 		stop()
 	}()
 
-	h := session.Strict(session.Options[Data]{})(counter)
-	err = runner.Run(ctx, bot, h, runner.Options{
+	// Per chat (the default key), in memory (the default store). Run puts
+	// counter behind the session's middleware and orders updates by the
+	// session's key.
+	sess, err := session.New(session.Options[Data]{})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	err = runner.Run(ctx, bot, sess, counter, runner.Options{
 		OnError: func(ctx context.Context, u *tgbotapi.Update, key string, err error) {
 			if u == nil {
 				slog.WarnContext(ctx, "polling failed, retrying", "error", err)
@@ -90,6 +97,11 @@ func ExampleWebhook() {
 		return
 	}
 
+	sess, err := session.New(session.Options[Data]{})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
 	wh := &runner.Webhook{Secret: "my-secret"}
 	// In production: an http.Server with TLS, and once at setup
 	// runner.SetWebhook(bot, "https://bot.example.com/telegram", "my-secret").
@@ -99,7 +111,7 @@ func ExampleWebhook() {
 	defer stop()
 	done := make(chan error, 1)
 	go func() {
-		done <- runner.Run(ctx, bot, session.Strict(session.Options[Data]{})(counter), runner.Options{Source: wh})
+		done <- runner.Run(ctx, bot, sess, counter, runner.Options{Source: wh})
 	}()
 
 	update := `{"update_id": 1, "message": {"message_id": 1, "date": 0, "text": "hi", "chat": {"id": 7, "type": "private"}, "from": {"id": 7, "first_name": "Ann"}}}`
@@ -180,8 +192,20 @@ func sendAfterSave(next session.Handler[Data]) session.Handler[Data] {
 	}
 }
 
+// afterSave is a session whose middleware sends the queued replies once
+// the session was saved. It embeds the session, so it keeps its key: the
+// key Run orders updates by.
+type afterSave struct{ *session.Session[Data] }
+
+// Middleware puts sendAfterSave around the session's middleware.
+func (s afterSave) Middleware(next session.Handler[Data]) session.Handler[Data] {
+	return sendAfterSave(s.Session.Middleware(next))
+}
+
 // Replying only after the save: a reply that states the session ("you
 // have 3") is never seen by the user unless the new state was stored.
+// Run puts the handler behind the session's middleware; a type that
+// embeds the session and overrides Middleware goes around it.
 func Example_sendAfterSave() {
 	srv := telegramtest.NewServer()
 	defer srv.Close()
@@ -205,15 +229,18 @@ func Example_sendAfterSave() {
 		reply(c, tgbotapi.NewMessage(m.Chat.ID, fmt.Sprintf("you have %d", s.Count)))
 		return nil
 	}
-	// The session middleware is built once: it holds the per-key locks.
-	h := sendAfterSave(session.Strict(session.Options[Data]{})(count))
+	sess, err := session.New(session.Options[Data]{})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
 
 	ctx, stop := context.WithCancel(context.Background())
 	go func() {
 		_, _ = srv.WaitSent(ctx, 1)
 		stop()
 	}()
-	if err := runner.Run(ctx, bot, h, runner.Options{}); err != nil {
+	if err := runner.Run(ctx, bot, afterSave{sess}, count, runner.Options{}); err != nil {
 		fmt.Println(err)
 	}
 	fmt.Println(srv.Sent()[0].Text)

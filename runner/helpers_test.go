@@ -3,6 +3,7 @@ package runner
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"strconv"
 	"sync"
 	"testing"
@@ -105,10 +106,37 @@ func (s *sliceSource) counts() (taken, done int) {
 }
 
 // startRun runs Run in a goroutine; the channel yields its result.
-func startRun[S any](ctx context.Context, bot *tgbotapi.BotAPI, h session.Handler[S], opts Options) <-chan error {
+func startRun[S any](ctx context.Context, bot *tgbotapi.BotAPI, sess Session[S], h session.Handler[S], opts Options) <-chan error {
 	done := make(chan error, 1)
-	go func() { done <- Run(ctx, bot, h, opts) }()
+	go func() { done <- Run(ctx, bot, sess, h, opts) }()
 	return done
+}
+
+// newSession builds a session from opts, failing the test on an error.
+func newSession[S any](t testing.TB, opts session.Options[S]) *session.Session[S] {
+	t.Helper()
+	sess, err := session.New(opts)
+	require.NoError(t, err)
+	return sess
+}
+
+// byChat is the default session: per chat, in a Memory of its own.
+func byChat(t testing.TB) *session.Session[struct{}] {
+	return newSession(t, session.Options[struct{}]{})
+}
+
+// tally is the session of the load tests.
+type tally struct{ N int }
+
+// stored reads the tally saved under key in mem; found is false if none.
+func stored(t testing.TB, mem *session.Memory, key string) (v tally, found bool) {
+	t.Helper()
+	data, found, err := mem.Read(context.Background(), key)
+	require.NoError(t, err)
+	if found {
+		require.NoError(t, json.Unmarshal(data, &v), "stored %q", data)
+	}
+	return v, found
 }
 
 // result waits for the result of startRun.

@@ -37,7 +37,7 @@ func TestPollingConfirmsOnlyFinished(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	done := startRun(ctx, bot, h, Options{})
+	done := startRun(ctx, bot, byChat(t), h, Options{})
 	eventually(t, func() bool { return fast.Load() == 4 }, "chat 2 handled")
 	assert.Equal(t, 5, srv.Pending(), "update 1 is open: nothing is confirmed yet")
 
@@ -67,7 +67,7 @@ func TestPollingStopAndRestart(t *testing.T) {
 	const rounds, perRound = 5, 40
 	for r := range rounds {
 		ctx, cancel := context.WithCancel(context.Background())
-		done := startRun(ctx, bot, h, Options{OnError: onError, MaxInFlight: 3})
+		done := startRun(ctx, bot, byChat(t), h, Options{OnError: onError, MaxInFlight: 3})
 		for i := range perRound {
 			chat := int64(1 + i%4)
 			srv.SendMessage(chat, chat, strconv.Itoa(r*perRound+i))
@@ -80,7 +80,7 @@ func TestPollingStopAndRestart(t *testing.T) {
 		require.NoError(t, result(t, done))
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	done := startRun(ctx, bot, h, Options{OnError: onError})
+	done := startRun(ctx, bot, byChat(t), h, Options{OnError: onError})
 	eventually(t, func() bool { return handled.Load() == rounds*perRound }, "the rest handled")
 	cancel()
 	require.NoError(t, result(t, done))
@@ -112,7 +112,7 @@ func TestPollingLeftBehindComesAgain(t *testing.T) {
 		errs := newErrorLog()
 		p := NewPolling(bot, PollingOptions{})
 		ctx, cancel := context.WithCancel(context.Background())
-		done := startRun(ctx, bot, stuckHandler, Options{Source: p, DrainTimeout: 20 * time.Millisecond, OnError: errs.onError})
+		done := startRun(ctx, bot, byChat(t), stuckHandler, Options{Source: p, DrainTimeout: 20 * time.Millisecond, OnError: errs.onError})
 		receive(t, entered, "the handler")
 		cancel()
 		require.ErrorIs(t, result(t, done), context.DeadlineExceeded)
@@ -125,7 +125,7 @@ func TestPollingLeftBehindComesAgain(t *testing.T) {
 		}
 		var again atomic.Int32
 		ctx, cancel = context.WithCancel(context.Background())
-		done = startRun(ctx, bot, func(c *session.Context[struct{}]) error {
+		done = startRun(ctx, bot, byChat(t), func(c *session.Context[struct{}]) error {
 			again.Store(int32(c.Update.UpdateID))
 			return nil
 		}, Options{Source: src})
@@ -146,7 +146,7 @@ func TestPollingErrors(t *testing.T) {
 	var got atomic.Bool
 	errs := newErrorLog()
 	ctx, cancel := context.WithCancel(context.Background())
-	done := startRun(ctx, bot, func(c *session.Context[struct{}]) error {
+	done := startRun(ctx, bot, byChat(t), func(c *session.Context[struct{}]) error {
 		got.Store(true)
 		return nil
 	}, Options{OnError: errs.onError})
@@ -166,7 +166,7 @@ func TestPollingErrors(t *testing.T) {
 	assert.GreaterOrEqual(t, waits, 3, "retried after the 429 and the 500")
 
 	srv.Fail("getUpdates", 401, "Unauthorized")
-	err := result(t, startRun(context.Background(), bot, func(*session.Context[struct{}]) error { return nil }, Options{}))
+	err := result(t, startRun(context.Background(), bot, byChat(t), func(*session.Context[struct{}]) error { return nil }, Options{}))
 	require.True(t, errors.As(err, &apiErr), "%v", err)
 	assert.Equal(t, 401, apiErr.Code)
 }
@@ -206,7 +206,7 @@ func TestPollingIdleStopEndsLongPoll(t *testing.T) {
 	srv, bot := fakeBot(t)
 	p := NewPolling(bot, PollingOptions{Timeout: 60})
 	ctx, cancel := context.WithCancel(context.Background())
-	done := startRun(ctx, bot, func(*session.Context[struct{}]) error { return nil }, Options{Source: p})
+	done := startRun(ctx, bot, byChat(t), func(*session.Context[struct{}]) error { return nil }, Options{Source: p})
 	eventually(t, func() bool {
 		for _, r := range srv.Requests() {
 			if r.Method == "getUpdates" && r.Params.Get("timeout") == "60" {

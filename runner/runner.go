@@ -4,7 +4,14 @@
 // parallel, stays within fixed bounds under any load, and stops like
 // http.Server.Shutdown, without losing an update.
 //
-//	err := runner.Run(ctx, bot, h, runner.Options{})
+//	sess, err := session.New(session.Options[Data]{Storage: store})
+//	...
+//	err = runner.Run(ctx, bot, sess, h, runner.Options{})
+//
+// Run puts h behind the session's middleware itself, and orders updates by
+// the session's own key function, so the order it keeps is always the one
+// the session locks by: updates that share a session never wait for each
+// other's lock inside a handler slot.
 //
 // # Stopping
 //
@@ -27,6 +34,18 @@
 // repeats nor misses an update. After a crash, updates that were taken but
 // not finished come again: delivery is at least once.
 //
+// # Ordering
+//
+// The ordering key of an update is its session key (sess.Key; for a
+// session.NewMulti session, its first fragment's key). An update without
+// one (an inline query under a per-chat session, say) is ordered by its
+// chat, or without a chat by its sending user, in queues apart from every
+// session key's; an update with neither runs unordered. Under a lazy
+// session, updates that never touch their session are ordered all the
+// same. The key function runs as each update is taken, on the source's
+// goroutine, so like any session.KeyFunc it must be cheap; if it panics,
+// the update is not handled but reported to OnError with the panic.
+//
 // # Bounds
 //
 // At most MaxInFlight handlers run at once, each in its own goroutine;
@@ -42,6 +61,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"reflect"
 	"runtime/debug"
 	"sync"
 	"time"
@@ -76,13 +96,6 @@ type Options struct {
 	// Source delivers the updates. Nil means NewPolling(bot, PollingOptions{}).
 	Source Source
 
-	// Key gives the ordering key of an update: updates with the same key
-	// are handled one at a time, in arrival order. Use the key function of
-	// your session (session.ByUser, say) so that updates sharing a session
-	// never wait for each other's lock. Nil means by chat, and by user for
-	// updates without a chat. Updates without a key run unordered.
-	Key session.KeyFunc
-
 	// MaxInFlight is the most handlers running at once. 0 means
 	// DefaultMaxInFlight; negative is an error.
 	MaxInFlight int
@@ -101,19 +114,20 @@ type Options struct {
 	// DefaultDrainTimeout; negative is an error.
 	DrainTimeout time.Duration
 
-	// OnError receives every handler error, every handler panic (as an
-	// error carrying the stack), every update reported with ErrStopped,
-	// and the source's transient errors (then u is nil and key empty). It
-	// may be called from several goroutines at once. ctx is the handlers'
-	// context, or Run's for source errors. Nil logs with slog.Default at
-	// error level; the runner logs nothing else.
+	// OnError receives every handler error (the session's too: a failed
+	// load or commit), every panic of a handler or of the session's key
+	// function (as an error carrying the stack), every update reported
+	// with ErrStopped, and the source's transient errors (then u is nil
+	// and key empty). key is the update's ordering key: its session key
+	// (before any Prefix), or "chat <id>" or "user <id>" for an update
+	// without one, or "" for one that ran unordered. It may be called from
+	// several goroutines at once. ctx is the handlers' context, or Run's
+	// for source errors. Nil logs with slog.Default at error level; the
+	// runner logs nothing else.
 	OnError func(ctx context.Context, u *tgbotapi.Update, key string, err error)
 }
 
 func (o Options) withDefaults() Options {
-	if o.Key == nil {
-		o.Key = defaultKey
-	}
 	if o.MaxInFlight == 0 {
 		o.MaxInFlight = DefaultMaxInFlight
 	}
@@ -132,16 +146,44 @@ func (o Options) withDefaults() Options {
 	return o
 }
 
-// defaultKey orders by chat, and by user for updates without a chat.
-// The prefixes keep chat 5 and user 5 apart.
-func defaultKey(u *tgbotapi.Update) (string, bool) {
-	if k, ok := session.ByChat(u); ok {
-		return "chat " + k, true
+// Session is what [Run] needs of a session: its middleware, which Run
+// puts in front of the handler, and its key function, by which Run orders
+// updates. A *session.Session[S] built by session.New or session.NewMulti
+// is one. A type that embeds a *session.Session[S] and overrides
+// Middleware is one too, and keeps the session's key: that is how a
+// handler goes around the session middleware, to act once the session was
+// saved (see Example_sendAfterSave).
+type Session[S any] interface {
+	Middleware(next session.Handler[S]) session.Handler[S]
+	Key(u *tgbotapi.Update) (key string, ok bool)
+}
+
+// orderKey is an update's ordering key. Session keys and the fallback
+// keys of updates without one are kept apart, whatever the strings.
+type orderKey struct {
+	key      string // as given to OnError
+	fallback bool   // not the session's: "chat <id>" or "user <id>"
+}
+
+// keyOf finds the ordering key of u: its session key, or else its chat,
+// or else its user; keyed is false when it has none. A panic in the
+// session's key function is returned as an error.
+func keyOf[S any](sess Session[S], u *tgbotapi.Update) (k orderKey, keyed bool, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			k, keyed, err = orderKey{}, false, panicError("the session's key function panicked", r)
+		}
+	}()
+	if key, ok := sess.Key(u); ok && key != "" {
+		return orderKey{key: key}, true, nil
 	}
-	if k, ok := session.ByUser(u); ok {
-		return "user " + k, true
+	if id, ok := session.ByChat(u); ok {
+		return orderKey{key: "chat " + id, fallback: true}, true, nil
 	}
-	return "", false
+	if id, ok := session.ByUser(u); ok {
+		return orderKey{key: "user " + id, fallback: true}, true, nil
+	}
+	return orderKey{}, false, nil
 }
 
 func logError(ctx context.Context, u *tgbotapi.Update, key string, err error) {
@@ -152,15 +194,18 @@ func logError(ctx context.Context, u *tgbotapi.Update, key string, err error) {
 	slog.Default().ErrorContext(ctx, "runner: update failed", "update_id", u.UpdateID, "key", key, "error", err)
 }
 
-// Run handles the updates of opts.Source with h until ctx is cancelled or
-// the source's Receive returns (a finite source, or one that failed for
-// good), then stops gracefully (see the package documentation) and
-// returns. Each update is handled with a fresh
-// session.NewContext[S](hctx, bot, u), where hctx keeps ctx's values but
-// is cancelled only DrainTimeout after ctx.
+// Run handles the updates of opts.Source with sess.Middleware(h) until
+// ctx is cancelled or the source's Receive returns (a finite source, or
+// one that failed for good), then stops gracefully (see the package
+// documentation) and returns. It builds the middleware once, and orders
+// updates by sess.Key (see the package documentation). Each update is
+// handled with a fresh session.NewContext[S](hctx, bot, u), where hctx
+// keeps ctx's values but is cancelled only DrainTimeout after ctx.
 //
-// Run checks its arguments before it starts anything: a nil h, a nil bot
-// without opts.Source, a negative MaxInFlight, QueueLimit, MaxQueued or
+// Run checks its arguments before it starts anything: a nil sess (or one
+// whose Middleware panics, such as a *session.Session not built by
+// session.New or session.NewMulti), a nil h, a nil bot without
+// opts.Source, a negative MaxInFlight, QueueLimit, MaxQueued or
 // DrainTimeout, a nil *Polling or *Webhook as Source, a Polling not made
 // by [NewPolling] and a Webhook with a negative MaxBodyBytes make it
 // return an error wrapping [session.ErrConfig] that names the mistake.
@@ -175,8 +220,9 @@ func logError(ctx context.Context, u *tgbotapi.Update, key string, err error) {
 // next start), and Run returns an error wrapping
 // context.DeadlineExceeded. OnError is not called for a handler left
 // behind when it eventually returns.
-func Run[S any](ctx context.Context, bot *tgbotapi.BotAPI, h session.Handler[S], opts Options) error {
-	if err := check(bot, h == nil, opts); err != nil {
+func Run[S any](ctx context.Context, bot *tgbotapi.BotAPI, sess Session[S], h session.Handler[S], opts Options) error {
+	h, err := check(bot, sess, h, opts)
+	if err != nil {
 		return err
 	}
 	opts = opts.withDefaults()
@@ -188,10 +234,13 @@ func Run[S any](ctx context.Context, bot *tgbotapi.BotAPI, h session.Handler[S],
 	// Handlers never see ctx's cancellation: it only starts the drain.
 	hctx, hcancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer hcancel()
-	d := newDispatcher(opts, func(it *item) error {
+	d := newDispatcher(opts, func(u *tgbotapi.Update) (orderKey, bool, error) { return keyOf(sess, u) }, func(it *item) error {
+		if it.err != nil {
+			return it.err // the key function panicked: not handled
+		}
 		return call(h, session.NewContext[S](hctx, bot, it.u))
 	})
-	d.report = func(it *item, err error) { opts.OnError(hctx, &it.u, it.key, err) }
+	d.report = func(it *item, err error) { opts.OnError(hctx, &it.u, it.key.key, err) }
 	if testHookDispatcher != nil {
 		testHookDispatcher(d)
 	}
@@ -233,13 +282,16 @@ func Run[S any](ctx context.Context, bot *tgbotapi.BotAPI, h session.Handler[S],
 // check finds the configuration mistakes of a Run call, which would
 // otherwise show up later: as a nil dereference in a handler's or the
 // poller's goroutine, a silently applied default, or a source that never
-// delivers.
-func check(bot *tgbotapi.BotAPI, nilHandler bool, opts Options) error {
+// delivers. It returns h behind the session's middleware.
+func check[S any](bot *tgbotapi.BotAPI, sess Session[S], h session.Handler[S], opts Options) (session.Handler[S], error) {
 	var errs []error
 	bad := func(format string, args ...any) {
 		errs = append(errs, fmt.Errorf("%w: runner: "+format, append([]any{session.ErrConfig}, args...)...))
 	}
-	if nilHandler {
+	if isNil(sess) {
+		bad("Run: nil session sess (build it with session.New or session.NewMulti)")
+	}
+	if h == nil {
 		bad("Run: nil handler h")
 	}
 	switch src := opts.Source.(type) {
@@ -272,7 +324,41 @@ func check(bot *tgbotapi.BotAPI, nilHandler bool, opts Options) error {
 	if opts.DrainTimeout < 0 {
 		bad("Options.DrainTimeout %v is negative (0 means DefaultDrainTimeout)", opts.DrainTimeout)
 	}
-	return errors.Join(errs...)
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	wrapped, err := middleware(sess, h)
+	if err != nil {
+		return nil, fmt.Errorf("%w: runner: Run: %w", session.ErrConfig, err)
+	}
+	return wrapped, nil
+}
+
+// middleware builds sess's middleware around h, turning a panic (the
+// zero session.Session, say) or a nil result into an error.
+func middleware[S any](sess Session[S], h session.Handler[S]) (wrapped session.Handler[S], err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			wrapped, err = nil, fmt.Errorf("sess.Middleware panicked (is sess built by session.New or session.NewMulti?): %v", r)
+		}
+	}()
+	if wrapped = sess.Middleware(h); wrapped == nil {
+		return nil, errors.New("sess.Middleware returned a nil handler")
+	}
+	return wrapped, nil
+}
+
+// isNil reports whether v is nil, a typed nil pointer inside the
+// interface included.
+func isNil(v any) bool {
+	if v == nil {
+		return true
+	}
+	switch rv := reflect.ValueOf(v); rv.Kind() {
+	case reflect.Pointer, reflect.Map, reflect.Func, reflect.Chan, reflect.Slice, reflect.Interface:
+		return rv.IsNil()
+	}
+	return false
 }
 
 // testHookDispatcher, when set by a test, sees each Run's dispatcher, so
@@ -291,14 +377,19 @@ const (
 func call[S any](h session.Handler[S], c *session.Context[S]) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			if e, ok := r.(error); ok {
-				err = fmt.Errorf("runner: handler panicked: %w\n%s", e, debug.Stack())
-			} else {
-				err = fmt.Errorf("runner: handler panicked: %v\n%s", r, debug.Stack())
-			}
+			err = panicError("handler panicked", r)
 		}
 	}()
 	return h(c)
+}
+
+// panicError is the error of a recovered panic: its value (wrapped when
+// it is an error) and the stack.
+func panicError(what string, r any) error {
+	if e, ok := r.(error); ok {
+		return fmt.Errorf("runner: %s: %w\n%s", what, e, debug.Stack())
+	}
+	return fmt.Errorf("runner: %s: %v\n%s", what, r, debug.Stack())
 }
 
 // A Source delivers updates to [Run]. [Polling] and [Webhook] are the two
@@ -341,7 +432,8 @@ func (f *Feed) Error(ctx context.Context, err error) {
 // item is one taken update.
 type item struct {
 	u    tgbotapi.Update
-	key  string
+	key  orderKey
+	err  error // the key function panicked: report this, do not handle
 	q    *keyQueue
 	done func()
 
@@ -353,7 +445,7 @@ type item struct {
 // It exists only while its key has a handler running or updates waiting,
 // so the map of queues never holds idle keys.
 type keyQueue struct {
-	key     string
+	key     orderKey
 	keyed   bool // in dispatcher.queues; keyless updates get a queue of their own
 	items   fifo[*item]
 	running bool
@@ -364,12 +456,12 @@ type keyQueue struct {
 // ready key in round-robin order, and exits when none is ready.
 type dispatcher struct {
 	maxInFlight, queueLimit, maxQueued int
-	key                                session.KeyFunc
+	key                                func(*tgbotapi.Update) (orderKey, bool, error)
 	exec                               func(*item) error
 	report                             func(*item, error)
 
 	mu       sync.Mutex
-	queues   map[string]*keyQueue
+	queues   map[orderKey]*keyQueue
 	ready    fifo[*keyQueue] // have waiting updates, no running handler
 	running  map[*item]struct{}
 	inFlight int  // workers
@@ -382,14 +474,14 @@ type dispatcher struct {
 	changed chan struct{}
 }
 
-func newDispatcher(o Options, exec func(*item) error) *dispatcher {
+func newDispatcher(o Options, key func(*tgbotapi.Update) (orderKey, bool, error), exec func(*item) error) *dispatcher {
 	return &dispatcher{
 		maxInFlight: o.MaxInFlight,
 		queueLimit:  o.QueueLimit,
 		maxQueued:   o.MaxQueued,
-		key:         o.Key,
+		key:         key,
 		exec:        exec,
-		queues:      make(map[string]*keyQueue),
+		queues:      make(map[orderKey]*keyQueue),
 		running:     make(map[*item]struct{}),
 		changed:     make(chan struct{}),
 	}
@@ -401,14 +493,18 @@ func (d *dispatcher) notifyLocked() {
 }
 
 func (d *dispatcher) put(ctx context.Context, u *tgbotapi.Update, done func()) error {
-	key, keyed := d.key(u)
+	// Outside the lock: the key function is the session's, user code.
+	key, keyed, keyErr := d.key(u)
 	d.mu.Lock()
 	for {
 		if d.stopped {
 			d.mu.Unlock()
 			return ErrStopped
 		}
-		q := d.queues[key]
+		var q *keyQueue
+		if keyed {
+			q = d.queues[key]
+		}
 		if d.queued < d.maxQueued && (!keyed || q == nil || q.items.len() < d.queueLimit) {
 			if q == nil {
 				q = &keyQueue{key: key, keyed: keyed}
@@ -416,7 +512,7 @@ func (d *dispatcher) put(ctx context.Context, u *tgbotapi.Update, done func()) e
 					d.queues[key] = q
 				}
 			}
-			q.items.push(&item{u: *u, key: key, q: q, done: done})
+			q.items.push(&item{u: *u, key: key, err: keyErr, q: q, done: done})
 			d.queued++
 			if !q.running && q.items.len() == 1 {
 				d.ready.push(q)

@@ -20,9 +20,9 @@ import (
 	"github.com/tgsession/session"
 )
 
-// orderKey returns the ordering key and sequence number of an update
-// built by chatMsg or inlineQuery.
-func orderKey(u tgbotapi.Update) (string, int) {
+// seqOf returns the ordering key and sequence number of an update built
+// by chatMsg or inlineQuery.
+func seqOf(u tgbotapi.Update) (string, int) {
 	if u.Message != nil {
 		return "chat " + strconv.FormatInt(u.Message.Chat.ID, 10), u.Message.MessageID
 	}
@@ -30,9 +30,9 @@ func orderKey(u tgbotapi.Update) (string, int) {
 	return "user " + strconv.FormatInt(u.InlineQuery.From.ID, 10), seq
 }
 
-// Updates of one chat (and, without a chat, of one user) are handled one
-// at a time, in arrival order, while many keys are interleaved; with few
-// handler slots, every key still gets its turn.
+// Updates of one chat (the default session's key; without a chat, of one
+// user) are handled one at a time, in arrival order, while many keys are
+// interleaved; with few handler slots, every key still gets its turn.
 func TestOrdersEachKey(t *testing.T) {
 	const chats, users, perKey = 10, 3, 200
 	var us []tgbotapi.Update
@@ -55,7 +55,7 @@ func TestOrdersEachKey(t *testing.T) {
 		maxBusy  int
 	)
 	h := func(c *session.Context[struct{}]) error {
-		key, seq := orderKey(c.Update)
+		key, seq := seqOf(c.Update)
 		mu.Lock()
 		running[key]++
 		if running[key] > 1 {
@@ -75,7 +75,7 @@ func TestOrdersEachKey(t *testing.T) {
 	src := newSliceSource(us...)
 	errs := newErrorLog()
 	ctx, cancel := context.WithCancel(context.Background())
-	done := startRun(ctx, nil, h, Options{Source: src, MaxInFlight: 4, QueueLimit: 3, OnError: errs.onError})
+	done := startRun(ctx, nil, byChat(t), h, Options{Source: src, MaxInFlight: 4, QueueLimit: 3, OnError: errs.onError})
 	receive(t, src.finished, "all updates taken")
 	eventually(t, func() bool { _, d := src.counts(); return d == len(us) }, "all handled")
 	cancel()
@@ -94,30 +94,117 @@ func TestOrdersEachKey(t *testing.T) {
 	}
 }
 
-// The Key option orders by the session's key: keyed by user, a user's
-// messages in two chats are serialised, and different users are not.
-func TestKeyOption(t *testing.T) {
-	started := make(chan int, 4)
+// Run orders by the session's own key: keyed by user, a user's messages
+// in two chats are serialised, and different users are not. A multi
+// session orders by its first fragment's key.
+func TestOrdersBySessionKey(t *testing.T) {
+	type multi struct{ User, Chat int }
+	sessions := map[string]Session[multi]{
+		"single": newSession(t, session.Options[multi]{Key: session.ByUser}),
+		"multi": func() Session[multi] {
+			sess, err := session.NewMulti(session.Options[multi]{Lazy: true},
+				session.NewFragment("user", func(m *multi) *int { return &m.User }, session.Options[int]{Key: session.ByUser}),
+				session.NewFragment("chat", func(m *multi) *int { return &m.Chat }, session.Options[int]{}))
+			require.NoError(t, err)
+			return sess
+		}(),
+	}
+	for name, sess := range sessions {
+		t.Run(name, func(t *testing.T) {
+			started := make(chan int, 4)
+			release := make(chan struct{})
+			h := func(c *session.Context[multi]) error {
+				started <- c.Update.UpdateID
+				<-release
+				return nil
+			}
+			msg := func(id int, chat, user int64) tgbotapi.Update {
+				u := chatMsg(id, chat, id)
+				u.Message.From = &tgbotapi.User{ID: user}
+				return u
+			}
+			src := newSliceSource(msg(1, -1, 7), msg(2, -2, 7), msg(3, -1, 8))
+			errs := newErrorLog()
+			ctx, cancel := context.WithCancel(context.Background())
+			done := startRun(ctx, nil, sess, h, Options{Source: src, OnError: errs.onError})
+			first := []int{receive(t, started, "a handler"), receive(t, started, "another handler")}
+			assert.ElementsMatch(t, []int{1, 3}, first, "user 7's second message waits although it is another chat")
+			close(release)
+			assert.Equal(t, 2, receive(t, started, "update 2"))
+			cancel()
+			require.NoError(t, result(t, done))
+			assert.Empty(t, errs.snapshot())
+		})
+	}
+}
+
+// The fallback keys of updates without a session key (chat, then user)
+// never share a queue with a session key, even one spelled the same.
+func TestFallbackKeysApartFromSessionKeys(t *testing.T) {
+	// A session key that reads like the runner's fallback for user 7.
+	key := func(u *tgbotapi.Update) (string, bool) {
+		if u.Message == nil {
+			return "", false
+		}
+		return "user 7", true
+	}
+	sess := newSession(t, session.Options[struct{}]{Key: key})
+	started := make(chan int, 2)
 	release := make(chan struct{})
 	h := func(c *session.Context[struct{}]) error {
 		started <- c.Update.UpdateID
 		<-release
 		return nil
 	}
-	msg := func(id int, chat, user int64) tgbotapi.Update {
-		u := chatMsg(id, chat, id)
-		u.Message.From = &tgbotapi.User{ID: user}
-		return u
-	}
-	src := newSliceSource(msg(1, -1, 7), msg(2, -2, 7), msg(3, -1, 8))
+	src := newSliceSource(chatMsg(1, 5, 0), inlineQuery(2, 7, 0))
+	errs := newErrorLog()
 	ctx, cancel := context.WithCancel(context.Background())
-	done := startRun(ctx, nil, h, Options{Source: src, Key: session.ByUser})
-	first := []int{receive(t, started, "a handler"), receive(t, started, "another handler")}
-	assert.ElementsMatch(t, []int{1, 3}, first, "user 7's second message waits although it is another chat")
+	done := startRun(ctx, nil, sess, h, Options{Source: src, OnError: errs.onError})
+	got := []int{receive(t, started, "a handler"), receive(t, started, "another handler")}
+	assert.ElementsMatch(t, []int{1, 2}, got, "both run at once")
 	close(release)
-	assert.Equal(t, 2, receive(t, started, "update 2"))
 	cancel()
 	require.NoError(t, result(t, done))
+	assert.Empty(t, errs.snapshot())
+}
+
+// A session key function that panics, run by the runner to order the
+// update, fails that update only: it is reported to OnError with the
+// panic and its stack, unhandled, and the other updates run.
+func TestKeyFunctionPanicIsReported(t *testing.T) {
+	boom := errors.New("no key today")
+	key := func(u *tgbotapi.Update) (string, bool) {
+		if u.UpdateID == 2 {
+			panic(boom)
+		}
+		return session.ByChat(u)
+	}
+	sess := newSession(t, session.Options[struct{}]{Key: key})
+	var handled sync.Map
+	h := func(c *session.Context[struct{}]) error {
+		handled.Store(c.Update.UpdateID, true)
+		return nil
+	}
+	src := newSliceSource(chatMsg(1, 1, 0), chatMsg(2, 1, 1), chatMsg(3, 1, 2))
+	errs := newErrorLog()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := startRun(ctx, nil, sess, h, Options{Source: src, OnError: errs.onError})
+	eventually(t, func() bool { _, d := src.counts(); return d == 3 }, "all finished")
+	cancel()
+	require.NoError(t, result(t, done))
+
+	for id, want := range map[int]bool{1: true, 2: false, 3: true} {
+		_, ok := handled.Load(id)
+		assert.Equal(t, want, ok, "update %d handled", id)
+	}
+	got := errs.snapshot()
+	require.Len(t, got, 1)
+	assert.ErrorIs(t, got[2], boom)
+	assert.ErrorContains(t, got[2], "the session's key function panicked")
+	assert.Contains(t, got[2].Error(), "runtime/debug.Stack", "the stack is in the error")
+	errs.mu.Lock()
+	assert.Equal(t, "", errs.keys[2], "run unordered")
+	errs.mu.Unlock()
 }
 
 // A handler's error and panic reach OnError with the update and key, the
@@ -140,7 +227,7 @@ func TestErrorsAndPanicsReachOnError(t *testing.T) {
 	src := newSliceSource(chatMsg(1, 1, 0), chatMsg(2, 1, 1), chatMsg(3, 1, 2), inlineQuery(4, 7, 0), inlineQuery(5, 7, 1), chatMsg(6, 2, 0))
 	errs := newErrorLog()
 	ctx, cancel := context.WithCancel(context.Background())
-	done := startRun(ctx, nil, h, Options{Source: src, OnError: errs.onError})
+	done := startRun(ctx, nil, byChat(t), h, Options{Source: src, OnError: errs.onError})
 	eventually(t, func() bool { _, d := src.counts(); return d == 6 }, "all finished")
 	cancel()
 	require.NoError(t, result(t, done))
@@ -156,8 +243,8 @@ func TestErrorsAndPanicsReachOnError(t *testing.T) {
 	assert.Contains(t, got[2].Error(), "runtime/debug.Stack", "the stack is in the error")
 	assert.ErrorIs(t, got[4], boom, "a panicked error is wrapped")
 	errs.mu.Lock()
-	assert.Equal(t, "chat 1", errs.keys[1])
-	assert.Equal(t, "user 7", errs.keys[4])
+	assert.Equal(t, "1", errs.keys[1], "the session key")
+	assert.Equal(t, "user 7", errs.keys[4], "no session key: the fallback")
 	errs.mu.Unlock()
 }
 
@@ -179,14 +266,14 @@ func TestNilOnErrorLogs(t *testing.T) {
 	}
 	src := newSliceSource(chatMsg(7, 1, 0), chatMsg(8, 2, 0))
 	ctx, cancel := context.WithCancel(context.Background())
-	done := startRun(ctx, nil, h, Options{Source: src})
+	done := startRun(ctx, nil, byChat(t), h, Options{Source: src})
 	eventually(t, func() bool { _, d := src.counts(); return d == 2 }, "both finished")
 	cancel()
 	require.NoError(t, result(t, done))
 	out := buf.String()
 	assert.Contains(t, out, "level=ERROR")
 	assert.Contains(t, out, "update_id=7")
-	assert.Contains(t, out, `key="chat 1"`)
+	assert.Contains(t, out, "key=1 ")
 	assert.Contains(t, out, "boom")
 	assert.Contains(t, out, "update_id=8")
 	assert.Contains(t, out, "kaboom")
@@ -210,7 +297,7 @@ func TestUpdatesWithoutKey(t *testing.T) {
 		tgbotapi.Update{UpdateID: 4, CallbackQuery: &tgbotapi.CallbackQuery{ID: "cb", InlineMessageID: "m"}},
 	)
 	ctx, cancel := context.WithCancel(context.Background())
-	done := startRun(ctx, nil, h, Options{Source: src})
+	done := startRun(ctx, nil, byChat(t), h, Options{Source: src})
 	var got []int
 	for range 4 {
 		got = append(got, receive(t, started, "a handler"))
@@ -237,7 +324,7 @@ func TestHandlerContext(t *testing.T) {
 		liveAfterStop.Store(c.Err() == nil)
 		return nil
 	}
-	done := startRun(ctx, bot, h, Options{Source: newSliceSource(chatMsg(9, 1, 0))})
+	done := startRun(ctx, bot, byChat(t), h, Options{Source: newSliceSource(chatMsg(9, 1, 0))})
 	receive(t, entered, "the handler")
 	cancel()
 	close(stopped)
@@ -245,9 +332,6 @@ func TestHandlerContext(t *testing.T) {
 	assert.True(t, ok.Load())
 	assert.True(t, liveAfterStop.Load(), "the handler's context outlives the stop")
 }
-
-// tally is the session of the load tests.
-type tally struct{ N int }
 
 // Stop under load: 1,000 updates over 10 chats through the polling
 // source, stopped after 300 were handled. Every update taken is handled
@@ -262,14 +346,15 @@ func TestStopUnderLoadLosesNothing(t *testing.T) {
 		srv.SendMessage(c, c, "+1")
 	}
 
-	mem := session.NewMemory[tally]()
+	mem := session.NewMemory()
+	sess := newSession(t, session.Options[tally]{Storage: mem})
 	var (
 		handled atomic.Int64
 		seenMu  sync.Mutex
 		seen    = map[int]int{} // update id -> times handled
 		cancel  context.CancelFunc
 	)
-	h := session.Strict(session.Options[tally]{Storage: mem})(func(c *session.Context[tally]) error {
+	h := func(c *session.Context[tally]) error {
 		s, err := c.Session()
 		if err != nil {
 			return err
@@ -286,12 +371,11 @@ func TestStopUnderLoadLosesNothing(t *testing.T) {
 			cancel()
 		}
 		return nil
-	})
+	}
 	saved := func() int {
 		n := 0
 		for c := range chats {
-			v, _, err := mem.Read(context.Background(), strconv.Itoa(1+c))
-			require.NoError(t, err)
+			v, _ := stored(t, mem, strconv.Itoa(1+c))
 			n += v.N
 		}
 		return n
@@ -308,7 +392,7 @@ func TestStopUnderLoadLosesNothing(t *testing.T) {
 
 	var ctx context.Context
 	ctx, cancel = context.WithCancel(context.Background())
-	err := result(t, startRun(ctx, bot, h, Options{OnError: onError, MaxInFlight: 8}))
+	err := result(t, startRun(ctx, bot, sess, h, Options{OnError: onError, MaxInFlight: 8}))
 	require.NoError(t, err)
 
 	first, reported, pending := int(handled.Load()), int(stoppedReports.Load()), srv.Pending()
@@ -320,7 +404,7 @@ func TestStopUnderLoadLosesNothing(t *testing.T) {
 	// Restart: the rest comes, and nothing that was handled comes again.
 	ctx, cancel = context.WithCancel(context.Background())
 	defer cancel()
-	done := startRun(ctx, bot, h, Options{OnError: onError})
+	done := startRun(ctx, bot, sess, h, Options{OnError: onError})
 	eventually(t, func() bool { return int(handled.Load()) == chats*perChat-reported }, "the rest handled")
 	cancel()
 	require.NoError(t, result(t, done))
@@ -334,8 +418,7 @@ func TestStopUnderLoadLosesNothing(t *testing.T) {
 	assert.Len(t, seen, chats*perChat-reported)
 	if reported == 0 {
 		for c := range chats {
-			v, _, err := mem.Read(context.Background(), strconv.Itoa(1+c))
-			require.NoError(t, err)
+			v, _ := stored(t, mem, strconv.Itoa(1+c))
 			assert.Equal(t, perChat, v.N, "chat %d", 1+c)
 		}
 	}
@@ -358,7 +441,7 @@ func TestDrainTimeout(t *testing.T) {
 	src := newSliceSource(chatMsg(1, 1, 0), chatMsg(2, 1, 1), chatMsg(3, 1, 2), chatMsg(4, 2, 0))
 	errs := newErrorLog()
 	ctx, cancel := context.WithCancel(context.Background())
-	done := startRun(ctx, nil, h, Options{Source: src, DrainTimeout: 50 * time.Millisecond, OnError: errs.onError})
+	done := startRun(ctx, nil, byChat(t), h, Options{Source: src, DrainTimeout: 50 * time.Millisecond, OnError: errs.onError})
 	receive(t, entered, "a handler")
 	receive(t, entered, "another handler")
 	receive(t, src.finished, "all taken")
@@ -382,7 +465,7 @@ func TestDrainTimeout(t *testing.T) {
 func TestStopIdle(t *testing.T) {
 	src := newSliceSource()
 	ctx, cancel := context.WithCancel(context.Background())
-	done := startRun(ctx, nil, func(*session.Context[struct{}]) error { return nil }, Options{Source: src})
+	done := startRun(ctx, nil, byChat(t), func(*session.Context[struct{}]) error { return nil }, Options{Source: src})
 	receive(t, src.finished, "the source")
 	cancel()
 	require.NoError(t, result(t, done))
@@ -399,27 +482,32 @@ func TestStopIdle(t *testing.T) {
 func TestRunRefusesConfigurationMistakes(t *testing.T) {
 	nop := func(*session.Context[struct{}]) error { return nil }
 	bot := &tgbotapi.BotAPI{}
+	sess := byChat(t)
 	cases := []struct {
 		name string
 		bot  *tgbotapi.BotAPI
+		sess Session[struct{}]
 		h    session.Handler[struct{}]
 		opts Options
 		want string // in the message
 	}{
-		{"nil handler", bot, nil, Options{}, "nil handler h"},
-		{"nil bot without a source", nil, nop, Options{}, "nil bot and no Options.Source"},
-		{"negative MaxInFlight", bot, nop, Options{MaxInFlight: -1}, "Options.MaxInFlight -1 is negative"},
-		{"negative QueueLimit", bot, nop, Options{QueueLimit: -1}, "Options.QueueLimit -1 is negative"},
-		{"negative MaxQueued", bot, nop, Options{MaxQueued: -5}, "Options.MaxQueued -5 is negative"},
-		{"negative DrainTimeout", bot, nop, Options{DrainTimeout: -time.Second}, "Options.DrainTimeout -1s is negative"},
-		{"nil *Polling source", bot, nop, Options{Source: (*Polling)(nil)}, "Options.Source is a nil *Polling"},
-		{"Polling literal as source", bot, nop, Options{Source: &Polling{}}, "Polling not made by NewPolling"},
-		{"nil *Webhook source", nil, nop, Options{Source: (*Webhook)(nil)}, "Options.Source is a nil *Webhook"},
-		{"negative Webhook.MaxBodyBytes", nil, nop, Options{Source: &Webhook{Secret: secret, MaxBodyBytes: -1}}, "Webhook.MaxBodyBytes -1 is negative"},
+		{"nil session", bot, nil, nop, Options{}, "nil session sess"},
+		{"nil *session.Session", bot, (*session.Session[struct{}])(nil), nop, Options{}, "nil session sess"},
+		{"session not built by New", bot, &session.Session[struct{}]{}, nop, Options{}, "sess.Middleware panicked"},
+		{"nil handler", bot, sess, nil, Options{}, "nil handler h"},
+		{"nil bot without a source", nil, sess, nop, Options{}, "nil bot and no Options.Source"},
+		{"negative MaxInFlight", bot, sess, nop, Options{MaxInFlight: -1}, "Options.MaxInFlight -1 is negative"},
+		{"negative QueueLimit", bot, sess, nop, Options{QueueLimit: -1}, "Options.QueueLimit -1 is negative"},
+		{"negative MaxQueued", bot, sess, nop, Options{MaxQueued: -5}, "Options.MaxQueued -5 is negative"},
+		{"negative DrainTimeout", bot, sess, nop, Options{DrainTimeout: -time.Second}, "Options.DrainTimeout -1s is negative"},
+		{"nil *Polling source", bot, sess, nop, Options{Source: (*Polling)(nil)}, "Options.Source is a nil *Polling"},
+		{"Polling literal as source", bot, sess, nop, Options{Source: &Polling{}}, "Polling not made by NewPolling"},
+		{"nil *Webhook source", nil, sess, nop, Options{Source: (*Webhook)(nil)}, "Options.Source is a nil *Webhook"},
+		{"negative Webhook.MaxBodyBytes", nil, sess, nop, Options{Source: &Webhook{Secret: secret, MaxBodyBytes: -1}}, "Webhook.MaxBodyBytes -1 is negative"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			err := Run(context.Background(), tc.bot, tc.h, tc.opts)
+			err := Run(context.Background(), tc.bot, tc.sess, tc.h, tc.opts)
 			require.Error(t, err)
 			assert.ErrorIs(t, err, session.ErrConfig)
 			assert.Contains(t, err.Error(), tc.want)
@@ -428,10 +516,10 @@ func TestRunRefusesConfigurationMistakes(t *testing.T) {
 
 	t.Run("several mistakes at once, the source untouched", func(t *testing.T) {
 		src := newSliceSource(chatMsg(1, 1, 0))
-		err := Run[struct{}](context.Background(), nil, nil, Options{Source: src, MaxInFlight: -1, QueueLimit: -2})
+		err := Run[struct{}](context.Background(), nil, nil, nil, Options{Source: src, MaxInFlight: -1, QueueLimit: -2})
 		require.Error(t, err)
 		assert.ErrorIs(t, err, session.ErrConfig)
-		for _, want := range []string{"nil handler h", "Options.MaxInFlight -1", "Options.QueueLimit -2"} {
+		for _, want := range []string{"nil session sess", "nil handler h", "Options.MaxInFlight -1", "Options.QueueLimit -2"} {
 			assert.Contains(t, err.Error(), want)
 		}
 		taken, _ := src.counts()
@@ -499,40 +587,45 @@ func configPanic(t *testing.T, f func()) (err error) {
 	return nil
 }
 
-// Run and Strict sessions together: 1,000 updates over 10 chats, each
-// update seeing exactly the count of the updates of its chat before it.
-func TestStrictExactCounts(t *testing.T) {
-	const chats, perChat = 10, 100
-	var us []tgbotapi.Update
-	for seq := range perChat {
-		for c := range chats {
-			us = append(us, chatMsg(len(us)+1, int64(1+c), seq))
-		}
-	}
-	mem := session.NewMemory[tally]()
-	h := session.Strict(session.Options[tally]{Storage: mem})(func(c *session.Context[tally]) error {
-		s, err := c.Session()
-		if err != nil {
-			return err
-		}
-		if seq := c.Update.Message.MessageID; s.N != seq {
-			return fmt.Errorf("chat %d: message #%d saw count %d", c.Update.Message.Chat.ID, seq, s.N)
-		}
-		s.N++
-		return nil
-	})
-	src := newSliceSource(us...)
-	errs := newErrorLog()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := startRun(ctx, nil, h, Options{Source: src, MaxInFlight: 4, OnError: errs.onError})
-	eventually(t, func() bool { _, d := src.counts(); return d == len(us) }, "all handled")
-	cancel()
-	require.NoError(t, result(t, done))
-	assert.Empty(t, errs.snapshot())
-	for c := range chats {
-		v, found, err := mem.Read(context.Background(), strconv.Itoa(1+c))
-		require.NoError(t, err)
-		require.True(t, found, "chat %d", 1+c)
-		assert.Equal(t, perChat, v.N, "chat %d", 1+c)
+// Run and sessions together, strict and lazy: 1,000 updates over 10
+// chats, each update seeing exactly the count of the updates of its chat
+// before it.
+func TestExactCounts(t *testing.T) {
+	for _, lazy := range []bool{false, true} {
+		t.Run(fmt.Sprintf("lazy=%v", lazy), func(t *testing.T) {
+			const chats, perChat = 10, 100
+			var us []tgbotapi.Update
+			for seq := range perChat {
+				for c := range chats {
+					us = append(us, chatMsg(len(us)+1, int64(1+c), seq))
+				}
+			}
+			mem := session.NewMemory()
+			sess := newSession(t, session.Options[tally]{Storage: mem, Lazy: lazy})
+			h := func(c *session.Context[tally]) error {
+				s, err := c.Session()
+				if err != nil {
+					return err
+				}
+				if seq := c.Update.Message.MessageID; s.N != seq {
+					return fmt.Errorf("chat %d: message #%d saw count %d", c.Update.Message.Chat.ID, seq, s.N)
+				}
+				s.N++
+				return nil
+			}
+			src := newSliceSource(us...)
+			errs := newErrorLog()
+			ctx, cancel := context.WithCancel(context.Background())
+			done := startRun(ctx, nil, sess, h, Options{Source: src, MaxInFlight: 4, OnError: errs.onError})
+			eventually(t, func() bool { _, d := src.counts(); return d == len(us) }, "all handled")
+			cancel()
+			require.NoError(t, result(t, done))
+			assert.Empty(t, errs.snapshot())
+			for c := range chats {
+				v, found := stored(t, mem, strconv.Itoa(1+c))
+				require.True(t, found, "chat %d", 1+c)
+				assert.Equal(t, perChat, v.N, "chat %d", 1+c)
+			}
+		})
 	}
 }

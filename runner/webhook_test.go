@@ -49,7 +49,7 @@ func runWebhook(t *testing.T, w *Webhook, h session.Handler[struct{}], opts Opti
 	t.Helper()
 	opts.Source = w
 	ctx, cancel := context.WithCancel(context.Background())
-	done := startRun(ctx, nil, h, opts)
+	done := startRun(ctx, nil, byChat(t), h, opts)
 	// Ready once the webhook takes updates: until then it answers 503.
 	eventually(t, func() bool { w.mu.Lock(); defer w.mu.Unlock(); return w.feed != nil }, "the webhook receiving")
 	return func() error { cancel(); return result(t, done) }
@@ -220,7 +220,7 @@ func TestWebhookShutdown(t *testing.T) {
 func TestWebhookOneRunAtATime(t *testing.T) {
 	w := &Webhook{Secret: secret}
 	stop := runWebhook(t, w, func(*session.Context[struct{}]) error { return nil }, Options{})
-	err := Run(context.Background(), nil, func(*session.Context[struct{}]) error { return nil }, Options{Source: w})
+	err := Run(context.Background(), nil, byChat(t), func(*session.Context[struct{}]) error { return nil }, Options{Source: w})
 	assert.Error(t, err)
 	require.NoError(t, stop())
 }

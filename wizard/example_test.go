@@ -53,7 +53,14 @@ func Example() {
 			return f.Next() // the last step: Next leaves with Done
 		})
 
-	h := session.Strict(session.Options[Session]{})(signUp.Middleware(func(c *session.Context[Session]) error {
+	// Per chat, in memory: the defaults. With runner.Run, give it sess
+	// and the wizard's middleware instead of calling h by hand.
+	sess, err := session.New(session.Options[Session]{})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	h := sess.Middleware(signUp.Middleware(func(c *session.Context[Session]) error {
 		// Only updates the wizard does not take get here.
 		if m := c.Update.Message; m != nil && m.Command() == "start" {
 			return signUp.Enter(c, Profile{})

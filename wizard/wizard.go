@@ -19,18 +19,25 @@
 //	order.Step("size", askSize, takeSize)
 //	order.Step("address", askAddress, takeAddress)
 //
-//	h := session.Strict(opts)(order.Middleware(func(c *session.Context[Session]) error {
+//	sess, err := session.New(session.Options[Session]{Storage: store})
+//	if err != nil {
+//		return err
+//	}
+//	h := order.Middleware(func(c *session.Context[Session]) error {
 //		// Updates not taken by the wizard arrive here.
 //		if c.Update.Message != nil && c.Update.Message.Command() == "order" {
 //			return order.Enter(c, Order{})
 //		}
 //		return nil
-//	}))
+//	})
+//	err = runner.Run(ctx, bot, sess, h, runner.Options{}) // or serve sess.Middleware(h)
 //
-// The state is an ordinary part of the session value, so it works under
-// [session.Strict], [session.Lazy] and the multi variants, with any
-// storage: its fields are exported and JSON-encodable (provided T is), so
-// byte stores through [session.Encoded] or [session.Enhance] keep it too.
+// The state is an ordinary part of the session value, so it works in
+// every session [session.New] and [session.NewMulti] build: strict or
+// lazy, in one value or as a fragment of its own (see [Locate]), in any
+// store with any codec. Its fields are exported and JSON-encodable
+// (provided T is), so the default JSON codec keeps it, and so does
+// grammY's envelope, used for a TTL or Migrations.
 // Like every session change, a step's changes are written only if its
 // handler succeeds; messages it sent before failing stay sent.
 //
@@ -248,8 +255,9 @@ func (w *Wizard[S, T]) state(c *session.Context[S]) (*State[T], error) {
 // (so the client stops its spinner); every other update, and every update
 // where the wizard is not running, goes to next.
 //
-// Only messages and button presses read the session, so under
-// [session.Lazy] other updates still cost no storage call.
+// Only messages and button presses read the session, so under a lazy
+// session (session.Options.Lazy) other updates still cost no storage
+// call and take no lock.
 //
 // It panics with an error wrapping [session.ErrConfig] if next is nil or
 // the wizard has no steps yet: add at least the first step before

@@ -1,7 +1,10 @@
 package wizard_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/gob"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -208,40 +211,104 @@ func (h *harness) press(chat int64, data string) []string {
 	return nil
 }
 
-// variants are the session middlewares the wizard must work under.
-func variants() map[string]func(session.Options[sess]) session.Middleware[sess] {
-	return map[string]func(session.Options[sess]) session.Middleware[sess]{
-		"strict": session.Strict[sess],
-		"lazy":   session.Lazy[sess],
-	}
+// variants are the session kinds the wizard must work under.
+func variants() map[string]bool {
+	return map[string]bool{"strict": false, "lazy": true}
 }
 
-// stores are the storages the wizard must work with: typed memory, and
-// byte stores that need the state to be JSON-encodable.
-func stores(t *testing.T) map[string]func() session.StorageAdapter[sess] {
-	return map[string]func() session.StorageAdapter[sess]{
-		"memory":  func() session.StorageAdapter[sess] { return session.NewMemory[sess]() },
-		"encoded": func() session.StorageAdapter[sess] { return session.Encoded[sess](session.NewMemory[[]byte](), nil) },
-		"enhanced": func() session.StorageAdapter[sess] {
-			s, err := session.Enhance[sess](session.NewMemory[[]byte](), session.EnhanceOptions{TTL: time.Hour})
-			require.NoError(t, err)
-			return s
+// plainStore hides every capability of the store it wraps (no Expirer,
+// no Lister), so a TTL is kept in grammY's envelope.
+type plainStore struct{ session.Store }
+
+// gobCodec stores sessions with encoding/gob instead of JSON.
+type gobCodec struct{}
+
+func (gobCodec) Marshal(v any) ([]byte, error) {
+	var b bytes.Buffer
+	err := gob.NewEncoder(&b).Encode(v)
+	return b.Bytes(), err
+}
+
+func (gobCodec) Unmarshal(data []byte, v any) error {
+	return gob.NewDecoder(bytes.NewReader(data)).Decode(v)
+}
+
+// stores are the storage configurations the wizard must work with: the
+// default JSON in memory, another codec, and grammY's envelope (a TTL on
+// a store without native expiry, and migrations).
+func stores() map[string]func(clk *clock) session.Options[sess] {
+	return map[string]func(clk *clock) session.Options[sess]{
+		"memory": func(*clock) session.Options[sess] { return session.Options[sess]{Storage: session.NewMemory()} },
+		"codec": func(*clock) session.Options[sess] {
+			return session.Options[sess]{Storage: session.NewMemory(), Codec: gobCodec{}}
+		},
+		"envelope": func(clk *clock) session.Options[sess] {
+			return session.Options[sess]{
+				Storage:    plainStore{session.NewMemory()},
+				TTL:        time.Hour,
+				Migrations: map[float64]session.Migration{1: func(old json.RawMessage) (json.RawMessage, error) { return old, nil }},
+				Clock:      clk.Now,
+			}
 		},
 	}
 }
 
+// newSession builds a session from opts, failing the test on an error.
+func newSession(t *testing.T, opts session.Options[sess]) *session.Session[sess] {
+	t.Helper()
+	s, err := session.New(opts)
+	require.NoError(t, err)
+	return s
+}
+
+// load returns what the next update of chat sees in its session, read
+// through s (its store, codec and envelope), and the bytes stored, nil if
+// none.
+func load(t *testing.T, s *session.Session[sess], opts session.Options[sess], chat int64) (sess, []byte) {
+	t.Helper()
+	raw, _, err := opts.Storage.Read(context.Background(), strconv.FormatInt(chat, 10))
+	require.NoError(t, err)
+	var got sess
+	h := s.Middleware(func(c *session.Context[sess]) error {
+		v, err := c.Session()
+		if err != nil {
+			return err
+		}
+		got = *v
+		return nil
+	})
+	u := tgbotapi.Update{Message: &tgbotapi.Message{Chat: &tgbotapi.Chat{ID: chat}}}
+	require.NoError(t, h(session.NewContext[sess](context.Background(), nil, u)))
+	return got, raw
+}
+
+// readJSON decodes the session stored as JSON (the default codec, no
+// envelope) under key in mem; found is false if none.
+func readJSON[T any](t *testing.T, mem *session.Memory, key string) (v T, found bool) {
+	t.Helper()
+	data, found, err := mem.Read(context.Background(), key)
+	require.NoError(t, err)
+	if found {
+		require.NoError(t, json.Unmarshal(data, &v), "stored %q", data)
+	}
+	return v, found
+}
+
 // A whole order, through every navigation method and a re-ask, with
-// button presses, under Strict and Lazy and with every kind of store.
+// button presses, strict and lazy, with JSON, another codec and grammY's
+// envelope.
 func TestWizardFlow(t *testing.T) {
 	field := wizard.Field(func(s *sess) *wizard.State[order] { return &s.Order })
-	for vname, middleware := range variants() {
-		for sname, newStore := range stores(t) {
+	for vname, lazy := range variants() {
+		for sname, newOpts := range stores() {
 			t.Run(vname+"/"+sname, func(t *testing.T) {
 				clk := &clock{now: time.Unix(1_700_000_000, 0)}
-				store := newStore()
+				opts := newOpts(clk)
+				opts.Lazy = lazy
+				s := newSession(t, opts)
 				hs := newHarness(t)
 				w := newOrderWizard(field, clk)
-				hs.h = middleware(session.Options[sess]{Storage: store})(w.Middleware(fallback(w)))
+				hs.h = s.Middleware(w.Middleware(fallback(w)))
 				const alice = 101
 
 				assert.Equal(t, []string{"Send /order to order."}, hs.say(alice, "hello"))
@@ -268,10 +335,17 @@ func TestWizardFlow(t *testing.T) {
 				assert.Equal(t, 3, answered)
 
 				// What is stored: the wizard ended, the counter outside it kept.
-				s, found, err := store.Read(context.Background(), "101")
-				require.NoError(t, err)
-				require.True(t, found)
-				assert.Equal(t, sess{Orders: 1}, s)
+				got, raw := load(t, s, opts, alice)
+				require.NotNil(t, raw, "stored")
+				assert.Equal(t, sess{Orders: 1}, got)
+				switch sname {
+				case "codec":
+					assert.False(t, json.Valid(raw), "stored with the codec, not as JSON: %q", raw)
+				case "envelope":
+					assert.Contains(t, string(raw), `"__d":`, "in grammY's envelope")
+					assert.Contains(t, string(raw), `"v":1`, "at the migrations' version")
+					assert.Contains(t, string(raw), `"e":`, "with the expiry")
+				}
 			})
 		}
 	}
@@ -283,15 +357,15 @@ func TestWizardCancel(t *testing.T) {
 	clk := &clock{now: time.Unix(1_700_000_000, 0)}
 	hs := newHarness(t)
 	w := newOrderWizard(wizard.Field(func(s *sess) *wizard.State[order] { return &s.Order }), clk)
-	store := session.NewMemory[sess]()
-	hs.h = session.Strict(session.Options[sess]{Storage: store})(w.Middleware(fallback(w)))
+	store := session.NewMemory()
+	hs.h = newSession(t, session.Options[sess]{Storage: store}).Middleware(w.Middleware(fallback(w)))
 
 	hs.say(7, "/order")
 	hs.press(7, "size:M")
 	assert.Equal(t, []string{"Order cancelled at step qty."}, hs.say(7, "/cancel"))
 	assert.Equal(t, []string{"Nothing to cancel."}, hs.say(7, "/cancel"))
-	s, _, err := store.Read(context.Background(), "7")
-	require.NoError(t, err)
+	s, found := readJSON[sess](t, store, "7")
+	require.True(t, found)
 	assert.False(t, s.Order.Active())
 	assert.Equal(t, order{}, s.Order.Data, "the collected data is not left behind")
 }
@@ -302,7 +376,7 @@ func TestWizardTimeout(t *testing.T) {
 	clk := &clock{now: time.Unix(1_700_000_000, 0)}
 	hs := newHarness(t)
 	w := newOrderWizard(wizard.Field(func(s *sess) *wizard.State[order] { return &s.Order }), clk)
-	hs.h = session.Strict(session.Options[sess]{})(w.Middleware(fallback(w)))
+	hs.h = newSession(t, session.Options[sess]{}).Middleware(w.Middleware(fallback(w)))
 
 	hs.say(7, "/order")
 	clk.Add(10*time.Minute - time.Millisecond)
@@ -320,16 +394,16 @@ func TestWizardHandlerErrorKeepsState(t *testing.T) {
 	clk := &clock{now: time.Unix(1_700_000_000, 0)}
 	hs := newHarness(t)
 	w := newOrderWizard(wizard.Field(func(s *sess) *wizard.State[order] { return &s.Order }), clk)
-	store := session.NewMemory[sess]()
-	hs.h = session.Strict(session.Options[sess]{Storage: store})(w.Middleware(fallback(w)))
+	store := session.NewMemory()
+	hs.h = newSession(t, session.Options[sess]{Storage: store}).Middleware(w.Middleware(fallback(w)))
 
 	hs.say(7, "/order")
 	hs.press(7, "size:L")
 	hs.say(7, "2")
 	hs.srv.SendMessage(7, 7, "fail")
 	assert.EqualError(t, hs.pump(), "handler failed")
-	s, _, err := store.Read(context.Background(), "7")
-	require.NoError(t, err)
+	s, found := readJSON[sess](t, store, "7")
+	require.True(t, found)
 	assert.Equal(t, "address", s.Order.Step)
 	assert.Equal(t, order{Size: "L", Qty: 2}, s.Order.Data)
 	assert.Equal(t, []string{"size", "qty"}, s.Order.Trail)
@@ -342,9 +416,11 @@ func TestWizardStaleStep(t *testing.T) {
 	clk := &clock{now: time.Unix(1_700_000_000, 0)}
 	hs := newHarness(t)
 	w := newOrderWizard(wizard.Field(func(s *sess) *wizard.State[order] { return &s.Order }), clk)
-	store := session.NewMemory[sess]()
-	require.NoError(t, store.Write(context.Background(), "7", sess{Order: wizard.State[order]{Step: "toppings", Seen: clk.Now().UnixMilli()}}))
-	hs.h = session.Strict(session.Options[sess]{Storage: store})(w.Middleware(fallback(w)))
+	store := session.NewMemory()
+	old, err := json.Marshal(sess{Order: wizard.State[order]{Step: "toppings", Seen: clk.Now().UnixMilli()}})
+	require.NoError(t, err)
+	require.NoError(t, store.Write(context.Background(), "7", old))
+	hs.h = newSession(t, session.Options[sess]{Storage: store}).Middleware(w.Middleware(fallback(w)))
 
 	assert.Equal(t, []string{"Your order stale.", "Send /order to order."}, hs.say(7, "extra cheese"))
 	cur, err := w.Current(session.NewContext[sess](context.Background(), nil, tgbotapi.Update{}))
@@ -353,18 +429,18 @@ func TestWizardStaleStep(t *testing.T) {
 }
 
 // In a multi session the state can be a fragment of its own: its Get
-// method is a Locate. Under LazyMulti, updates that reach no wizard and no
-// fragment leave the other fragment unread.
+// method is a Locate. Under a lazy multi session, updates that reach no
+// wizard and no fragment leave the other fragment unread.
 func TestWizardFragment(t *testing.T) {
 	type data struct {
 		Order  wizard.State[order]
 		Orders int
 	}
 	hs := newHarness(t)
-	orderStore := session.Encoded[wizard.State[order]](session.NewMemory[[]byte](), nil)
+	orderStore := session.NewMemory()
 	frag := session.NewFragment("order", func(d *data) *wizard.State[order] { return &d.Order },
 		session.Options[wizard.State[order]]{Storage: orderStore, Key: session.ByUser})
-	counts := session.NewMemory[int]()
+	counts := session.NewMemory()
 	count := session.NewFragment("count", func(d *data) *int { return &d.Orders }, session.Options[int]{Storage: counts})
 
 	w := wizard.New(frag.Get, wizard.Options[data, order]{
@@ -376,7 +452,9 @@ func TestWizardFragment(t *testing.T) {
 		f.Data.Address = f.Text()
 		return f.Next() // Next on the last step leaves with Done
 	})
-	h := session.LazyMulti[data](frag, count)(w.Middleware(func(c *session.Context[data]) error {
+	multi, err := session.NewMulti(session.Options[data]{Lazy: true}, frag, count)
+	require.NoError(t, err)
+	h := multi.Middleware(w.Middleware(func(c *session.Context[data]) error {
 		if c.Update.Message.Command() == "go" {
 			return w.Enter(c, order{})
 		}
@@ -393,8 +471,7 @@ func TestWizardFragment(t *testing.T) {
 		require.NoError(t, h(session.NewContext[data](context.Background(), bot, ups[0])))
 	}
 	run("/go")
-	stored, found, err := orderStore.Read(context.Background(), "order:7")
-	require.NoError(t, err)
+	stored, found := readJSON[wizard.State[order]](t, orderStore, "order:7")
 	require.True(t, found, "the state is stored under the fragment's key, by user")
 	assert.Equal(t, "address", stored.Step)
 	run("Oak St")
@@ -416,8 +493,7 @@ func TestWizardConcurrentChats(t *testing.T) {
 	bot, err := tgbotapi.NewBotAPIWithAPIEndpoint("test-token", srv.Endpoint())
 	require.NoError(t, err)
 	w := newOrderWizard(wizard.Field(func(s *sess) *wizard.State[order] { return &s.Order }), clk)
-	store := session.Encoded[sess](session.NewMemory[[]byte](), nil)
-	h := session.Strict(session.Options[sess]{Storage: store})(w.Middleware(fallback(w)))
+	s := newSession(t, session.Options[sess]{Storage: session.NewMemory()})
 
 	var mu sync.Mutex
 	var errs []error
@@ -425,7 +501,7 @@ func TestWizardConcurrentChats(t *testing.T) {
 	defer stop()
 	served := make(chan error, 1)
 	go func() {
-		served <- runner.Run(runCtx, bot, h, runner.Options{
+		served <- runner.Run(runCtx, bot, s, w.Middleware(fallback(w)), runner.Options{
 			OnError: func(_ context.Context, _ *tgbotapi.Update, _ string, err error) {
 				mu.Lock()
 				defer mu.Unlock()
@@ -479,8 +555,8 @@ func TestWizardConcurrentChats(t *testing.T) {
 	}
 }
 
-// Configuration mistakes panic with session.ErrConfig, like
-// session.Multi, with a message naming the mistake: each of them would
+// Configuration mistakes panic with an error wrapping session.ErrConfig,
+// as session.New returns one, with a message naming the mistake: each of them would
 // otherwise construct fine and fail later (a nil dereference on the first
 // update, a cancel command that never matches, a wizard that cannot be
 // entered).
@@ -530,7 +606,7 @@ func TestWizardConfig(t *testing.T) {
 
 	t.Run("enter without steps", func(t *testing.T) {
 		empty := wizard.New(field, wizard.Options[sess, order]{})
-		h := session.Strict(session.Options[sess]{})(func(c *session.Context[sess]) error { return empty.Enter(c, order{}) })
+		h := newSession(t, session.Options[sess]{}).Middleware(func(c *session.Context[sess]) error { return empty.Enter(c, order{}) })
 		err := h(session.NewContext[sess](context.Background(), nil, tgbotapi.Update{Message: &tgbotapi.Message{Chat: &tgbotapi.Chat{ID: 1}}}))
 		assert.ErrorIs(t, err, session.ErrConfig)
 		assert.ErrorContains(t, err, "Enter without steps")
@@ -553,7 +629,7 @@ func TestWizardLocateReturningNilState(t *testing.T) {
 		}),
 	}
 	for name, call := range calls {
-		h := session.Strict(session.Options[sess]{})(call)
+		h := newSession(t, session.Options[sess]{}).Middleware(call)
 		var err error
 		require.NotPanics(t, func() { err = h(session.NewContext[sess](context.Background(), nil, msg)) }, name)
 		assert.ErrorIs(t, err, session.ErrConfig, name)
@@ -592,7 +668,7 @@ func TestWizardErrors(t *testing.T) {
 		afterLeave = append(afterLeave, f.Next(), f.Back(), f.Goto("only"), f.Leave())
 		return nil
 	})
-	h := session.Strict(session.Options[sess]{})(w.Middleware(func(c *session.Context[sess]) error { return w.Enter(c, order{}) }))
+	h := newSession(t, session.Options[sess]{}).Middleware(w.Middleware(func(c *session.Context[sess]) error { return w.Enter(c, order{}) }))
 	u := tgbotapi.Update{Message: &tgbotapi.Message{Chat: &tgbotapi.Chat{ID: 1}, Text: "x"}}
 	require.NoError(t, h(session.NewContext[sess](context.Background(), nil, u)), "enters")
 	require.NoError(t, h(session.NewContext[sess](context.Background(), nil, u)), "leaves")
@@ -604,26 +680,26 @@ func TestWizardErrors(t *testing.T) {
 
 // readCounter counts the reads of the store it wraps.
 type readCounter struct {
-	session.StorageAdapter[sess]
+	session.Store
 	mu    sync.Mutex
 	reads int
 }
 
-func (r *readCounter) Read(ctx context.Context, key string) (sess, bool, error) {
+func (r *readCounter) Read(ctx context.Context, key string) ([]byte, bool, error) {
 	r.mu.Lock()
 	r.reads++
 	r.mu.Unlock()
-	return r.StorageAdapter.Read(ctx, key)
+	return r.Store.Read(ctx, key)
 }
 
 // Under Lazy, updates that are neither messages nor button presses pass
 // the wizard without reading the session.
 func TestWizardLazyPassThrough(t *testing.T) {
 	clk := &clock{now: time.Unix(1_700_000_000, 0)}
-	store := &readCounter{StorageAdapter: session.NewMemory[sess]()}
+	store := &readCounter{Store: session.NewMemory()}
 	w := newOrderWizard(wizard.Field(func(s *sess) *wizard.State[order] { return &s.Order }), clk)
 	reached := 0
-	h := session.Lazy(session.Options[sess]{Storage: store})(w.Middleware(func(c *session.Context[sess]) error {
+	h := newSession(t, session.Options[sess]{Storage: store, Lazy: true}).Middleware(w.Middleware(func(c *session.Context[sess]) error {
 		reached++
 		return nil
 	}))

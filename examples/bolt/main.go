@@ -4,7 +4,7 @@
 // expire after 30 days without use.
 //
 // The bot counts each chat's visits: /visit adds one and says how many;
-// /keys lists the stored sessions (boltstore is a session.Iterator).
+// /keys lists the stored sessions (boltstore is a session.Lister; the session lists them with Entries).
 //
 // Without TELEGRAM_BOT_TOKEN it opens a database file in a temporary
 // directory and plays a scripted conversation against a fake Telegram,
@@ -51,7 +51,7 @@ func open(path string) (*bolt.DB, *boltstore.Store, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("open %s: %w", path, err)
 	}
-	store, err := boltstore.New(db, boltstore.Options{TTL: 30 * 24 * time.Hour, PurgeInterval: time.Hour})
+	store, err := boltstore.New(db, boltstore.Options{PurgeInterval: time.Hour})
 	if err != nil {
 		db.Close()
 		return nil, nil, err
@@ -60,8 +60,12 @@ func open(path string) (*bolt.DB, *boltstore.Store, error) {
 }
 
 // newBot returns the handler over store.
-func newBot(store *boltstore.Store) session.Handler[Visits] {
-	return session.Strict(session.Options[Visits]{Storage: session.Encoded[Visits](store, nil)})(func(c *session.Context[Visits]) error {
+func newBot(store *boltstore.Store) (session.Handler[Visits], error) {
+	sess, err := session.New(session.Options[Visits]{Storage: store, TTL: 30 * 24 * time.Hour})
+	if err != nil {
+		return nil, err
+	}
+	return sess.Middleware(func(c *session.Context[Visits]) error {
 		m := c.Update.Message
 		if m == nil {
 			return nil
@@ -77,11 +81,11 @@ func newBot(store *boltstore.Store) session.Handler[Visits] {
 			reply = fmt.Sprintf("Visit number %d.", s.Count)
 		case "keys":
 			var keys []string
-			for k, err := range store.Keys(c) {
+			for e, err := range sess.Entries(c) {
 				if err != nil {
 					return err
 				}
-				keys = append(keys, k)
+				keys = append(keys, e.Key)
 			}
 			slices.Sort(keys)
 			reply = "Stored: " + strings.Join(keys, ", ")
@@ -90,7 +94,7 @@ func newBot(store *boltstore.Store) session.Handler[Visits] {
 		}
 		_, err := c.Bot.Send(tgbotapi.NewMessage(m.Chat.ID, reply))
 		return err
-	})
+	}), nil
 }
 
 func main() { demo.Main("bolt", run) }
@@ -111,7 +115,11 @@ func run(ctx context.Context, out io.Writer, token string) error {
 	}
 	defer db.Close()
 	defer store.Close()
-	return demo.Serve(ctx, out, token, newBot(store), "with sessions in "+path)
+	h, err := newBot(store)
+	if err != nil {
+		return err
+	}
+	return demo.Serve(ctx, out, token, h, "with sessions in "+path)
 }
 
 // play runs the demo over a database file in a temporary directory.
@@ -137,7 +145,13 @@ func play(ctx context.Context, out io.Writer) error {
 		if err != nil {
 			return err
 		}
-		current.Store(&instance{db, store, newBot(store)})
+		h, err := newBot(store)
+		if err != nil {
+			store.Close()
+			db.Close()
+			return err
+		}
+		current.Store(&instance{db, store, h})
 		return nil
 	}
 	shut := func() {

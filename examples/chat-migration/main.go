@@ -1,9 +1,9 @@
 // Command chat-migration keeps a group's shopping list when the group
 // becomes a supergroup. Telegram then gives the chat a new id and sends
 // two service messages: one in the old chat (MigrateToChatID) and one in
-// the new chat (MigrateFromChatID). [session.ChatMigration], placed
-// outside the session middleware, moves the session from the old chat's
-// key to the new one under both keys' locks, once.
+// the new chat (MigrateFromChatID). With [session.Options] ChatMigration
+// set, the session moves from the old chat's key to the new one under both
+// keys' locks, once, and the old chat's later updates follow it.
 //
 // /add <item> adds to the chat's list, /list shows it, /keys lists the
 // stored session keys.
@@ -36,11 +36,14 @@ type List struct {
 	Items []string `json:"items"`
 }
 
-// newBot returns the handler. The migration middleware and the session
-// middleware share one Options, so one Storage.
-func newBot(store *session.Memory[List]) session.Handler[List] {
-	opts := session.Options[List]{Storage: store}
-	return session.ChatMigration(opts)(session.Strict(opts)(func(c *session.Context[List]) error {
+// newBot returns the handler: the chat migration is part of the
+// session's Options.
+func newBot(store session.Store) (session.Handler[List], error) {
+	sess, err := session.New(session.Options[List]{Storage: store, ChatMigration: true})
+	if err != nil {
+		return nil, err
+	}
+	return sess.Middleware(func(c *session.Context[List]) error {
 		m := c.Update.Message
 		if m == nil {
 			return nil
@@ -61,11 +64,11 @@ func newBot(store *session.Memory[List]) session.Handler[List] {
 			reply = "The list: " + strings.Join(s.Items, ", ") + "."
 		case m.Command() == "keys":
 			var keys []string
-			for k, err := range store.Keys(c) {
+			for e, err := range sess.Entries(c) {
 				if err != nil {
 					return err
 				}
-				keys = append(keys, k)
+				keys = append(keys, e.Key)
 			}
 			slices.Sort(keys)
 			reply = "Stored: " + strings.Join(keys, ", ")
@@ -74,7 +77,7 @@ func newBot(store *session.Memory[List]) session.Handler[List] {
 		}
 		_, err = c.Bot.Send(tgbotapi.NewMessage(m.Chat.ID, reply))
 		return err
-	}))
+	}), nil
 }
 
 // The demo's group, before and after it became a supergroup.
@@ -112,9 +115,12 @@ func main() { demo.Main("chat-migration", run) }
 // run serves Telegram with token until ctx is done or, without a token,
 // plays the demo and writes its transcript to out.
 func run(ctx context.Context, out io.Writer, token string) error {
-	store := session.NewMemory[List]()
-	if token == "" {
-		return demo.Play(ctx, out, "chat-migration", newBot(store), script)
+	h, err := newBot(session.NewMemory())
+	if err != nil {
+		return err
 	}
-	return demo.Serve(ctx, out, token, newBot(store), "")
+	if token == "" {
+		return demo.Play(ctx, out, "chat-migration", h, script)
+	}
+	return demo.Serve(ctx, out, token, h, "")
 }

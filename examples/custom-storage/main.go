@@ -1,6 +1,7 @@
 // Command custom-storage keeps sessions in files, through a storage
 // adapter written in a few lines: [FileStore] stores bytes, one file per
-// session, and [session.Encoded] turns them into typed sessions (JSON).
+// session; the session's codec (JSON by default) turns them into typed
+// sessions.
 // Its test checks the adapter with the conformance suite storagetest.Run.
 //
 // The bot counts each chat's visits: /visit adds one and says how many.
@@ -35,7 +36,7 @@ import (
 	"github.com/tgsession/session/examples/internal/demo"
 )
 
-// FileStore is a session.StorageAdapter[[]byte] that keeps each session in
+// FileStore is a [session.Store] that keeps each session in
 // a file of Dir. It has no Locker, so the middleware locks its keys in a
 // process-wide table: fine for one process, as files on one disk are.
 type FileStore struct{ Dir string }
@@ -99,9 +100,12 @@ type Visits struct {
 }
 
 // newBot returns the handler over sessions in dir.
-func newBot(dir string) session.Handler[Visits] {
-	store := session.Encoded[Visits](FileStore{Dir: dir}, nil)
-	return session.Strict(session.Options[Visits]{Storage: store})(func(c *session.Context[Visits]) error {
+func newBot(dir string) (session.Handler[Visits], error) {
+	sess, err := session.New(session.Options[Visits]{Storage: FileStore{Dir: dir}})
+	if err != nil {
+		return nil, err
+	}
+	return sess.Middleware(func(c *session.Context[Visits]) error {
 		m := c.Update.Message
 		if m == nil || m.Command() != "visit" {
 			return nil
@@ -113,7 +117,7 @@ func newBot(dir string) session.Handler[Visits] {
 		s.Count++
 		_, err = c.Bot.Send(tgbotapi.NewMessage(m.Chat.ID, fmt.Sprintf("Visit number %d.", s.Count)))
 		return err
-	})
+	}), nil
 }
 
 func main() { demo.Main("custom-storage", run) }
@@ -130,11 +134,18 @@ func run(ctx context.Context, out io.Writer, token string) error {
 		// The demo restarts the bot: a new handler and a new store over
 		// the same directory.
 		var current atomic.Pointer[session.Handler[Visits]]
+		var startErr error
 		start := func() {
-			h := newBot(dir)
+			h, err := newBot(dir)
+			if err != nil {
+				startErr = err
+				return
+			}
 			current.Store(&h)
 		}
-		start()
+		if start(); startErr != nil {
+			return startErr
+		}
 		h := func(c *session.Context[Visits]) error { return (*current.Load())(c) }
 		return demo.Play(ctx, out, "custom-storage", h, []demo.Line{
 			{From: "Alice", Text: "/visit"},
@@ -151,5 +162,9 @@ func run(ctx context.Context, out io.Writer, token string) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
-	return demo.Serve(ctx, out, token, newBot(dir), "with sessions in "+dir)
+	h, err := newBot(dir)
+	if err != nil {
+		return err
+	}
+	return demo.Serve(ctx, out, token, h, "with sessions in "+dir)
 }

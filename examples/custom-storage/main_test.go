@@ -27,7 +27,7 @@ func TestDemo(t *testing.T) {
 
 // FileStore passes the conformance suite for session stores.
 func TestFileStoreConformance(t *testing.T) {
-	storagetest.Run(t, func(t *testing.T) session.StorageAdapter[storagetest.Value] {
-		return session.Encoded[storagetest.Value](FileStore{Dir: t.TempDir()}, nil)
+	storagetest.Run(t, func(t *testing.T) session.Store {
+		return FileStore{Dir: t.TempDir()}
 	})
 }

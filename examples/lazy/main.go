@@ -1,7 +1,7 @@
 // Command lazy is a group notes bot on a lazy session: /note <text> adds
 // a note to the chat's list, /notes shows it, /stats tells how many
 // updates the bot has seen and how many storage reads they cost. The
-// group's chatter never touches the session, so under [session.Lazy] it
+// group's chatter never touches the session, so with Options.Lazy it
 // costs no storage call and takes no lock: only the updates that use the
 // session read it.
 //
@@ -34,22 +34,30 @@ type Notes struct {
 }
 
 // countingStore counts the reads of the store it wraps, to show what lazy
-// sessions save. It is a complete StorageAdapter in three methods.
+// sessions save. It is a complete Store in three methods; Unwrap keeps the
+// capabilities of the store below (Memory's native expiry, its listing).
 type countingStore struct {
-	session.StorageAdapter[Notes]
+	session.Store
 	reads atomic.Int64
 }
 
-func (s *countingStore) Read(ctx context.Context, key string) (Notes, bool, error) {
+func (s *countingStore) Read(ctx context.Context, key string) ([]byte, bool, error) {
 	s.reads.Add(1)
-	return s.StorageAdapter.Read(ctx, key)
+	return s.Store.Read(ctx, key)
 }
 
+// Unwrap returns the wrapped store.
+func (s *countingStore) Unwrap() session.Store { return s.Store }
+
 // newBot returns the bot's handler.
-func newBot() session.Handler[Notes] {
-	store := &countingStore{StorageAdapter: session.NewMemory[Notes]()}
+func newBot() (session.Handler[Notes], error) {
+	store := &countingStore{Store: session.NewMemory()}
 	var updates atomic.Int64
-	return session.Lazy(session.Options[Notes]{Storage: store})(func(c *session.Context[Notes]) error {
+	sess, err := session.New(session.Options[Notes]{Storage: store, Lazy: true})
+	if err != nil {
+		return nil, err
+	}
+	return sess.Middleware(func(c *session.Context[Notes]) error {
 		n := updates.Add(1)
 		m := c.Update.Message
 		if m == nil || !m.IsCommand() {
@@ -84,7 +92,7 @@ func newBot() session.Handler[Notes] {
 		}
 		_, err := c.Bot.Send(tgbotapi.NewMessage(m.Chat.ID, reply))
 		return err
-	})
+	}), nil
 }
 
 // group is the demo's group chat.
@@ -105,8 +113,12 @@ func main() { demo.Main("lazy", run) }
 // run serves Telegram with token until ctx is done or, without a token,
 // plays the demo and writes its transcript to out.
 func run(ctx context.Context, out io.Writer, token string) error {
-	if token == "" {
-		return demo.Play(ctx, out, "lazy", newBot(), script)
+	h, err := newBot()
+	if err != nil {
+		return err
 	}
-	return demo.Serve(ctx, out, token, newBot(), "")
+	if token == "" {
+		return demo.Play(ctx, out, "lazy", h, script)
+	}
+	return demo.Serve(ctx, out, token, h, "")
 }

@@ -1,8 +1,9 @@
 // Command migrations is the pets bot of the session docs after a change
 // of its session type: version 1 stored pet names ({"petNames": [...]}),
-// version 2 stores pets ({"pets": [{"name", "species"}]}). The store is
-// wrapped with [session.Enhance], which converts old data on read with a
-// typed migration and expires sessions a week after their last use.
+// version 2 stores pets ({"pets": [{"name", "species"}]}). The session's
+// Options carry a typed migration, which converts old data on read
+// (grammY's enhanced storage format), and a TTL, which expires sessions a
+// week after their last use.
 //
 // /pets lists the chat's pets, /adopt <name> <species> adds one, and /raw
 // shows the bytes stored for the chat.
@@ -50,27 +51,24 @@ type Pets struct {
 // TTL is how long a chat's pets are kept after its last use.
 const TTL = 7 * 24 * time.Hour
 
-// newStore wraps the byte store with the TTL and the migration from
-// version 1 (stored without a version) to version 2.
-func newStore(bytes session.StorageAdapter[[]byte], clock func() time.Time) (session.StorageAdapter[Pets], error) {
-	return session.Enhance[Pets](bytes, session.EnhanceOptions{
-		TTL:   TTL,
-		Clock: clock,
-		Migrations: map[float64]session.Migration{
-			2: session.Migrate(func(old PetsV1) (Pets, error) {
-				var v Pets
-				for _, n := range old.PetNames {
-					v.Pets = append(v.Pets, Pet{Name: n, Species: "?"}) // version 1 did not know
-				}
-				return v, nil
-			}),
-		},
-	})
+// migrations converts version 1 (stored without a version) to version 2.
+var migrations = map[float64]session.Migration{
+	2: session.Migrate(func(old PetsV1) (Pets, error) {
+		var v Pets
+		for _, n := range old.PetNames {
+			v.Pets = append(v.Pets, Pet{Name: n, Species: "?"}) // version 1 did not know
+		}
+		return v, nil
+	}),
 }
 
-// newBot returns the handler; raw is the byte store under store, for /raw.
-func newBot(store session.StorageAdapter[Pets], raw session.StorageAdapter[[]byte]) session.Handler[Pets] {
-	return session.Strict(session.Options[Pets]{Storage: store})(func(c *session.Context[Pets]) error {
+// newBot returns the handler over store, which /raw reads directly.
+func newBot(store session.Store, clock func() time.Time) (session.Handler[Pets], error) {
+	sess, err := session.New(session.Options[Pets]{Storage: store, TTL: TTL, Migrations: migrations, Clock: clock})
+	if err != nil {
+		return nil, err
+	}
+	return sess.Middleware(func(c *session.Context[Pets]) error {
 		m := c.Update.Message
 		if m == nil || !m.IsCommand() {
 			return nil
@@ -100,7 +98,7 @@ func newBot(store session.StorageAdapter[Pets], raw session.StorageAdapter[[]byt
 			reply = fmt.Sprintf("Welcome, %s the %s!", name, species)
 		case "raw":
 			key, _ := c.SessionKey()
-			data, found, err := raw.Read(c, key)
+			data, found, err := store.Read(c, key)
 			if err != nil {
 				return err
 			}
@@ -113,7 +111,7 @@ func newBot(store session.StorageAdapter[Pets], raw session.StorageAdapter[[]byt
 		}
 		_, err = c.Bot.Send(tgbotapi.NewMessage(m.Chat.ID, reply))
 		return err
-	})
+	}), nil
 }
 
 func main() { demo.Main("migrations", run) }
@@ -121,20 +119,22 @@ func main() { demo.Main("migrations", run) }
 // run serves Telegram with token until ctx is done or, without a token,
 // plays the demo and writes its transcript to out.
 func run(ctx context.Context, out io.Writer, token string) error {
-	raw := session.NewMemory[[]byte]()
 	if token == "" {
 		clk := demo.NewClock(time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC))
-		store, err := newStore(raw, clk.Now)
+		// Memory expires sessions itself (it is a session.Expirer), on the
+		// demo's clock.
+		store := session.NewMemory(session.MemoryOptions{Clock: clk.Now})
+		h, err := newBot(store, clk.Now)
 		if err != nil {
 			return err
 		}
 		// What the old bot left in Alice's chat: version 1, no envelope.
 		alice := fmt.Sprint(demo.Users["Alice"])
-		if err := raw.Write(ctx, alice, []byte(`{"petNames":["Rex","Tom"]}`)); err != nil {
+		if err := store.Write(ctx, alice, []byte(`{"petNames":["Rex","Tom"]}`)); err != nil {
 			return err
 		}
 		day := 24 * time.Hour
-		return demo.Play(ctx, out, "migrations", newBot(store, raw), []demo.Line{
+		return demo.Play(ctx, out, "migrations", h, []demo.Line{
 			{From: "Alice", Text: "/raw", Note: "(the old bot stored Alice's pets by name)"},
 			{From: "Alice", Text: "/pets"},
 			{From: "Alice", Text: "/raw"},
@@ -146,9 +146,9 @@ func run(ctx context.Context, out io.Writer, token string) error {
 			{From: "Bob", Text: "/pets"},
 		})
 	}
-	store, err := newStore(raw, nil)
+	h, err := newBot(session.NewMemory(), nil)
 	if err != nil {
 		return err
 	}
-	return demo.Serve(ctx, out, token, newBot(store, raw), "")
+	return demo.Serve(ctx, out, token, h, "")
 }

@@ -54,18 +54,22 @@ var texts = map[string]struct{ score, lang string }{
 }
 
 // newBot returns the handler over store, which holds both fragments.
-func newBot(store *session.Memory[[]byte]) session.Handler[Session] {
+func newBot(store *session.Memory) (session.Handler[Session], error) {
 	chat := session.NewFragment("chat", func(s *Session) *ChatSettings { return &s.Chat },
 		session.Options[ChatSettings]{
-			Storage: session.Encoded[ChatSettings](store, nil),
+			Storage: store,
 			Initial: func() ChatSettings { return ChatSettings{Lang: "en"} },
 		})
 	user := session.NewFragment("user", func(s *Session) *UserScore { return &s.User },
 		session.Options[UserScore]{
-			Storage: session.Encoded[UserScore](store, nil),
+			Storage: store,
 			Key:     session.ByUser,
 		})
-	return session.Multi(chat, user)(func(c *session.Context[Session]) error {
+	sess, err := session.NewMulti(session.Options[Session]{}, chat, user)
+	if err != nil {
+		return nil, err
+	}
+	return sess.Middleware(func(c *session.Context[Session]) error {
 		m := c.Update.Message
 		if m == nil {
 			return nil // edits, button presses: nothing to do
@@ -104,7 +108,7 @@ func newBot(store *session.Memory[[]byte]) session.Handler[Session] {
 		}
 		_, err = c.Bot.Send(tgbotapi.NewMessage(m.Chat.ID, reply))
 		return err
-	})
+	}), nil
 }
 
 // group is the demo's group chat.
@@ -127,9 +131,12 @@ func main() { demo.Main("multi", run) }
 // run serves Telegram with token until ctx is done or, without a token,
 // plays the demo and writes its transcript to out.
 func run(ctx context.Context, out io.Writer, token string) error {
-	store := session.NewMemory[[]byte]()
-	if token == "" {
-		return demo.Play(ctx, out, "multi", newBot(store), script)
+	h, err := newBot(session.NewMemory())
+	if err != nil {
+		return err
 	}
-	return demo.Serve(ctx, out, token, newBot(store), "")
+	if token == "" {
+		return demo.Play(ctx, out, "multi", h, script)
+	}
+	return demo.Serve(ctx, out, token, h, "")
 }

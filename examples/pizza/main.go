@@ -2,7 +2,7 @@
 // counts, per chat, the messages that contain a pizza emoji 🍕 (one per
 // message, however many slices it shows) and answers /hunger with that
 // chat's count, e.g. "Your hunger level is 3!". The count lives in a
-// per-chat [session.Strict] session kept in memory, so it is lost when
+// per-chat session kept in memory (the zero [session.Options]), so it is lost when
 // the program stops.
 //
 // It runs in one of two modes:
@@ -50,10 +50,10 @@ type Session struct {
 	PizzaCount int `json:"pizzaCount"`
 }
 
-// newBot returns the bot: the pizza handler behind a per-chat strict
-// session in memory (the zero Options).
-func newBot() session.Handler[Session] {
-	return session.Strict(session.Options[Session]{})(handle)
+// newSession returns the bot's session: per chat, strict, in memory (the
+// zero Options).
+func newSession() (*session.Session[Session], error) {
+	return session.New(session.Options[Session]{})
 }
 
 // handle answers /hunger and counts messages with a pizza in them.
@@ -101,10 +101,15 @@ func run(ctx context.Context, out io.Writer, token string) error {
 	if err != nil {
 		return err
 	}
+	sess, err := newSession()
+	if err != nil {
+		return err
+	}
 	fmt.Fprintf(out, "Pizza bot @%s is running; press Ctrl-C to stop.\n", bot.Self.UserName)
 	// Run returns once ctx is cancelled and every update it took is
-	// handled (or reported below): nil is a normal stop.
-	return runner.Run(ctx, bot, newBot(), runner.Options{OnError: logError})
+	// handled (or reported below): nil is a normal stop. It orders the
+	// updates by the session's key and runs handle behind its middleware.
+	return runner.Run(ctx, bot, sess, handle, runner.Options{OnError: logError})
 }
 
 // logError is the bot's OnError: failed updates, and failed polls (u is
@@ -180,10 +185,14 @@ func demo(ctx context.Context, out io.Writer) error {
 		defer mu.Unlock()
 		return errors.Join(errs...)
 	}
+	sess, err := newSession()
+	if err != nil {
+		return err
+	}
 	runCtx, stopRun := context.WithCancel(ctx)
 	served := make(chan error, 1)
 	go func() {
-		served <- runner.Run(runCtx, bot, newBot(), runner.Options{
+		served <- runner.Run(runCtx, bot, sess, handle, runner.Options{
 			OnError: func(_ context.Context, u *tgbotapi.Update, _ string, err error) {
 				mu.Lock()
 				defer mu.Unlock()

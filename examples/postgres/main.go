@@ -49,8 +49,12 @@ type Visits struct {
 }
 
 // newBot returns the handler of replica name over store.
-func newBot(name string, store session.StorageAdapter[[]byte]) session.Handler[Visits] {
-	return session.Strict(session.Options[Visits]{Storage: session.Encoded[Visits](store, nil)})(func(c *session.Context[Visits]) error {
+func newBot(name string, store session.Store) (session.Handler[Visits], error) {
+	sess, err := session.New(session.Options[Visits]{Storage: store, TTL: 30 * 24 * time.Hour})
+	if err != nil {
+		return nil, err
+	}
+	return sess.Middleware(func(c *session.Context[Visits]) error {
 		m := c.Update.Message
 		if m == nil || m.Command() != "visit" {
 			return nil
@@ -62,7 +66,7 @@ func newBot(name string, store session.StorageAdapter[[]byte]) session.Handler[V
 		s.Count++
 		_, err = c.Bot.Send(tgbotapi.NewMessage(m.Chat.ID, fmt.Sprintf("Visit number %d (replica %s).", s.Count, name)))
 		return err
-	})
+	}), nil
 }
 
 // connect opens a pool, checks that the database answers, and returns a
@@ -78,7 +82,7 @@ func connect(ctx context.Context, dsn, table string) (*pgxpool.Pool, *pgstore.St
 		pool.Close()
 		return nil, nil, err
 	}
-	store, err := pgstore.New(pool, pgstore.Options{Table: table, TTL: 30 * 24 * time.Hour})
+	store, err := pgstore.New(pool, pgstore.Options{Table: table})
 	if err == nil {
 		err = store.Migrate(ctx)
 	}
@@ -93,8 +97,8 @@ func connect(ctx context.Context, dsn, table string) (*pgxpool.Pool, *pgstore.St
 // pool per store, as separate processes would have), else one memory
 // store. The clean-up function closes the pools; with drop, it also drops
 // the tables.
-func stores(ctx context.Context, out io.Writer, dsn, table string, n int, drop bool) ([]session.StorageAdapter[[]byte], func() error, error) {
-	var all []session.StorageAdapter[[]byte]
+func stores(ctx context.Context, out io.Writer, dsn, table string, n int, drop bool) ([]byteStore, func() error, error) {
+	var all []byteStore
 	var pools []*pgxpool.Pool
 	cleanup := func() error {
 		var err error
@@ -112,7 +116,7 @@ func stores(ctx context.Context, out io.Writer, dsn, table string, n int, drop b
 			cerr := cleanup()
 			fmt.Fprintf(out, "# PostgreSQL does not answer at %s (%s).\n", where(dsn), strings.Join(strings.Fields(err.Error()), " "))
 			fmt.Fprintln(out, "# Falling back to the in-memory store (session.NewMemory): shared by the replicas in this process only, and lost when it stops.")
-			mem := session.NewMemory[[]byte]()
+			mem := session.NewMemory()
 			all = all[:0]
 			for range n {
 				all = append(all, mem)
@@ -152,7 +156,11 @@ func run(ctx context.Context, out io.Writer, token string) (err error) {
 		return err
 	}
 	defer func() { err = errors.Join(err, cleanup()) }()
-	return demo.Serve(ctx, out, token, newBot("A", st[0]), "")
+	h, err := newBot("A", st[0])
+	if err != nil {
+		return err
+	}
+	return demo.Serve(ctx, out, token, h, "")
 }
 
 // play runs two replicas over one store and alternates the updates
@@ -165,7 +173,15 @@ func play(ctx context.Context, out io.Writer, dsn string) (err error) {
 	}
 	defer func() { err = errors.Join(err, cleanup()) }()
 
-	h := demo.Alternate(newBot("A", st[0]), newBot("B", st[1]))
+	a, err := newBot("A", st[0])
+	if err != nil {
+		return err
+	}
+	b, err := newBot("B", st[1])
+	if err != nil {
+		return err
+	}
+	h := demo.Alternate(a, b)
 	return demo.Play(ctx, out, "postgres", h, []demo.Line{
 		{From: "Alice", Text: "/visit"},
 		{From: "Alice", Text: "/visit"},

@@ -48,13 +48,17 @@ type Visits struct {
 // byteStore is what the bot needs of its store: sessions as bytes, and a
 // way to list them (for the demo's clean-up).
 type byteStore interface {
-	session.StorageAdapter[[]byte]
-	session.Iterator[[]byte]
+	session.Store
+	session.Lister
 }
 
 // newBot returns the handler of replica name over store.
-func newBot(name string, store byteStore) session.Handler[Visits] {
-	return session.Strict(session.Options[Visits]{Storage: session.Encoded[Visits](store, nil)})(func(c *session.Context[Visits]) error {
+func newBot(name string, store session.Store) (session.Handler[Visits], error) {
+	sess, err := session.New(session.Options[Visits]{Storage: store, TTL: 30 * 24 * time.Hour})
+	if err != nil {
+		return nil, err
+	}
+	return sess.Middleware(func(c *session.Context[Visits]) error {
 		m := c.Update.Message
 		if m == nil || m.Command() != "visit" {
 			return nil
@@ -66,7 +70,7 @@ func newBot(name string, store byteStore) session.Handler[Visits] {
 		s.Count++
 		_, err = c.Bot.Send(tgbotapi.NewMessage(m.Chat.ID, fmt.Sprintf("Visit number %d (replica %s).", s.Count, name)))
 		return err
-	})
+	}), nil
 }
 
 // connect returns a store in Redis under prefix, or says why Redis does not
@@ -86,7 +90,7 @@ func connect(ctx context.Context, addr, prefix string) (byteStore, func(), error
 		client.Close()
 		return nil, nil, err
 	}
-	store, err := redisstore.New(client, redisstore.Options{Prefix: prefix, TTL: 30 * 24 * time.Hour})
+	store, err := redisstore.New(client, redisstore.Options{Prefix: prefix})
 	if err != nil {
 		client.Close()
 		return nil, nil, err
@@ -111,7 +115,7 @@ func stores(ctx context.Context, out io.Writer, addr, prefix string, n int) ([]b
 			closeAll()
 			fmt.Fprintf(out, "# Redis does not answer at %s (%v).\n", addr, err)
 			fmt.Fprintln(out, "# Falling back to the in-memory store (session.NewMemory): shared by the replicas in this process only, and lost when it stops.")
-			mem := session.NewMemory[[]byte]()
+			mem := session.NewMemory()
 			all = all[:0]
 			for range n {
 				all = append(all, mem)
@@ -141,7 +145,11 @@ func run(ctx context.Context, out io.Writer, token string) error {
 		return err
 	}
 	defer closeAll()
-	return demo.Serve(ctx, out, token, newBot("A", st[0]), "")
+	h, err := newBot("A", st[0])
+	if err != nil {
+		return err
+	}
+	return demo.Serve(ctx, out, token, h, "")
 }
 
 // play runs two replicas over one store and alternates the updates
@@ -166,7 +174,15 @@ func play(ctx context.Context, out io.Writer, addr string) (err error) {
 		}
 	}()
 
-	h := demo.Alternate(newBot("A", st[0]), newBot("B", st[1]))
+	a, err := newBot("A", st[0])
+	if err != nil {
+		return err
+	}
+	b, err := newBot("B", st[1])
+	if err != nil {
+		return err
+	}
+	h := demo.Alternate(a, b)
 	return demo.Play(ctx, out, "redis", h, []demo.Line{
 		{From: "Alice", Text: "/visit"},
 		{From: "Alice", Text: "/visit"},

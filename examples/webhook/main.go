@@ -45,9 +45,8 @@ type Count struct {
 	Messages int `json:"messages"`
 }
 
-// newBot returns the handler.
-func newBot() session.Handler[Count] {
-	return session.Strict(session.Options[Count]{})(func(c *session.Context[Count]) error {
+// handle counts the chat's messages and answers each.
+func handle(c *session.Context[Count]) error {
 		m := c.Update.Message
 		if m == nil {
 			return nil
@@ -57,9 +56,8 @@ func newBot() session.Handler[Count] {
 			return err
 		}
 		s.Messages++
-		_, err = c.Bot.Send(tgbotapi.NewMessage(m.Chat.ID, fmt.Sprintf("Message %d in this chat: %q", s.Messages, m.Text)))
-		return err
-	})
+	_, err = c.Bot.Send(tgbotapi.NewMessage(m.Chat.ID, fmt.Sprintf("Message %d in this chat: %q", s.Messages, m.Text)))
+	return err
 }
 
 // serve runs the bot behind wh on srv until ctx is done, then stops in
@@ -67,14 +65,17 @@ func newBot() session.Handler[Count] {
 // finish handing over their updates), then the runner (it handles what it
 // took).
 func serve(ctx context.Context, bot *tgbotapi.BotAPI, wh *runner.Webhook, srv *http.Server, listen func() error) error {
+	sess, err := session.New(session.Options[Count]{})
+	if err != nil {
+		return err
+	}
 	runCtx, stopRunner := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopRunner()
 	ran := make(chan error, 1)
-	go func() { ran <- runner.Run(runCtx, bot, newBot(), runner.Options{Source: wh, OnError: logError}) }()
+	go func() { ran <- runner.Run(runCtx, bot, sess, handle, runner.Options{Source: wh, OnError: logError}) }()
 	listened := make(chan error, 1)
 	go func() { listened <- listen() }()
 
-	var err error
 	select {
 	case <-ctx.Done():
 	case err = <-listened:

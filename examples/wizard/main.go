@@ -48,7 +48,7 @@ type Flow = wizard.Flow[Session, Order]
 var toppings = []string{"cheese", "mushrooms", "olives"}
 
 // newBot returns the handler; clock is the wizard's clock (nil: time.Now).
-func newBot(clock func() time.Time) session.Handler[Session] {
+func newBot(clock func() time.Time) (session.Handler[Session], error) {
 	order := wizard.New(wizard.Field(func(s *Session) *wizard.State[Order] { return &s.Order }),
 		wizard.Options[Session, Order]{
 			Timeout: 15 * time.Minute,
@@ -61,8 +61,12 @@ func newBot(clock func() time.Time) session.Handler[Session] {
 	order.Step("address", askAddress, takeAddress)
 	order.Step("confirm", askConfirm, takeConfirm)
 
+	sess, err := session.New(session.Options[Session]{})
+	if err != nil {
+		return nil, err
+	}
 	// Updates the wizard does not take (no order running) come here.
-	return session.Strict(session.Options[Session]{})(order.Middleware(func(c *session.Context[Session]) error {
+	return sess.Middleware(order.Middleware(func(c *session.Context[Session]) error {
 		m := c.Update.Message
 		if m == nil {
 			return nil // a button under an old message: nothing to do
@@ -72,7 +76,7 @@ func newBot(clock func() time.Time) session.Handler[Session] {
 		}
 		_, err := c.Bot.Send(tgbotapi.NewMessage(m.Chat.ID, "Send /order to order a pizza."))
 		return err
-	}))
+	})), nil
 }
 
 func askSize(f *Flow) error {
@@ -191,7 +195,11 @@ func main() { demo.Main("wizard", run) }
 func run(ctx context.Context, out io.Writer, token string) error {
 	if token == "" {
 		clk := demo.NewClock(time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC))
-		return demo.Play(ctx, out, "wizard", newBot(clk.Now), []demo.Line{
+		h, err := newBot(clk.Now)
+		if err != nil {
+			return err
+		}
+		return demo.Play(ctx, out, "wizard", h, []demo.Line{
 			{From: "Alice", Text: "hi"},
 			{From: "Alice", Text: "/order"},
 			{From: "Alice", Text: "large please"},
@@ -214,5 +222,9 @@ func run(ctx context.Context, out io.Writer, token string) error {
 			{From: "Bob", Text: "small", Before: clk.Pass(20 * time.Minute), Note: "(20 minutes pass)"},
 		})
 	}
-	return demo.Serve(ctx, out, token, newBot(nil), "")
+	h, err := newBot(nil)
+	if err != nil {
+		return err
+	}
+	return demo.Serve(ctx, out, token, h, "")
 }

@@ -98,7 +98,7 @@ func Play[S any](ctx context.Context, out io.Writer, name string, h session.Hand
 	defer stop()
 	served := make(chan error, 1)
 	go func() {
-		served <- runner.Run(runCtx, bot, wrapped, runner.Options{
+		served <- runner.Run(runCtx, bot, passThrough[S]{}, wrapped, runner.Options{
 			OnError: func(_ context.Context, u *tgbotapi.Update, _ string, err error) {
 				if u == nil {
 					t.fail(err) // polling failed: the demo cannot go on

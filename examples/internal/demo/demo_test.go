@@ -18,7 +18,9 @@ import (
 // buttons, reports a failing handler in the transcript and in its error,
 // and reports a button that is not there.
 func TestPlay(t *testing.T) {
-	h := session.Strict(session.Options[int]{})(func(c *session.Context[int]) error {
+	sess, err := session.New(session.Options[int]{})
+	require.NoError(t, err)
+	h := sess.Middleware(func(c *session.Context[int]) error {
 		switch {
 		case c.Update.CallbackQuery != nil:
 			_, err := c.Bot.Send(tgbotapi.NewMessage(c.Update.CallbackQuery.Message.Chat.ID, "pressed "+c.Update.CallbackQuery.Data))
@@ -37,7 +39,7 @@ func TestPlay(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	var out bytes.Buffer
-	err := Play(ctx, &out, "test", h, []Line{
+	err = Play(ctx, &out, "test", h, []Line{
 		{From: "Alice", Text: "hi", Note: "(a note)"},
 		{From: "Alice", Press: "n"},
 		{From: "Bob", Chat: -5, Text: "boom"},

@@ -48,7 +48,22 @@ func Serve[S any](ctx context.Context, out io.Writer, token string, h session.Ha
 		detail = " " + detail
 	}
 	fmt.Fprintf(out, "@%s is running%s; press Ctrl-C to stop.\n", bot.Self.UserName, detail)
-	return runner.Run(ctx, bot, h, runner.Options{OnError: logError})
+	return runner.Run(ctx, bot, passThrough[S]{}, h, runner.Options{OnError: logError})
+}
+
+// passThrough is the session the demos give runner.Run: their handlers
+// come with their own session middleware (built from the example's
+// Options), so it adds none, and it orders updates by chat, then by user,
+// as the examples' sessions are keyed.
+type passThrough[S any] struct{}
+
+func (passThrough[S]) Middleware(h session.Handler[S]) session.Handler[S] { return h }
+
+func (passThrough[S]) Key(u *tgbotapi.Update) (string, bool) {
+	if k, ok := session.ByChat(u); ok {
+		return k, true
+	}
+	return session.ByUser(u)
 }
 
 // logError logs what the runner reports: handler errors, and polling
