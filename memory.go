@@ -185,8 +185,9 @@ func (m *Memory) Keys(ctx context.Context) iter.Seq2[string, error] {
 }
 
 // sweepNext sweeps the next shard in turn if its sweep is due: each
-// expiring write does at most one shard's housekeeping, and such writes
-// anywhere sweep every shard in turn, each at most once per ttl/2.
+// expiring write looks at a bounded number of one shard's entries, and
+// such writes anywhere sweep every shard in turn, each at most once per
+// ttl/2 once it is clean.
 func (m *Memory) sweepNext(now int64, ttl time.Duration) {
 	s := &m.shards[m.cursor.Add(1)%memoryShards]
 	s.mu.Lock()
@@ -194,7 +195,13 @@ func (m *Memory) sweepNext(now int64, ttl time.Duration) {
 	if now < s.nextSweep {
 		return
 	}
+	// At most sweepBatch entries per write: a shard with more is swept
+	// on by the next writes (map iteration starts at a random place).
+	seen := 0
 	for k, item := range s.items {
+		if seen++; seen > sweepBatch {
+			return // still due
+		}
 		if item.expires != 0 && now >= item.expires {
 			delete(s.items, k)
 		}
@@ -202,6 +209,9 @@ func (m *Memory) sweepNext(now int64, ttl time.Duration) {
 	s.nextSweep = now + int64(ttl/2)
 	s.shrinkLocked()
 }
+
+// sweepBatch bounds the entries one write's housekeeping looks at.
+const sweepBatch = 256
 
 // minShrink is the peak below which a shard's map is never rebuilt: small
 // maps cost little, and rebuilding them often would cost more.
