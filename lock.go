@@ -2,6 +2,7 @@ package session
 
 import (
 	"context"
+	"fmt"
 	"hash/maphash"
 	"reflect"
 	"slices"
@@ -172,6 +173,9 @@ func lockLocal(ctx context.Context, store Store, expirer Expirer, id any, key st
 func (l *localLease) Value() ([]byte, bool) { return l.value, l.found }
 
 func (l *localLease) Commit(ctx context.Context, c Change) error {
+	if l.held == nil {
+		return fmt.Errorf("session: commit %q: the lease has ended", l.key)
+	}
 	defer l.Release()
 	switch c.Op {
 	case OpWrite:

@@ -57,7 +57,10 @@ type Lease interface {
 	// Commit applies c, fenced by the lease, and releases the lock in
 	// the same step. If the lease was lost (it expired and another holder
 	// may have written since), nothing is changed and the error wraps
-	// [ErrConflict]. Commit ends the lease whatever it returns.
+	// [ErrConflict]; if ctx is cancelled, nothing is changed and the error
+	// wraps ctx.Err(). Commit ends the lease whatever it returns. A Commit
+	// after the lease ended (a second Commit, or after Release) changes
+	// nothing, frees nothing, and returns an error.
 	Commit(ctx context.Context, c Change) error
 	// Release ends the lease without a change. It does nothing after
 	// Commit or a first Release, and never waits for long: a release

@@ -2,25 +2,37 @@
 // persistent store for a bot that runs as one process and must keep its
 // sessions across restarts without a database server.
 //
-// A [Store] is a byte store: wrap it with [session.Encoded] (JSON by
-// default) or [session.Enhance] to hold typed sessions:
+// A [Store] is a [session.Store] with native expiry ([session.Expirer]:
+// the session TTL comes with each write or touch) and listing
+// ([session.Lister]):
 //
 //	db, err := bolt.Open("sessions.db", 0o600, &bolt.Options{Timeout: time.Second})
-//	store, err := boltstore.New(db, boltstore.Options{TTL: 30 * 24 * time.Hour, PurgeInterval: time.Hour})
+//	store, err := boltstore.New(db, boltstore.Options{PurgeInterval: time.Hour})
 //	defer store.Close()
-//	h := session.Strict(session.Options[Data]{Storage: session.Encoded[Data](store, nil)})(handler)
+//	sess, err := session.New(session.Options[Data]{Storage: store, TTL: 30 * 24 * time.Hour})
+//	h := sess.Middleware(handler)
 //
-// bbolt locks its file to one process, so there is no cross-process
-// locking to do: the store has no [session.Locker], and the middleware
-// serialises updates of one key in its process-wide lock table. It
-// implements [session.Toucher] and [session.Iterator].
+// # Locking
+//
+// bbolt locks its file to one process (a second bolt.Open of the file
+// waits for it, up to bolt.Options.Timeout), so there is no other process
+// to exclude: the store has no [session.Locker], and the middleware
+// serialises the updates of one key in its process-wide lock table, which
+// every middleware over the same Store shares. That table is all the
+// locking a bbolt file needs; it is also why no [session.Lease] fencing
+// is needed: within one process a lock is never lost.
 //
 // # File layout
 //
 // Sessions live in one bucket (default "sessions"), keyed by session key.
 // Each value is a format byte (1), the expiry as 8 bytes big-endian Unix
 // nanoseconds (0: never), then the stored bytes. Expired sessions are
-// never read; [Store.Purge] (or [Options.PurgeInterval]) deletes them.
+// never read, listed or touched back to life; [Store.Purge] (or
+// [Options.PurgeInterval]) deletes them, in bounded batches.
+//
+// Keys are bbolt keys: the empty key and keys longer than
+// bolt.MaxKeySize (32768 bytes) are refused by Write (the middleware's
+// keys never are).
 package boltstore
 
 import (
@@ -39,21 +51,18 @@ import (
 )
 
 // Options configures a [Store]. The zero value is usable: bucket
-// "sessions", no expiry, no background purge.
+// "sessions", no background purge. Expiry is not an option: each session
+// expires as [session.Options.TTL] says, through [Store.WriteTTL] and
+// [Store.Touch].
 //
 // [New] checks the options and reports every mistake as an error wrapping
 // [session.ErrConfig] that names the field; the rules are given with each
 // field. The zero value of every field is valid and means what the field
-// says (a default, or none: no expiry, no background purge).
+// says (a default, or none: no background purge).
 type Options struct {
 	// Bucket names the bbolt bucket of the sessions. Default "sessions";
 	// at most bolt.MaxKeySize (32768) bytes.
 	Bucket string
-
-	// TTL, if positive, makes every session expire this long after its
-	// last write or touch. Zero means sessions never expire; negative is
-	// an error.
-	TTL time.Duration
 
 	// PurgeInterval, if positive, runs [Store.Purge] this often in the
 	// background until [Store.Close]. Errors go to OnError. Zero means no
@@ -65,7 +74,7 @@ type Options struct {
 	// single writer for long. Default (zero) 1000; negative is an error.
 	PurgeBatch int
 
-	// PageSize is how many sessions the iterators read per read
+	// PageSize is how many keys [Store.Keys] reads per read
 	// transaction. A page is copied out and the transaction closed before
 	// the loop body runs, so the body may write to the store (bbolt would
 	// deadlock on a write inside an open read transaction of the same
@@ -76,13 +85,14 @@ type Options struct {
 	// ignores them. Nothing is logged by default.
 	OnError func(error)
 
-	// Now, if set, replaces time.Now as the store's clock (for tests).
+	// Now, if set, replaces time.Now as the store's clock: expiries are
+	// computed and checked with it (for tests of the purge).
 	Now func() time.Time
 }
 
-// Store is a session store in a bbolt database. It implements
-// session.StorageAdapter[[]byte], [session.Toucher] and
-// session.Iterator[[]byte], and is safe for concurrent use.
+// Store is a session store in a bbolt database: a [session.Store], a
+// [session.Expirer] and a [session.Lister], with no [session.Locker] (see
+// the package documentation). It is safe for concurrent use.
 type Store struct {
 	db     *bolt.DB
 	bucket []byte
@@ -92,9 +102,9 @@ type Store struct {
 }
 
 var (
-	_ session.StorageAdapter[[]byte] = (*Store)(nil)
-	_ session.Toucher                = (*Store)(nil)
-	_ session.Iterator[[]byte]       = (*Store)(nil)
+	_ session.Store   = (*Store)(nil)
+	_ session.Expirer = (*Store)(nil)
+	_ session.Lister  = (*Store)(nil)
 )
 
 const (
@@ -123,9 +133,6 @@ func New(db *bolt.DB, opts Options) (*Store, error) {
 	}
 	if len(opts.Bucket) > bolt.MaxKeySize {
 		return nil, configError("Options.Bucket is %d bytes: must be at most %d", len(opts.Bucket), bolt.MaxKeySize)
-	}
-	if opts.TTL < 0 {
-		return nil, configError("Options.TTL %v: must not be negative", opts.TTL)
 	}
 	if opts.PurgeInterval < 0 {
 		return nil, configError("Options.PurgeInterval %v: must not be negative", opts.PurgeInterval)
@@ -175,13 +182,13 @@ func fail(op, key string, err error) error {
 	return fmt.Errorf("boltstore: %s %q: %w", op, key, err)
 }
 
-// expiry is the expiry of a value written now, in Unix nanoseconds; 0
-// means never.
-func (s *Store) expiry() uint64 {
-	if s.opts.TTL <= 0 {
+// expiry is the expiry of a value written now to live for ttl, in Unix
+// nanoseconds; 0 means never (ttl <= 0).
+func (s *Store) expiry(ttl time.Duration) uint64 {
+	if ttl <= 0 {
 		return 0
 	}
-	return uint64(s.opts.Now().Add(s.opts.TTL).UnixNano())
+	return uint64(s.opts.Now().Add(ttl).UnixNano())
 }
 
 // decode splits a stored value into its expiry and data, reporting
@@ -236,12 +243,23 @@ func (s *Store) Read(ctx context.Context, key string) ([]byte, bool, error) {
 	return out, found, nil
 }
 
-// Write stores value at key, restarting its TTL.
+// Write stores value at key, to live until deleted: a TTL the key had is
+// gone.
 func (s *Store) Write(ctx context.Context, key string, value []byte) error {
+	return s.put(ctx, key, value, 0)
+}
+
+// WriteTTL stores value at key, to expire ttl from now (never, if ttl <=
+// 0, as with Write).
+func (s *Store) WriteTTL(ctx context.Context, key string, value []byte, ttl time.Duration) error {
+	return s.put(ctx, key, value, ttl)
+}
+
+func (s *Store) put(ctx context.Context, key string, value []byte, ttl time.Duration) error {
 	if err := ctx.Err(); err != nil {
 		return fail("write", key, err)
 	}
-	raw := encode(s.expiry(), value)
+	raw := encode(s.expiry(ttl), value)
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		b, err := s.bucketIn(tx)
 		if err != nil {
@@ -273,16 +291,13 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 	return nil
 }
 
-// Touch restarts key's TTL. It does nothing when the store has no TTL; a
-// missing or expired key is not an error and is not brought back. (bbolt
-// rewrites the whole value on any change; Touch still saves the caller an
-// encode and the value's transfer.)
-func (s *Store) Touch(ctx context.Context, key string) error {
+// Touch makes key expire ttl from now (never, if ttl <= 0), keeping its
+// value; a missing or expired key is not an error and is not brought
+// back. (bbolt rewrites the whole value on any change; Touch still saves
+// the caller an encode and the value's transfer.)
+func (s *Store) Touch(ctx context.Context, key string, ttl time.Duration) error {
 	if err := ctx.Err(); err != nil {
 		return fail("touch", key, err)
-	}
-	if s.opts.TTL <= 0 {
-		return nil
 	}
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		b, err := s.bucketIn(tx)
@@ -293,7 +308,7 @@ func (s *Store) Touch(ctx context.Context, key string) error {
 		if !ok || err != nil {
 			return err
 		}
-		return b.Put([]byte(key), encode(s.expiry(), data))
+		return b.Put([]byte(key), encode(s.expiry(ttl), data))
 	})
 	if err != nil {
 		return fail("touch", key, err)
@@ -402,47 +417,25 @@ func seekAfter(c *bolt.Cursor, after []byte) (k, v []byte) {
 }
 
 // Keys yields the key of every live session, each once, in byte order,
-// reading [Options.PageSize] at a time. Sessions written or deleted
-// during the loop may or may not be seen.
+// reading [Options.PageSize] keys per read transaction; the loop body
+// runs outside it and may use the store. Sessions written or deleted
+// during the loop may or may not be seen. A value that does not decode
+// ends the sequence with an error wrapping [session.ErrCorrupt]; a
+// cancelled ctx ends it with the context's error.
 func (s *Store) Keys(ctx context.Context) iter.Seq2[string, error] {
 	return func(yield func(string, error) bool) {
-		s.pages(ctx, func(k string, _ []byte, err error) bool { return yield(k, err) })
+		s.pages(ctx, yield)
 	}
 }
 
-// Values yields the value of every live session, as [Store.Keys] finds
-// them.
-func (s *Store) Values(ctx context.Context) iter.Seq2[[]byte, error] {
-	return func(yield func([]byte, error) bool) {
-		s.pages(ctx, func(_ string, v []byte, err error) bool { return yield(v, err) })
-	}
-}
-
-// Entries yields the key and value of every live session, as [Store.Keys]
-// finds them.
-func (s *Store) Entries(ctx context.Context) iter.Seq2[session.Entry[[]byte], error] {
-	return func(yield func(session.Entry[[]byte], error) bool) {
-		s.pages(ctx, func(k string, v []byte, err error) bool {
-			if err != nil {
-				return yield(session.Entry[[]byte]{}, err)
-			}
-			return yield(session.Entry[[]byte]{Key: k, Value: v}, nil)
-		})
-	}
-}
-
-func (s *Store) pages(ctx context.Context, yield func(string, []byte, error) bool) {
+func (s *Store) pages(ctx context.Context, yield func(string, error) bool) {
 	var after []byte
 	for {
 		if err := ctx.Err(); err != nil {
-			yield("", nil, fmt.Errorf("boltstore: list: %w", err))
+			yield("", fmt.Errorf("boltstore: list: %w", err))
 			return
 		}
-		type entry struct {
-			key   string
-			value []byte
-		}
-		var page []entry
+		var page []string
 		done := false
 		err := s.db.View(func(tx *bolt.Tx) error {
 			b, err := s.bucketIn(tx)
@@ -454,27 +447,23 @@ func (s *Store) pages(ctx context.Context, yield func(string, []byte, error) boo
 			k, v := seekAfter(c, after)
 			for ; k != nil && len(page) < s.opts.PageSize; k, v = c.Next() {
 				after = bytes.Clone(k)
-				exp, data, err := decode(string(k), v)
+				exp, _, err := decode(string(k), v)
 				if err != nil {
 					return err
 				}
 				if s.live(exp, now) {
-					d := bytes.Clone(data)
-					if d == nil {
-						d = []byte{}
-					}
-					page = append(page, entry{string(k), d})
+					page = append(page, string(k))
 				}
 			}
 			done = k == nil
 			return nil
 		})
 		if err != nil {
-			yield("", nil, fmt.Errorf("boltstore: list: %w", err))
+			yield("", fmt.Errorf("boltstore: list: %w", err))
 			return
 		}
-		for _, e := range page {
-			if !yield(e.key, e.value, nil) {
+		for _, k := range page {
+			if !yield(k, nil) {
 				return
 			}
 		}

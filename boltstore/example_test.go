@@ -31,8 +31,7 @@ func Example() {
 	}
 	defer db.Close()
 	store, err := boltstore.New(db, boltstore.Options{
-		TTL:           30 * 24 * time.Hour, // forget chats idle for a month
-		PurgeInterval: time.Hour,           // and delete them hourly
+		PurgeInterval: time.Hour, // delete expired sessions hourly
 	})
 	if err != nil {
 		panic(err)
@@ -40,16 +39,22 @@ func Example() {
 	defer store.Close()
 
 	type Data struct{ Count int }
-	h := session.Strict(session.Options[Data]{Storage: session.Encoded[Data](store, nil)})(
-		func(c *session.Context[Data]) error {
-			s, err := c.Session()
-			if err != nil {
-				return err
-			}
-			s.Count++
-			fmt.Println("messages so far:", s.Count)
-			return nil
-		})
+	sess, err := session.New(session.Options[Data]{
+		Storage: store,
+		TTL:     30 * 24 * time.Hour, // forget chats idle for a month
+	})
+	if err != nil {
+		panic(err)
+	}
+	h := sess.Middleware(func(c *session.Context[Data]) error {
+		s, err := c.Session()
+		if err != nil {
+			return err
+		}
+		s.Count++
+		fmt.Println("messages so far:", s.Count)
+		return nil
+	})
 	for i := range 3 {
 		u := tgbotapi.Update{UpdateID: i, Message: &tgbotapi.Message{Chat: &tgbotapi.Chat{ID: 42}}}
 		if err := h(session.NewContext[Data](context.Background(), nil, u)); err != nil {

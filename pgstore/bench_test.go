@@ -5,7 +5,6 @@ import (
 	"strconv"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -15,48 +14,29 @@ import (
 	"github.com/tgsession/session/storagetest"
 )
 
-// countTracer counts the round trips a pool makes: a statement (once pgx
-// has cached its prepared form) or a batch.
-type countTracer struct{ n *atomic.Int64 }
-
-func (c countTracer) TraceQueryStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryStartData) context.Context {
-	c.n.Add(1)
-	return ctx
-}
-
-func (countTracer) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
-
-// A batch is one round trip, whatever it holds.
-func (c countTracer) TraceBatchStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceBatchStartData) context.Context {
-	c.n.Add(1)
-	return ctx
-}
-
-func (countTracer) TraceBatchQuery(context.Context, *pgx.Conn, pgx.TraceBatchQueryData) {}
-func (countTracer) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEndData)     {}
-
 // BenchmarkStore: go test -bench . -benchmem ./pgstore/
 func BenchmarkStore(b *testing.B) {
 	var n atomic.Int64
+	newBenchStore := func(b *testing.B) *pgstore.Store {
+		cfg, err := pgxpool.ParseConfig(dsn())
+		if err != nil {
+			b.Fatal(err)
+		}
+		cfg.MaxConns = 64
+		cfg.ConnConfig.Tracer = countTracer{&n}
+		pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(pool.Close)
+		if err := pool.Ping(context.Background()); err != nil {
+			b.Fatalf("PostgreSQL at %s does not answer: %v", dsn(), err)
+		}
+		return newStore(b, pool, pgstore.Options{Table: uniqueTable(b)})
+	}
 	storagetest.RunBenchmarks(b, storagetest.Bench{
-		NewStore: func(b *testing.B, locking bool) session.StorageAdapter[[]byte] {
-			cfg, err := pgxpool.ParseConfig(dsn())
-			if err != nil {
-				b.Fatal(err)
-			}
-			cfg.MaxConns = 64
-			cfg.ConnConfig.Tracer = countTracer{&n}
-			pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
-			if err != nil {
-				b.Fatal(err)
-			}
-			b.Cleanup(pool.Close)
-			if err := pool.Ping(context.Background()); err != nil {
-				b.Fatalf("PostgreSQL at %s does not answer: %v", dsn(), err)
-			}
-			s := newStore(b, pool, pgstore.Options{Table: uniqueTable(b), TTL: 24 * time.Hour, DisableLocking: !locking})
-			return s
-		},
+		NewStore:   func(b *testing.B) session.Store { return newBenchStore(b) },
+		Unlocked:   func(b *testing.B) session.Store { return newBenchStore(b).Unlocked() },
 		RoundTrips: n.Load,
 	})
 }

@@ -25,8 +25,7 @@ func Example() {
 
 	store, err := pgstore.New(pool, pgstore.Options{
 		Table:         "example_sessions",
-		TTL:           30 * 24 * time.Hour, // forget chats idle for a month
-		PurgeInterval: time.Hour,           // and delete them hourly
+		PurgeInterval: time.Hour, // delete expired sessions hourly
 	})
 	if err != nil {
 		panic(err)
@@ -38,16 +37,22 @@ func Example() {
 	defer pool.Exec(ctx, `DROP TABLE example_sessions, example_sessions_locks`) // leave nothing behind
 
 	type Data struct{ Count int }
-	h := session.Strict(session.Options[Data]{Storage: session.Encoded[Data](store, nil)})(
-		func(c *session.Context[Data]) error {
-			s, err := c.Session()
-			if err != nil {
-				return err
-			}
-			s.Count++
-			fmt.Println("messages so far:", s.Count)
-			return nil
-		})
+	sess, err := session.New(session.Options[Data]{
+		Storage: store,
+		TTL:     30 * 24 * time.Hour, // forget chats idle for a month
+	})
+	if err != nil {
+		panic(err)
+	}
+	h := sess.Middleware(func(c *session.Context[Data]) error {
+		s, err := c.Session()
+		if err != nil {
+			return err
+		}
+		s.Count++
+		fmt.Println("messages so far:", s.Count)
+		return nil
+	})
 
 	_ = store.Delete(ctx, "42") // start from scratch
 	for i := range 3 {

@@ -2,13 +2,19 @@
 // several processes (replicas behind a webhook load balancer) or that
 // already keep their data in PostgreSQL.
 //
-// A [Store] is a byte store: wrap it with [session.Encoded] (JSON by
-// default) or [session.Enhance] to hold typed sessions:
+// A [Store] is a [session.Store] (sessions as bytes by key) to give the
+// middleware:
 //
 //	pool, err := pgxpool.New(ctx, "postgres://bot@db/bot")
-//	store, err := pgstore.New(pool, pgstore.Options{TTL: 30 * 24 * time.Hour})
+//	store, err := pgstore.New(pool, pgstore.Options{})
 //	err = store.Migrate(ctx) // or run store.Schema() with your migration tool
-//	h := session.Strict(session.Options[Data]{Storage: session.Encoded[Data](store, nil)})(handler)
+//	sess, err := session.New(session.Options[Data]{Storage: store, TTL: 30 * 24 * time.Hour})
+//	h := sess.Middleware(handler)
+//
+// The store is a [session.Locker] across processes (see Locking below), a
+// [session.Expirer] (an expiry column) and a [session.Lister] (keyset
+// pagination). [Store.Unlocked] is the same store without the lock, for a
+// bot that runs as one process.
 //
 // # Tables
 //
@@ -25,7 +31,7 @@
 //
 // and the locks of [Store.Lock] in a second, unlogged table (locks are
 // leases of seconds: they need no WAL, and a crash that empties the table
-// only makes the writes of holders from before the crash fail with
+// only makes the commits of holders from before the crash fail with
 // [session.ErrConflict]):
 //
 //	CREATE UNLOGGED TABLE IF NOT EXISTS "tg_sessions_locks" (
@@ -45,14 +51,17 @@
 // # Locking and cost
 //
 // [Store.Lock] takes a lease row in the locks table (a random token and an
-// expiry), renewed while held; writes made under it check the token in the
-// same statement (see the comment on the fenced write in the source for
-// why this design over SELECT ... FOR UPDATE or a version column). A strict
-// update that changes its session costs 3 round trips with the lock (take
-// the lease and read in one batch, fenced upsert, release) and 2 without it
-// ([Options.DisableLocking]: SELECT, upsert); a lazy update that never
-// touches its session costs none. Locking is needed as soon as two
-// processes share the table.
+// expiry), renewed while held, and reads the session in the same round
+// trip; the lease's commit checks the token, applies the change and
+// deletes the lease row in one statement (see the comments on the lock
+// and commit statements in the source for why this design over SELECT ...
+// FOR UPDATE or a version column). So a locked update costs 2 round trips
+// whatever it does to its session, with or without a TTL, and holds no
+// transaction open while the handler runs. Through [Store.Unlocked] an
+// update costs 1 round trip to read and 1 to write or touch, if it does. A
+// lazy update that never touches its session costs none either way. A
+// lease held longer than LockLease/3 is renewed, one statement each
+// LockLease/3.
 package pgstore
 
 import (
@@ -61,7 +70,6 @@ import (
 	"fmt"
 	"iter"
 	"strings"
-	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -75,13 +83,14 @@ import (
 )
 
 // Options configures a [Store]. The zero value is usable: table
-// "tg_sessions" in the search path, no expiry, locking across processes
-// with a 10-second lease, no background purge.
+// "tg_sessions" in the search path, locking across processes with a
+// 10-second lease, no background purge.
 //
 // [New] checks the options and reports every mistake as an error wrapping
 // [session.ErrConfig] that names the field; the rules are given with each
 // field. The zero value of every field is valid and means what the field
-// says (a default, or none: no expiry, no background purge).
+// says (a default, or none: no background purge). Sessions expire as the
+// middleware says (its TTL), not by an option of the store.
 type Options struct {
 	// Table names the sessions table; the locks table is Table + "_locks"
 	// and the expiry index Table + "_expires_at_idx". Default
@@ -97,12 +106,6 @@ type Options struct {
 	// bytes.
 	Schema string
 
-	// TTL, if positive, makes every session expire this long after its
-	// last write or touch. Zero means sessions never expire. PostgreSQL
-	// counts in microseconds, so a TTL must be at least 1µs; a negative
-	// one is an error.
-	TTL time.Duration
-
 	// LockLease is how long a lock outlives a holder that stopped renewing
 	// it (a crashed or frozen process): other processes wait at most this
 	// long for the key. While held, the lock is renewed every LockLease/3.
@@ -116,12 +119,6 @@ type Options struct {
 	// LockRetry, with jitter. Default (zero) 20ms; negative is an error.
 	LockRetry time.Duration
 
-	// DisableLocking makes Lock exclude holders within this process only,
-	// with no lease in the database and no fencing: two statements fewer
-	// per update, but two processes sharing the table can lose each
-	// other's updates. For single-process bots.
-	DisableLocking bool
-
 	// PurgeInterval, if positive, runs [Store.Purge] this often in the
 	// background until [Store.Close]. Errors go to OnError. Zero means no
 	// background purge; negative is an error.
@@ -132,14 +129,14 @@ type Options struct {
 	// transaction. Default (zero) 1000; negative is an error.
 	PurgeBatch int
 
-	// PageSize is how many rows one query of the iterators fetches.
+	// PageSize is how many keys one query of [Store.Keys] fetches.
 	// Default (zero) 500; negative is an error.
 	PageSize int
 
 	// OnError, if set, receives the errors that have no caller to return
 	// to: a failed lock renewal or release, a lease found lost while
-	// renewing, a failed background purge. Nil ignores them. Nothing is
-	// logged by default.
+	// renewing (wrapping [session.ErrConflict]), a failed background
+	// purge. Nil ignores them. Nothing is logged by default.
 	OnError func(error)
 }
 
@@ -162,27 +159,28 @@ const (
 	maxTable = maxIdentifier - len(indexSuffix)
 )
 
-// Store is a session store in PostgreSQL. It implements
-// session.StorageAdapter[[]byte], [session.Locker], [session.Toucher] and
-// session.Iterator[[]byte], and is safe for concurrent use. Make one with
-// [New] and share it: locks are excluded within the process by the Store
-// value, across processes by the database.
+// Store is a session store in PostgreSQL: a [session.Store] that is also
+// a [session.Locker] (across processes), a [session.Expirer] and a
+// [session.Lister]. It is safe for concurrent use and keeps no state per
+// key but the locks it holds. Make one with [New] and share it: the
+// waiters for a key's lock in one process queue on the Store value
+// instead of polling the database.
 type Store struct {
-	pool  *pgxpool.Pool
-	opts  Options
-	q     queries
-	local locallock.Table
-
-	held *lease.Table // the leases this Store holds
+	pool     *pgxpool.Pool
+	opts     Options
+	q        queries
+	leases   lease.Config
+	local    locallock.Table
+	unlocked *unlocked
 
 	purger *purgeloop.Loop // nil without a background purge
 }
 
 var (
-	_ session.StorageAdapter[[]byte] = (*Store)(nil)
-	_ session.Locker                 = (*Store)(nil)
-	_ session.Toucher                = (*Store)(nil)
-	_ session.Iterator[[]byte]       = (*Store)(nil)
+	_ session.Store   = (*Store)(nil)
+	_ session.Locker  = (*Store)(nil)
+	_ session.Expirer = (*Store)(nil)
+	_ session.Lister  = (*Store)(nil)
 )
 
 // queries are the store's SQL statements, built once with its quoted
@@ -190,10 +188,12 @@ var (
 type queries struct {
 	schema []string
 
-	read, write, fencedWrite, del, fencedDel, touch string
-	keysFirst, keysNext, entriesFirst, entriesNext  string
-	purge, purgeLocks                               string
-	lock, renew, release                            string
+	read, write, del, touch string
+	keysFirst, keysNext     string
+	purge, purgeLocks       string
+
+	lock, lockedRead, renew, release                   string
+	commitWrite, commitTouch, commitDelete, commitKeep string
 }
 
 func buildQueries(opts Options) queries {
@@ -205,13 +205,38 @@ func buildQueries(opts Options) queries {
 	}
 	t, l := ident(opts.Table), ident(opts.Table+locksSuffix)
 	idx := pgx.Identifier{opts.Table + indexSuffix}.Sanitize()
-	// Expiry of a row written now: NULL when the store has no TTL. $n is
-	// the TTL in microseconds.
+	// Expiry of a row written now, $n being its TTL in microseconds: NULL
+	// (never) unless positive.
 	exp := func(n int) string {
 		return fmt.Sprintf("CASE WHEN $%d::bigint > 0 THEN now() + $%d::bigint * interval '1 microsecond' END", n, n)
 	}
 	const live = "(expires_at IS NULL OR expires_at > now())"
 	upsert := " ON CONFLICT (key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at"
+
+	// The commit of a lease: one statement that deletes the lease row if
+	// the token ($2) still owns it, makes the change only if it did, and
+	// returns whether it did (count 1) or the lease was lost (0, nothing
+	// changed).
+	//
+	// The DELETE locks the lease row until the statement commits, so a
+	// process taking the lock over (the UPDATE in lock, below) waits for
+	// the commit and then finds the row gone, and a takeover that came
+	// first makes the DELETE find another token: the check and the change
+	// are atomic with respect to takeovers. The expiry of the lease is
+	// deliberately not checked: as long as nobody has taken the lock over
+	// (the token still matches), nobody can have written since, so the
+	// change is safe even if the lease ran out a moment ago.
+	//
+	// Alternatives considered: SELECT ... FOR UPDATE on the session row
+	// from Lock to the commit holds a transaction and a pooled connection
+	// for the whole handler (a pool of N connections would serve only N
+	// chats at once, and a stuck handler would pin a connection); a
+	// version column needs a schema change and still a lease to keep two
+	// processes from running the same chat's updates at once.
+	commit := func(change string) string {
+		return `WITH lock AS (DELETE FROM ` + l + ` WHERE key = $1 AND token = $2 RETURNING 1)` + change + `
+SELECT count(*) FROM lock`
+	}
 	return queries{
 		schema: []string{
 			`CREATE TABLE IF NOT EXISTS ` + t + ` (
@@ -228,52 +253,43 @@ func buildQueries(opts Options) queries {
 		},
 		read:  `SELECT value FROM ` + t + ` WHERE key = $1 AND ` + live,
 		write: `INSERT INTO ` + t + ` (key, value, expires_at) VALUES ($1, $2, ` + exp(3) + `)` + upsert,
-		// Fencing. The write happens only if this Store's token ($4) is
-		// still the key's lock, checked in the same statement: one round
-		// trip, no transaction held open while the handler runs.
-		//
-		// FOR SHARE keeps the lock row from changing until the statement
-		// commits, so a process taking the lock over (an UPDATE of that
-		// row, in Lock) waits for this write and then reads its result:
-		// the check and the write are atomic with respect to lock
-		// takeovers. The expiry of the lease is deliberately not checked:
-		// as long as nobody has taken the lock over (the token still
-		// matches), nobody can have written since, so the write is safe
-		// even if the lease ran out a moment ago.
-		//
-		// Alternatives considered: SELECT ... FOR UPDATE on the session
-		// row from Lock to write-back holds a transaction and a pooled
-		// connection for the whole handler (a pool of N connections
-		// would serve only N chats at once, and a stuck handler would pin
-		// a connection); a version column needs Read to hand the version
-		// to Write, for which the StorageAdapter interface has no room.
-		fencedWrite: `WITH lock AS (SELECT 1 FROM ` + l + ` WHERE key = $1 AND token = $4 FOR SHARE)
-INSERT INTO ` + t + ` (key, value, expires_at) SELECT $1::text, $2::bytea, ` + exp(3) + ` FROM lock` + upsert,
-		del: `DELETE FROM ` + t + ` WHERE key = $1`,
-		// Returns 1 if the lease held (and the row, if any, is gone), 0
-		// if it was lost (and nothing was deleted).
-		fencedDel: `WITH lock AS (SELECT 1 FROM ` + l + ` WHERE key = $1 AND token = $2 FOR SHARE),
-del AS (DELETE FROM ` + t + ` WHERE key = $1 AND EXISTS (SELECT 1 FROM lock))
-SELECT count(*) FROM lock`,
+		del:   `DELETE FROM ` + t + ` WHERE key = $1`,
 		touch: `UPDATE ` + t + ` SET expires_at = now() + $2::bigint * interval '1 microsecond' WHERE key = $1 AND ` + live,
 		// Keyset pagination: each page is its own short query, so no
 		// connection or snapshot is held while the caller's loop runs.
-		keysFirst:    `SELECT key FROM ` + t + ` WHERE ` + live + ` ORDER BY key LIMIT $1`,
-		keysNext:     `SELECT key FROM ` + t + ` WHERE key > $2 AND ` + live + ` ORDER BY key LIMIT $1`,
-		entriesFirst: `SELECT key, value FROM ` + t + ` WHERE ` + live + ` ORDER BY key LIMIT $1`,
-		entriesNext:  `SELECT key, value FROM ` + t + ` WHERE key > $2 AND ` + live + ` ORDER BY key LIMIT $1`,
+		keysFirst: `SELECT key FROM ` + t + ` WHERE ` + live + ` ORDER BY key LIMIT $1`,
+		keysNext:  `SELECT key FROM ` + t + ` WHERE key > $2 AND ` + live + ` ORDER BY key LIMIT $1`,
 		// SKIP LOCKED: a purge never waits for, nor blocks, a writer.
 		purge: `DELETE FROM ` + t + ` WHERE key IN (SELECT key FROM ` + t + `
 	WHERE expires_at <= now() ORDER BY expires_at LIMIT $1 FOR UPDATE SKIP LOCKED)`,
 		purgeLocks: `DELETE FROM ` + l + ` WHERE key IN (SELECT key FROM ` + l + `
 	WHERE expires_at <= now() LIMIT $1 FOR UPDATE SKIP LOCKED)`,
-		// Takes the lock if nobody holds it or its lease has run out;
-		// affects no row otherwise. $3: lease in microseconds.
+		// Takes the lock for token $2 if nobody holds it or its lease has
+		// run out; affects no row otherwise. $3: lease in microseconds.
 		lock: `INSERT INTO ` + l + ` AS cur (key, token, expires_at) VALUES ($1, $2, now() + $3::bigint * interval '1 microsecond')
 ON CONFLICT (key) DO UPDATE SET token = excluded.token, expires_at = excluded.expires_at
 WHERE cur.expires_at <= now()`,
+		// The session, if token $2 holds the lock: sent with lock in one
+		// batch (one round trip), as a statement of its own. In the lock
+		// statement itself (a CTE) the read would use the snapshot taken
+		// when that statement began: if it then waited for the previous
+		// holder's commit (a row lock on the lease row), it would take the
+		// lock and miss the value that commit wrote. The next statement's
+		// snapshot sees it.
+		lockedRead: `SELECT value FROM ` + t + ` WHERE key = $1 AND ` + live + `
+	AND EXISTS (SELECT 1 FROM ` + l + ` WHERE key = $1 AND token = $2)`,
 		renew:   `UPDATE ` + l + ` SET expires_at = now() + $3::bigint * interval '1 microsecond' WHERE key = $1 AND token = $2`,
 		release: `DELETE FROM ` + l + ` WHERE key = $1 AND token = $2`,
+		// $3 the value, $4 its TTL in microseconds (0: none).
+		commitWrite: commit(`,
+w AS (INSERT INTO ` + t + ` (key, value, expires_at) SELECT $1::text, $3::bytea, ` + exp(4) + ` FROM lock` + upsert + `)`),
+		// $3 the TTL in microseconds, positive.
+		commitTouch: commit(`,
+w AS (UPDATE ` + t + ` SET expires_at = now() + $3::bigint * interval '1 microsecond'
+	WHERE key = $1 AND ` + live + ` AND EXISTS (SELECT 1 FROM lock))`),
+		commitDelete: commit(`,
+w AS (DELETE FROM ` + t + ` WHERE key = $1 AND EXISTS (SELECT 1 FROM lock))`),
+		commitKeep: commit(""),
 	}
 }
 
@@ -296,9 +312,6 @@ func New(pool *pgxpool.Pool, opts Options) (*Store, error) {
 		if err := checkIdentifier("Options.Schema", opts.Schema, maxIdentifier); err != nil {
 			return nil, err
 		}
-	}
-	if opts.TTL < 0 || (opts.TTL > 0 && opts.TTL < time.Microsecond) {
-		return nil, configError("Options.TTL %v: must be 0 (no expiry) or at least 1µs", opts.TTL)
 	}
 	if opts.LockLease == 0 {
 		opts.LockLease = defaultLease
@@ -328,12 +341,13 @@ func New(pool *pgxpool.Pool, opts Options) (*Store, error) {
 		return nil, configError("Options.PageSize %d: must not be negative", opts.PageSize)
 	}
 	s := &Store{pool: pool, opts: opts, q: buildQueries(opts)}
-	s.held = lease.NewTable(lease.Config{
+	s.unlocked = &unlocked{s}
+	s.leases = lease.Config{
 		Name:  "pgstore",
 		Lease: opts.LockLease,
 		Retry: opts.LockRetry,
 		Renew: func(ctx context.Context, key, token string) (bool, error) {
-			tag, err := s.pool.Exec(ctx, s.q.renew, key, token, s.opts.LockLease.Microseconds())
+			tag, err := s.pool.Exec(ctx, s.q.renew, key, token, opts.LockLease.Microseconds())
 			return err == nil && tag.RowsAffected() != 0, err
 		},
 		Release: func(ctx context.Context, key, token string) error {
@@ -342,7 +356,7 @@ func New(pool *pgxpool.Pool, opts Options) (*Store, error) {
 		},
 		Lost:    session.ErrConflict,
 		OnError: opts.OnError,
-	})
+	}
 	if opts.PurgeInterval > 0 {
 		s.purger = purgeloop.Start(opts.PurgeInterval, func(ctx context.Context) error {
 			_, err := s.Purge(ctx)
@@ -410,20 +424,21 @@ func fail(ctx context.Context, op, key string, err error) error {
 	return fmt.Errorf("pgstore: %s %q: %w", op, key, err)
 }
 
-func (s *Store) ttlMicros() int64 { return s.opts.TTL.Microseconds() }
+// micros is ttl in whole microseconds, PostgreSQL's unit, rounded up so
+// that a positive TTL never becomes 0 (no expiry); 0 if ttl is not
+// positive.
+func micros(ttl time.Duration) int64 {
+	if ttl <= 0 {
+		return 0
+	}
+	return int64((ttl + time.Microsecond - 1) / time.Microsecond)
+}
 
 // Read returns the value stored at key; found is false if there is none
-// or it has expired.
-//
-// The first Read of a key after this Store locked it costs no round trip:
-// Lock read the value in the same round trip as it took the lease, and
-// under the lease nobody else may change it.
+// or it has expired. It is one SELECT, unfenced.
 func (s *Store) Read(ctx context.Context, key string) ([]byte, bool, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, false, fail(ctx, "read", key, err)
-	}
-	if v, found, ok := s.held.TakePrefetched(key, s.opts.TTL); ok {
-		return v, found, nil
 	}
 	var v []byte
 	err := s.pool.QueryRow(ctx, s.q.read, key).Scan(&v)
@@ -439,48 +454,32 @@ func (s *Store) Read(ctx context.Context, key string) ([]byte, bool, error) {
 	return v, true, nil
 }
 
-// Write stores value at key (an upsert), restarting its TTL. If this Store
-// holds key's lock, the write happens only if the lock is still this
-// Store's, checked in the same statement; otherwise it returns an error
-// wrapping [session.ErrConflict] and writes nothing.
+// Write stores value at key (an upsert) with no expiry. It is unfenced:
+// it does not look at key's lock.
 func (s *Store) Write(ctx context.Context, key string, value []byte) error {
+	return s.WriteTTL(ctx, key, value, 0)
+}
+
+// WriteTTL stores value at key (an upsert), to expire ttl from now (ttl
+// rounded up to a whole microsecond). A ttl of zero or less means no
+// expiry, as [Store.Write]. It is unfenced.
+func (s *Store) WriteTTL(ctx context.Context, key string, value []byte, ttl time.Duration) error {
 	if err := ctx.Err(); err != nil {
 		return fail(ctx, "write", key, err)
 	}
 	if value == nil {
 		value = []byte{} // the column is NOT NULL; nil and empty are one value
 	}
-	if tok, ok := s.held.Token(key); ok {
-		tag, err := s.pool.Exec(ctx, s.q.fencedWrite, key, value, s.ttlMicros(), tok)
-		if err != nil {
-			return fail(ctx, "write", key, err)
-		}
-		if tag.RowsAffected() == 0 {
-			return fmt.Errorf("pgstore: write %q: %w", key, session.ErrConflict)
-		}
-		return nil
-	}
-	if _, err := s.pool.Exec(ctx, s.q.write, key, value, s.ttlMicros()); err != nil {
+	if _, err := s.pool.Exec(ctx, s.q.write, key, value, micros(ttl)); err != nil {
 		return fail(ctx, "write", key, err)
 	}
 	return nil
 }
 
-// Delete removes key; a missing key is not an error. Under this Store's
-// lock it is fenced like [Store.Write].
+// Delete removes key; a missing key is not an error. It is unfenced.
 func (s *Store) Delete(ctx context.Context, key string) error {
 	if err := ctx.Err(); err != nil {
 		return fail(ctx, "delete", key, err)
-	}
-	if tok, ok := s.held.Token(key); ok {
-		var held int
-		if err := s.pool.QueryRow(ctx, s.q.fencedDel, key, tok).Scan(&held); err != nil {
-			return fail(ctx, "delete", key, err)
-		}
-		if held == 0 {
-			return fmt.Errorf("pgstore: delete %q: %w", key, session.ErrConflict)
-		}
-		return nil
 	}
 	if _, err := s.pool.Exec(ctx, s.q.del, key); err != nil {
 		return fail(ctx, "delete", key, err)
@@ -488,18 +487,18 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 	return nil
 }
 
-// Touch restarts key's TTL without rewriting its value (an UPDATE of the
-// expiry column). It does nothing when the store has no TTL; a missing or
-// expired key is not an error and is not brought back.
-func (s *Store) Touch(ctx context.Context, key string) error {
+// Touch makes key expire ttl from now without rewriting its value (an
+// UPDATE of the expiry column). A missing or expired key is not an error
+// and is not brought back; a ttl of zero or less does nothing (it does
+// not make a key persistent).
+func (s *Store) Touch(ctx context.Context, key string, ttl time.Duration) error {
 	if err := ctx.Err(); err != nil {
 		return fail(ctx, "touch", key, err)
 	}
-	if s.opts.TTL <= 0 {
+	if ttl <= 0 {
 		return nil
 	}
-	s.held.Token(key) // drops a prefetched value
-	if _, err := s.pool.Exec(ctx, s.q.touch, key, s.ttlMicros()); err != nil {
+	if _, err := s.pool.Exec(ctx, s.q.touch, key, micros(ttl)); err != nil {
 		return fail(ctx, "touch", key, err)
 	}
 	return nil
@@ -530,59 +529,45 @@ func (s *Store) Purge(ctx context.Context) (int64, error) {
 	return total, nil
 }
 
-// Lock takes key's lock: first within this process, then, unless
-// [Options.DisableLocking] is set, a lease in the locks table (a row
-// with a random token and an expiry) that no other process can take until
-// it is released or expires. It waits until both are had or ctx ends;
-// then it returns an error wrapping ctx's error.
+// Lock takes key's lock and reads its value. It waits first for the
+// holders of key in this process (on the Store, without asking the
+// database), then takes a lease row in the locks table (a random token
+// and an expiry) and reads the session in the same round trip, polling
+// with backoff while another process holds the lease. It waits until the
+// lock is had or ctx ends; then it returns an error wrapping ctx's error.
 //
-// The lease is renewed every LockLease/3 until unlock is called or ctx
-// ends: a holder whose context has ended can no longer use the store, and
-// a holder that is gone must not keep the key. While this Store holds
-// key's lease, its writes and deletes of key are fenced (see
-// [Store.Write]). unlock stops the renewal and deletes the lease only if
-// this Store still owns it; calling it again does nothing.
-//
-// Round trips: one to lock and one to unlock when the key is free. The
-// lock's round trip also reads the key's value, which the first
-// [Store.Read] under the lock returns, so a locked update costs one round
-// trip more than an unlocked one, not two.
-func (s *Store) Lock(ctx context.Context, key string) (unlock func(), err error) {
+// The lease is renewed every LockLease/3 until the [session.Lease] is
+// committed or released, and never after; the renewals do not depend on
+// ctx. Its Commit checks the token, applies the change and deletes the
+// lease row in one statement. Round trips: one to lock and read, one to
+// commit, when the key is free.
+func (s *Store) Lock(ctx context.Context, key string) (session.Lease, error) {
 	unlockLocal, err := s.local.Lock(ctx, key)
 	if err != nil {
 		return nil, fail(ctx, "lock", key, err)
 	}
-	if s.opts.DisableLocking {
-		var once atomic.Bool
-		return func() {
-			if once.CompareAndSwap(false, true) {
-				unlockLocal()
-			}
-		}, nil
-	}
+	x := &lockLease{s: s, key: key}
 	leaseMicros := s.opts.LockLease.Microseconds()
-	var value []byte
-	var found bool
-	l, err := s.held.Acquire(ctx, key, func(token string) (bool, error) {
-		// One round trip: the lock statement and, in a new snapshot that
-		// sees every write made under the previous lease, the session.
-		// (In one statement the read would use the snapshot from before
-		// the statement waited for the previous holder, and could miss
-		// its last write.)
+	x.l, err = lease.Acquire(ctx, &s.leases, key, unlockLocal, func(token string) (bool, error) {
+		// One round trip, one implicit transaction, two statements: see
+		// lockedRead.
 		batch := &pgx.Batch{}
 		batch.Queue(s.q.lock, key, token, leaseMicros)
-		batch.Queue(s.q.read, key)
+		batch.Queue(s.q.lockedRead, key, token)
 		br := s.pool.SendBatch(ctx, batch)
 		tag, err := br.Exec()
 		acquired := err == nil && tag.RowsAffected() == 1
 		if err == nil {
-			value, found = nil, true
-			err = br.QueryRow().Scan(&value)
-			if errors.Is(err, pgx.ErrNoRows) {
-				found, err = false, nil
-			}
-			if found && value == nil {
-				value = []byte{}
+			var v []byte
+			err = br.QueryRow().Scan(&v)
+			switch {
+			case errors.Is(err, pgx.ErrNoRows):
+				x.value, x.found, err = nil, false, nil
+			case err == nil:
+				if v == nil {
+					v = []byte{}
+				}
+				x.value, x.found = v, true
 			}
 		}
 		if cerr := br.Close(); err == nil {
@@ -591,12 +576,103 @@ func (s *Store) Lock(ctx context.Context, key string) (unlock func(), err error)
 		return acquired, err
 	})
 	if err != nil {
-		unlockLocal()
 		return nil, fail(ctx, "lock", key, err)
 	}
-	l.Prefetch(value, found)
-	return s.held.Hold(ctx, key, l, unlockLocal), nil
+	return x, nil
 }
+
+// lockLease is a [session.Lease] of a [Store]: the lease row and the
+// value read with it.
+type lockLease struct {
+	s     *Store
+	key   string
+	l     *lease.Lease
+	value []byte
+	found bool
+}
+
+// Value returns the value read with the lock.
+func (x *lockLease) Value() ([]byte, bool) { return x.value, x.found }
+
+// Commit applies c and deletes the lease row in one statement, if the
+// lease still holds; otherwise it changes nothing and returns an error
+// wrapping [session.ErrConflict]. It ends the lease whatever it returns.
+func (x *lockLease) Commit(ctx context.Context, c session.Change) error {
+	var sql string
+	args := []any{x.key, nil} // the token is filled in below
+	switch c.Op {
+	case session.OpKeep:
+		sql = x.s.q.commitKeep
+	case session.OpWrite:
+		value := c.Value
+		if value == nil {
+			value = []byte{}
+		}
+		sql, args = x.s.q.commitWrite, append(args, value, micros(c.TTL))
+	case session.OpTouch:
+		if c.TTL > 0 {
+			sql, args = x.s.q.commitTouch, append(args, micros(c.TTL))
+		} else {
+			sql = x.s.q.commitKeep
+		}
+	case session.OpDelete:
+		sql = x.s.q.commitDelete
+	default:
+		x.l.Release()
+		return fmt.Errorf("pgstore: commit %q: unknown operation %d", x.key, c.Op)
+	}
+	return x.l.Commit(ctx, func(ctx context.Context, token string) (bool, error) {
+		args[1] = token
+		var n int64
+		err := x.s.pool.QueryRow(ctx, sql, args...).Scan(&n)
+		return n == 1, err
+	})
+}
+
+// Release gives the lease back without a change.
+func (x *lockLease) Release() { x.l.Release() }
+
+// Freeze stops renewing the lease, as if this process had frozen: a hook
+// for storagetest.RunLocker (storagetest.Freezer), which checks what
+// happens when the lease runs out under its holder.
+func (x *lockLease) Freeze() { x.l.Freeze() }
+
+// Unlocked returns the store without its lock: a [session.Store], a
+// [session.Expirer] and a [session.Lister] over the same tables, but not
+// a [session.Locker] (nor does it unwrap to one). The middleware then
+// locks keys within the process only: one round trip fewer per update
+// and no lease rows, but two processes sharing the tables can lose each
+// other's updates. For bots that run as one process, and for comparing
+// the two.
+func (s *Store) Unlocked() session.Store { return s.unlocked }
+
+// unlocked is the Store without its Lock method.
+type unlocked struct{ s *Store }
+
+var (
+	_ session.Expirer = (*unlocked)(nil)
+	_ session.Lister  = (*unlocked)(nil)
+)
+
+func (u *unlocked) Read(ctx context.Context, key string) ([]byte, bool, error) {
+	return u.s.Read(ctx, key)
+}
+
+func (u *unlocked) Write(ctx context.Context, key string, value []byte) error {
+	return u.s.Write(ctx, key, value)
+}
+
+func (u *unlocked) Delete(ctx context.Context, key string) error { return u.s.Delete(ctx, key) }
+
+func (u *unlocked) WriteTTL(ctx context.Context, key string, value []byte, ttl time.Duration) error {
+	return u.s.WriteTTL(ctx, key, value, ttl)
+}
+
+func (u *unlocked) Touch(ctx context.Context, key string, ttl time.Duration) error {
+	return u.s.Touch(ctx, key, ttl)
+}
+
+func (u *unlocked) Keys(ctx context.Context) iter.Seq2[string, error] { return u.s.Keys(ctx) }
 
 // Keys yields the key of every live session, each once, in byte order.
 // It reads pages of [Options.PageSize] keys, each its own query, so the
@@ -604,85 +680,39 @@ func (s *Store) Lock(ctx context.Context, key string) (unlock func(), err error)
 // loop may or may not be seen.
 func (s *Store) Keys(ctx context.Context) iter.Seq2[string, error] {
 	return func(yield func(string, error) bool) {
-		s.pages(ctx, false, func(k string, _ []byte, err error) bool { return yield(k, err) })
-	}
-}
-
-// Values yields the value of every live session, as [Store.Keys] finds
-// them.
-func (s *Store) Values(ctx context.Context) iter.Seq2[[]byte, error] {
-	return func(yield func([]byte, error) bool) {
-		s.pages(ctx, true, func(_ string, v []byte, err error) bool { return yield(v, err) })
-	}
-}
-
-// Entries yields the key and value of every live session, as
-// [Store.Keys] finds them.
-func (s *Store) Entries(ctx context.Context) iter.Seq2[session.Entry[[]byte], error] {
-	return func(yield func(session.Entry[[]byte], error) bool) {
-		s.pages(ctx, true, func(k string, v []byte, err error) bool {
-			if err != nil {
-				return yield(session.Entry[[]byte]{}, err)
-			}
-			return yield(session.Entry[[]byte]{Key: k, Value: v}, nil)
-		})
-	}
-}
-
-type row struct {
-	key   string
-	value []byte
-}
-
-func (s *Store) pages(ctx context.Context, values bool, yield func(string, []byte, error) bool) {
-	first, next := s.q.keysFirst, s.q.keysNext
-	if values {
-		first, next = s.q.entriesFirst, s.q.entriesNext
-	}
-	var after string
-	for page := 0; ; page++ {
-		if err := ctx.Err(); err != nil {
-			yield("", nil, fmt.Errorf("pgstore: list: %w", err))
-			return
-		}
-		var rows pgx.Rows
-		var err error
-		if page == 0 {
-			rows, err = s.pool.Query(ctx, first, s.opts.PageSize)
-		} else {
-			rows, err = s.pool.Query(ctx, next, s.opts.PageSize, after)
-		}
-		var batch []row
-		if err == nil {
-			batch, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (row, error) {
-				var x row
-				if values {
-					err := r.Scan(&x.key, &x.value)
-					return x, err
-				}
-				err := r.Scan(&x.key)
-				return x, err
-			})
-		}
-		if err != nil {
-			if cerr := ctx.Err(); cerr != nil && !errors.Is(err, cerr) {
-				err = fmt.Errorf("%w (%w)", cerr, err)
-			}
-			yield("", nil, fmt.Errorf("pgstore: list: %w", err))
-			return
-		}
-		for _, r := range batch {
-			v := r.value
-			if values && v == nil {
-				v = []byte{}
-			}
-			if !yield(r.key, v, nil) {
+		var after string
+		for page := 0; ; page++ {
+			if err := ctx.Err(); err != nil {
+				yield("", fmt.Errorf("pgstore: list: %w", err))
 				return
 			}
+			var rows pgx.Rows
+			var err error
+			if page == 0 {
+				rows, err = s.pool.Query(ctx, s.q.keysFirst, s.opts.PageSize)
+			} else {
+				rows, err = s.pool.Query(ctx, s.q.keysNext, s.opts.PageSize, after)
+			}
+			var keys []string
+			if err == nil {
+				keys, err = pgx.CollectRows(rows, pgx.RowTo[string])
+			}
+			if err != nil {
+				if cerr := ctx.Err(); cerr != nil && !errors.Is(err, cerr) {
+					err = fmt.Errorf("%w (%w)", cerr, err)
+				}
+				yield("", fmt.Errorf("pgstore: list: %w", err))
+				return
+			}
+			for _, k := range keys {
+				if !yield(k, nil) {
+					return
+				}
+			}
+			if len(keys) < s.opts.PageSize {
+				return
+			}
+			after = keys[len(keys)-1]
 		}
-		if len(batch) < s.opts.PageSize {
-			return
-		}
-		after = batch[len(batch)-1].key
 	}
 }

@@ -10,11 +10,11 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/tgsession/session"
 	"github.com/tgsession/session/redisstore"
-	"github.com/tgsession/session/storagetest"
 )
 
 // startCluster starts a Redis Cluster of three masters on free ports, in
@@ -61,45 +61,61 @@ func startCluster(t *testing.T) []string {
 	out, err := exec.Command(cli, append(append([]string{"--cluster", "create"}, addrs...),
 		"--cluster-replicas", "0", "--cluster-yes")...).CombinedOutput()
 	require.NoError(t, err, "redis-cli --cluster create: %s", out)
-	c := redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs})
-	defer c.Close()
-	require.Eventually(t, func() bool {
-		info, err := c.ClusterInfo(context.Background()).Result()
-		return err == nil && strings.Contains(info, "cluster_state:ok")
-	}, 20*time.Second, 50*time.Millisecond, "the cluster did not come up")
+	// Every node must see the cluster up, not just the first asked.
+	for _, addr := range addrs {
+		c := redis.NewClient(&redis.Options{Addr: addr})
+		require.Eventually(t, func() bool {
+			info, err := c.ClusterInfo(context.Background()).Result()
+			return err == nil && strings.Contains(info, "cluster_state:ok")
+		}, 20*time.Second, 50*time.Millisecond, "the cluster did not come up on %s", addr)
+		_ = c.Close()
+	}
 	return addrs
 }
 
-// TestCluster runs the conformance, expiry and two-client lock suites
-// against a three-master Redis Cluster: keys, locks and the Lua scripts
-// that span both must land in one slot (the hash tag), and iteration must
-// scan every master.
-func TestCluster(t *testing.T) {
+// TestClusterStore checks the store's own calls against a three-master
+// Redis Cluster: the scripts that span a key and its lock run in one
+// slot, and Keys scans every master.
+func TestClusterStore(t *testing.T) {
 	addrs := startCluster(t)
-	newClusterClient := func(t *testing.T) redis.UniversalClient {
+	newClusterClient := func() redis.UniversalClient {
 		c := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: addrs, IsClusterMode: true, ContextTimeoutEnabled: true})
 		t.Cleanup(func() { _ = c.Close() })
 		return c
 	}
-	n := 0
-	prefix := func() string { n++; return "cluster-" + strconv.Itoa(n) + ":" }
+	ctx := context.Background()
 
-	t.Run("Conformance", func(t *testing.T) {
-		storagetest.Run(t, func(t *testing.T) session.StorageAdapter[storagetest.Value] {
-			return session.Encoded[storagetest.Value](newStore(t, newClusterClient(t),
-				redisstore.Options{Prefix: prefix(), TTL: time.Hour}), nil)
-		})
+	t.Run("Commit", func(t *testing.T) {
+		c := newClusterClient()
+		s := newStore(t, c, redisstore.Options{Prefix: "cluster-commit:"})
+		for i := range 20 { // keys in many slots
+			key := strconv.Itoa(i)
+			l := lockWithin(t, s, key)
+			require.NoError(t, l.Commit(ctx, session.Change{Op: session.OpWrite, Value: []byte("v" + key), TTL: time.Hour}))
+			l = lockWithin(t, s, key)
+			v, found := l.Value()
+			assert.True(t, found)
+			assert.Equal(t, "v"+key, string(v))
+			require.NoError(t, l.Commit(ctx, session.Change{Op: session.OpTouch, TTL: time.Hour}))
+			l = lockWithin(t, s, key)
+			require.NoError(t, l.Commit(ctx, session.Change{Op: session.OpDelete}))
+			_, found, err := s.Read(ctx, key)
+			require.NoError(t, err)
+			assert.False(t, found)
+		}
 	})
-	t.Run("Expiry", func(t *testing.T) {
-		storagetest.RunExpiry(t, func(t *testing.T) session.StorageAdapter[[]byte] {
-			return newStore(t, newClusterClient(t), redisstore.Options{Prefix: prefix(), TTL: expiryTTL})
-		}, expiryTTL)
+	t.Run("Conflict", func(t *testing.T) {
+		c := newClusterClient()
+		s := newStore(t, c, redisstore.Options{Prefix: "cluster-conflict:"})
+		l := lockWithin(t, s, "k")
+		require.NoError(t, c.Del(ctx, "cluster-conflict:{k}:lock").Err())
+		err := l.Commit(ctx, session.Change{Op: session.OpWrite, Value: []byte("a")})
+		assert.ErrorIs(t, err, session.ErrConflict)
 	})
-	t.Run("Locker", func(t *testing.T) {
-		const lease = lockLease
-		storagetest.RunLocker(t, func(t *testing.T) (a, b session.StorageAdapter[[]byte]) {
-			opts := redisstore.Options{Prefix: prefix(), LockLease: lease}
-			return newStore(t, newClusterClient(t), opts), newStore(t, newClusterClient(t), opts)
-		}, lease)
+	t.Run("Keys", func(t *testing.T) {
+		testKeys(t, newClusterClient(), "cluster-keys:")
+	})
+	t.Run("ConcurrentIncrements", func(t *testing.T) {
+		testConcurrentIncrements(t, newClusterClient, "cluster-incr:")
 	})
 }

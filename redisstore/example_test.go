@@ -23,24 +23,29 @@ func Example() {
 	defer client.Close()
 
 	store, err := redisstore.New(client, redisstore.Options{
-		Prefix: "example-bot:",      // keys "example-bot:{<chat>}"
-		TTL:    30 * 24 * time.Hour, // forget chats idle for a month
+		Prefix: "example-bot:", // keys "example-bot:{<chat>}"
 	})
 	if err != nil {
 		panic(err)
 	}
 
 	type Data struct{ Count int }
-	h := session.Strict(session.Options[Data]{Storage: session.Encoded[Data](store, nil)})(
-		func(c *session.Context[Data]) error {
-			s, err := c.Session()
-			if err != nil {
-				return err
-			}
-			s.Count++
-			fmt.Println("messages so far:", s.Count)
-			return nil
-		})
+	sess, err := session.New(session.Options[Data]{
+		Storage: store,
+		TTL:     30 * 24 * time.Hour, // forget chats idle for a month
+	})
+	if err != nil {
+		panic(err)
+	}
+	h := sess.Middleware(func(c *session.Context[Data]) error {
+		s, err := c.Session()
+		if err != nil {
+			return err
+		}
+		s.Count++
+		fmt.Println("messages so far:", s.Count)
+		return nil
+	})
 
 	_ = store.Delete(ctx, "42")   // start from scratch
 	defer store.Delete(ctx, "42") // and leave nothing behind

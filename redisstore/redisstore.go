@@ -39,8 +39,8 @@
 // A locked update makes 2 requests whatever it does to its session, with
 // or without a TTL: one script takes the lease and reads the session, one
 // checks the lease, applies the change (SET, PEXPIRE, DEL or nothing) and
-// deletes the lease. ([Script] runs a script by its SHA; the first use of
-// each script on a server adds one request that loads it.) Through
+// deletes the lease. (Scripts run by their SHA, EVALSHA; the first use of
+// each script on a server adds one request, an EVAL that loads it.) Through
 // [Store.Unlocked] an update makes 1 request to read and 1 to write or
 // touch, if it does. A lazy update that never touches its session makes
 // none either way. A lease held longer than LockLease/3 is renewed, one
@@ -70,13 +70,14 @@ import (
 	"github.com/tgsession/session/internal/locallock"
 )
 
-// Options configures a [Store]. The zero value is usable: no prefix, no
-// expiry, locking across processes with a 10-second lease.
+// Options configures a [Store]. The zero value is usable: no prefix,
+// locking across processes with a 10-second lease.
 //
 // [New] checks the options and reports every mistake as an error wrapping
 // [session.ErrConfig] that names the field; the rules are given with each
 // field. The zero value of every field is valid and means what the field
-// says (a default, or none: no prefix, no expiry).
+// says (a default, or none: no prefix). Sessions expire as the middleware
+// says (its TTL), not by an option of the store.
 type Options struct {
 	// Prefix is prepended to every Redis key the store uses, so several
 	// bots or stores can share one database. See the package doc for the
@@ -84,13 +85,6 @@ type Options struct {
 	// *redis.Ring) it must not contain '{' or '}': the hash tag that keeps
 	// a key and its lock together must be the store's own.
 	Prefix string
-
-	// TTL, if positive, makes every session expire this long after its
-	// last write or touch (SET ... PX, PEXPIRE). Redis drops expired keys
-	// itself. Zero means sessions never expire. Redis counts in whole
-	// milliseconds, so a TTL must be at least 1ms; a negative one is an
-	// error.
-	TTL time.Duration
 
 	// LockLease is how long a lock outlives a holder that stopped renewing
 	// it (a crashed or frozen process): other processes wait at most this
@@ -105,20 +99,14 @@ type Options struct {
 	// LockRetry, with jitter. Default (zero) 20ms; negative is an error.
 	LockRetry time.Duration
 
-	// DisableLocking makes Lock exclude holders within this process only,
-	// with no lease in Redis and no fencing: one round trip fewer per
-	// lock and unlock each, but two processes sharing the store can lose
-	// each other's updates. For single-process bots (and for tests that
-	// show the difference).
-	DisableLocking bool
-
 	// OnError, if set, receives the errors that have no caller to return
 	// to: a lock renewal or release that failed, or a lease found lost
-	// while renewing. Nil ignores them (a lease that could not be released
-	// expires by itself after LockLease). Nothing is logged by default.
+	// while renewing (wrapping [session.ErrConflict]). Nil ignores them (a
+	// lease that could not be released expires by itself after
+	// LockLease). Nothing is logged by default.
 	OnError func(error)
 
-	// ScanCount is the COUNT hint of each SCAN the iterators make.
+	// ScanCount is the COUNT hint of each SCAN that [Store.Keys] makes.
 	// Default (zero) 100; negative is an error.
 	ScanCount int64
 }
@@ -130,24 +118,25 @@ const (
 	minLease         = 30 * time.Millisecond
 )
 
-// Store is a session store in Redis. It implements
-// session.StorageAdapter[[]byte], [session.Locker], [session.Toucher] and
-// session.Iterator[[]byte], and is safe for concurrent use. Make one with
-// [New] and share it: locks are excluded within the process by the Store
-// value, across processes by Redis.
+// Store is a session store in Redis: a [session.Store] that is also a
+// [session.Locker] (across processes), a [session.Expirer] and a
+// [session.Lister]. It is safe for concurrent use and keeps no state per
+// key but the locks it holds. Make one with [New] and share it: the
+// waiters for a key's lock in one process queue on the Store value
+// instead of polling Redis.
 type Store struct {
-	client redis.UniversalClient
-	opts   Options
-	local  locallock.Table
-
-	held *lease.Table // the leases this Store holds
+	client   redis.UniversalClient
+	opts     Options
+	leases   lease.Config
+	local    locallock.Table
+	unlocked *unlocked
 }
 
 var (
-	_ session.StorageAdapter[[]byte] = (*Store)(nil)
-	_ session.Locker                 = (*Store)(nil)
-	_ session.Toucher                = (*Store)(nil)
-	_ session.Iterator[[]byte]       = (*Store)(nil)
+	_ session.Store   = (*Store)(nil)
+	_ session.Locker  = (*Store)(nil)
+	_ session.Expirer = (*Store)(nil)
+	_ session.Lister  = (*Store)(nil)
 )
 
 // New returns a store that keeps sessions in client, which may be a
@@ -158,9 +147,6 @@ var (
 func New(client redis.UniversalClient, opts Options) (*Store, error) {
 	if isNil(client) {
 		return nil, configError("nil client")
-	}
-	if opts.TTL < 0 || (opts.TTL > 0 && opts.TTL < time.Millisecond) {
-		return nil, configError("Options.TTL %v: must be 0 (no expiry) or at least 1ms", opts.TTL)
 	}
 	if opts.LockLease == 0 {
 		opts.LockLease = defaultLease
@@ -187,12 +173,13 @@ func New(client redis.UniversalClient, opts Options) (*Store, error) {
 		}
 	}
 	s := &Store{client: client, opts: opts}
-	s.held = lease.NewTable(lease.Config{
+	s.unlocked = &unlocked{s}
+	s.leases = lease.Config{
 		Name:  "redisstore",
 		Lease: opts.LockLease,
 		Retry: opts.LockRetry,
 		Renew: func(ctx context.Context, key, token string) (bool, error) {
-			n, err := renew.Run(ctx, s.client, []string{s.lockKey(key)}, token, s.opts.LockLease.Milliseconds()).Int()
+			n, err := renew.Run(ctx, s.client, []string{s.lockKey(key)}, token, opts.LockLease.Milliseconds()).Int()
 			return n != 0, err
 		},
 		Release: func(ctx context.Context, key, token string) error {
@@ -200,7 +187,7 @@ func New(client redis.UniversalClient, opts Options) (*Store, error) {
 		},
 		Lost:    session.ErrConflict,
 		OnError: opts.OnError,
-	})
+	}
 	return s, nil
 }
 
@@ -239,18 +226,17 @@ func fail(ctx context.Context, op, key string, err error) error {
 	return fmt.Errorf("redisstore: %s %q: %w", op, key, err)
 }
 
+// millis is ttl in whole milliseconds, Redis's unit, rounded up so that a
+// positive TTL never becomes 0 (no expiry).
+func millis(ttl time.Duration) int64 {
+	return int64((ttl + time.Millisecond - 1) / time.Millisecond)
+}
+
 // Read returns the value stored at key; found is false if there is none
-// or it has expired.
-//
-// The first Read of a key after this Store locked it costs no round trip:
-// Lock fetched the value in the same step as it took the lease, and under
-// the lease nobody else may change it.
+// or it has expired. It is one GET, unfenced.
 func (s *Store) Read(ctx context.Context, key string) ([]byte, bool, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, false, fail(ctx, "read", key, err)
-	}
-	if v, found, ok := s.held.TakePrefetched(key, s.opts.TTL); ok {
-		return v, found, nil
 	}
 	b, err := s.client.Get(ctx, s.dataKey(key)).Bytes()
 	if errors.Is(err, redis.Nil) {
@@ -262,94 +248,33 @@ func (s *Store) Read(ctx context.Context, key string) ([]byte, bool, error) {
 	return b, true, nil
 }
 
-// Scripts that check this Store's lease and act in one atomic step.
-// KEYS[1] is the data key, KEYS[2] its lock key (same slot), ARGV[1] the
-// lease token.
-var (
-	// fencedSet writes ARGV[2] with a TTL of ARGV[3] ms (0: none) if the
-	// lease still holds; returns 1 if written, 0 if the lease was lost.
-	fencedSet = redis.NewScript(`
-if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
-if tonumber(ARGV[3]) > 0 then
-  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
-else
-  redis.call('SET', KEYS[1], ARGV[2])
-end
-return 1`)
-
-	// fencedDel deletes the data key if the lease still holds; returns 1
-	// if the lease held, 0 if it was lost.
-	fencedDel = redis.NewScript(`
-if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
-redis.call('DEL', KEYS[1])
-return 1`)
-
-	// lockAndGet takes the lock (KEYS[1]) for token ARGV[1] with a lease
-	// of ARGV[2] ms if it is free, and then returns {1, value of the data
-	// key KEYS[2]} ({1} if there is none); {0} if the lock is taken. The
-	// middleware reads the session right after locking it, so this saves
-	// that round trip.
-	lockAndGet = redis.NewScript(`
-if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return {0} end
-local v = redis.call('GET', KEYS[2])
-if v then return {1, v} end
-return {1}`)
-
-	// renew extends the lock (KEYS[1]) to ARGV[2] ms if ARGV[1] still
-	// owns it; returns 1 if so, 0 if it was lost.
-	renew = redis.NewScript(`
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-return redis.call('PEXPIRE', KEYS[1], ARGV[2])`)
-
-	// release deletes the lock (KEYS[1]) only if ARGV[1] still owns it:
-	// a holder whose lease expired must not free the next holder's lock.
-	release = redis.NewScript(`
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0`)
-)
-
-func (s *Store) ttlMillis() int64 { return s.opts.TTL.Milliseconds() }
-
-// Write stores value at key, restarting its TTL. If this Store holds key's
-// lock, the write happens only if the lease still holds (checked by Redis
-// in the same step); otherwise it returns an error wrapping
-// [session.ErrConflict] and writes nothing.
+// Write stores value at key with no expiry (a SET, which also drops an
+// expiry the key had). It is unfenced: it does not look at key's lock.
 func (s *Store) Write(ctx context.Context, key string, value []byte) error {
+	return s.WriteTTL(ctx, key, value, 0)
+}
+
+// WriteTTL stores value at key, to expire ttl from now (SET ... PX, ttl
+// rounded up to a whole millisecond). A ttl of zero or less means no
+// expiry, as [Store.Write]. It is unfenced.
+func (s *Store) WriteTTL(ctx context.Context, key string, value []byte, ttl time.Duration) error {
 	if err := ctx.Err(); err != nil {
 		return fail(ctx, "write", key, err)
 	}
-	if tok, ok := s.held.Token(key); ok {
-		ok, err := fencedSet.Run(ctx, s.client, []string{s.dataKey(key), s.lockKey(key)},
-			tok, value, s.ttlMillis()).Int()
-		if err != nil {
-			return fail(ctx, "write", key, err)
-		}
-		if ok == 0 {
-			return fmt.Errorf("redisstore: write %q: %w", key, session.ErrConflict)
-		}
-		return nil
+	var exp time.Duration
+	if ttl > 0 {
+		exp = time.Duration(millis(ttl)) * time.Millisecond
 	}
-	if err := s.client.Set(ctx, s.dataKey(key), value, s.opts.TTL).Err(); err != nil {
+	if err := s.client.Set(ctx, s.dataKey(key), value, exp).Err(); err != nil {
 		return fail(ctx, "write", key, err)
 	}
 	return nil
 }
 
-// Delete removes key; a missing key is not an error. Under this Store's
-// lock it is fenced like [Store.Write].
+// Delete removes key; a missing key is not an error. It is unfenced.
 func (s *Store) Delete(ctx context.Context, key string) error {
 	if err := ctx.Err(); err != nil {
 		return fail(ctx, "delete", key, err)
-	}
-	if tok, ok := s.held.Token(key); ok {
-		ok, err := fencedDel.Run(ctx, s.client, []string{s.dataKey(key), s.lockKey(key)}, tok).Int()
-		if err != nil {
-			return fail(ctx, "delete", key, err)
-		}
-		if ok == 0 {
-			return fmt.Errorf("redisstore: delete %q: %w", key, session.ErrConflict)
-		}
-		return nil
 	}
 	if err := s.client.Del(ctx, s.dataKey(key)).Err(); err != nil {
 		return fail(ctx, "delete", key, err)
@@ -357,77 +282,204 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 	return nil
 }
 
-// Touch restarts key's TTL without rewriting it (PEXPIRE). It does nothing
-// when the store has no TTL; a missing key is not an error.
-func (s *Store) Touch(ctx context.Context, key string) error {
+// Touch makes key expire ttl from now without rewriting it (PEXPIRE, ttl
+// rounded up to a whole millisecond). A missing key is not an error and
+// stays missing; a ttl of zero or less does nothing (it does not make a
+// key persistent).
+func (s *Store) Touch(ctx context.Context, key string, ttl time.Duration) error {
 	if err := ctx.Err(); err != nil {
 		return fail(ctx, "touch", key, err)
 	}
-	if s.opts.TTL <= 0 {
+	if ttl <= 0 {
 		return nil
 	}
-	s.held.Token(key) // drops a prefetched value
-	if err := s.client.PExpire(ctx, s.dataKey(key), s.opts.TTL).Err(); err != nil {
+	if err := s.client.PExpire(ctx, s.dataKey(key), time.Duration(millis(ttl))*time.Millisecond).Err(); err != nil {
 		return fail(ctx, "touch", key, err)
 	}
 	return nil
 }
 
-// Lock takes key's lock: first within this process, then, unless
-// [Options.DisableLocking] is set, a lease in Redis (SET NX PX with a
-// random token, in a script that also reads the value) that no other process can take until it is released or
-// expires. It waits until both are had or ctx ends; then it returns an
-// error wrapping ctx's error.
+// The scripts of the lock. Each runs atomically on the node that holds
+// the key's slot; a key and its lock share one (the hash tag).
+var (
+	// lockAndGet takes the lock KEYS[1] for token ARGV[1] with a lease of
+	// ARGV[2] ms if it is free, and then returns {1, value of the data
+	// key KEYS[2]} ({1} if there is none); {0} if the lock is taken.
+	lockAndGet = redis.NewScript(`
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return {0} end
+local v = redis.call('GET', KEYS[2])
+if v then return {1, v} end
+return {1}`)
+
+	// commit applies a change to the data key KEYS[1] and deletes its
+	// lock KEYS[2], if token ARGV[1] still owns the lock; returns 1 if so,
+	// 0 if the lease was lost (and nothing was changed). ARGV[2] is the
+	// operation: "w" SET ARGV[3] (with PX ARGV[4] if that is positive),
+	// "t" PEXPIRE ARGV[4] (if positive), "d" DEL, "k" nothing.
+	commit = redis.NewScript(`
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
+local op, ttl = ARGV[2], tonumber(ARGV[4])
+if op == 'w' then
+  if ttl > 0 then
+    redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[4])
+  else
+    redis.call('SET', KEYS[1], ARGV[3])
+  end
+elseif op == 't' then
+  if ttl > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[4]) end
+elseif op == 'd' then
+  redis.call('DEL', KEYS[1])
+end
+redis.call('DEL', KEYS[2])
+return 1`)
+
+	// renew extends the lock KEYS[1] to ARGV[2] ms if ARGV[1] still owns
+	// it; returns 1 if so, 0 if it was lost.
+	renew = redis.NewScript(`
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+return redis.call('PEXPIRE', KEYS[1], ARGV[2])`)
+
+	// release deletes the lock KEYS[1] only if ARGV[1] still owns it: a
+	// holder whose lease expired must not free the next holder's lock.
+	release = redis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0`)
+)
+
+// Lock takes key's lock and reads its value. It waits first for the
+// holders of key in this process (on the Store, without asking Redis),
+// then takes a lease in Redis (SET NX PX with a random token) and reads
+// the value in the same script, polling with backoff while another
+// process holds the lease. It waits until the lock is had or ctx ends;
+// then it returns an error wrapping ctx's error.
 //
-// The lease is renewed every LockLease/3 until unlock is called or ctx
-// ends: a holder whose context has ended can no longer use the store, and
-// a holder that is gone must not keep the key. While this Store holds
-// key's lease, its writes and deletes of key are fenced (see
-// [Store.Write]). unlock stops the renewal and deletes the lease only if
-// this Store still owns it; calling it again does nothing.
-//
-// Round trips: one to lock and one to unlock when the key is free. The
-// lock's round trip also fetches the key's value, which the first
-// [Store.Read] under the lock returns, so a locked update costs one round
-// trip more than an unlocked one, not two.
-func (s *Store) Lock(ctx context.Context, key string) (unlock func(), err error) {
+// The lease is renewed every LockLease/3 until the [session.Lease] is
+// committed or released, and never after; the renewals do not depend on
+// ctx. Its Commit checks the token, applies the change and deletes the
+// lease in one script. Round trips: one to lock and read, one to commit,
+// when the key is free.
+func (s *Store) Lock(ctx context.Context, key string) (session.Lease, error) {
 	unlockLocal, err := s.local.Lock(ctx, key)
 	if err != nil {
 		return nil, fail(ctx, "lock", key, err)
 	}
-	if s.opts.DisableLocking {
-		var once atomic.Bool
-		return func() {
-			if once.CompareAndSwap(false, true) {
-				unlockLocal()
-			}
-		}, nil
-	}
-
-	lk := s.lockKey(key)
-	var res []any // lockAndGet's reply
-	l, err := s.held.Acquire(ctx, key, func(token string) (bool, error) {
-		var err error
-		res, err = lockAndGet.Run(ctx, s.client, []string{lk, s.dataKey(key)}, token, s.opts.LockLease.Milliseconds()).Slice()
-		ok := err == nil && len(res) > 0 && res[0] == int64(1)
-		if err == nil && len(res) > 2 {
-			err = fmt.Errorf("lock script: unexpected reply %v", res)
+	x := &lockLease{s: s, key: key}
+	keys := []string{s.lockKey(key), s.dataKey(key)}
+	x.l, err = lease.Acquire(ctx, &s.leases, key, unlockLocal, func(token string) (bool, error) {
+		res, err := lockAndGet.Run(ctx, s.client, keys, token, s.opts.LockLease.Milliseconds()).Slice()
+		if err != nil {
+			return false, err
 		}
-		return ok, err
+		switch {
+		case len(res) == 1 && res[0] == int64(0):
+			return false, nil
+		case len(res) == 1 && res[0] == int64(1):
+			x.value, x.found = nil, false
+			return true, nil
+		case len(res) == 2 && res[0] == int64(1):
+			if v, ok := res[1].(string); ok {
+				x.value, x.found = []byte(v), true
+				return true, nil
+			}
+		}
+		// Taken or not, Acquire gives the lease back (by token).
+		return false, fmt.Errorf("lock script: unexpected reply %v", res)
 	})
 	if err != nil {
-		unlockLocal()
 		return nil, fail(ctx, "lock", key, err)
 	}
-	if len(res) == 2 {
-		if v, isString := res[1].(string); isString {
-			l.Prefetch([]byte(v), true)
-		} // else an odd reply: let Read ask Redis
-	} else {
-		l.Prefetch(nil, false)
-	}
-	return s.held.Hold(ctx, key, l, unlockLocal), nil
+	return x, nil
 }
+
+// lockLease is a [session.Lease] of a [Store]: the lease in Redis and the
+// value read with it.
+type lockLease struct {
+	s     *Store
+	key   string
+	l     *lease.Lease
+	value []byte
+	found bool
+}
+
+// Value returns the value read with the lock.
+func (x *lockLease) Value() ([]byte, bool) { return x.value, x.found }
+
+// Commit applies c and deletes the lease in one script, if the lease
+// still holds; otherwise it changes nothing and returns an error wrapping
+// [session.ErrConflict]. It ends the lease whatever it returns.
+func (x *lockLease) Commit(ctx context.Context, c session.Change) error {
+	var op string
+	value := []byte{}
+	var ttl int64
+	switch c.Op {
+	case session.OpKeep:
+		op = "k"
+	case session.OpWrite:
+		op, value = "w", c.Value
+		if c.TTL > 0 {
+			ttl = millis(c.TTL)
+		}
+	case session.OpTouch:
+		op = "t"
+		if c.TTL > 0 {
+			ttl = millis(c.TTL)
+		}
+	case session.OpDelete:
+		op = "d"
+	default:
+		x.l.Release()
+		return fmt.Errorf("redisstore: commit %q: unknown operation %d", x.key, c.Op)
+	}
+	keys := []string{x.s.dataKey(x.key), x.s.lockKey(x.key)}
+	return x.l.Commit(ctx, func(ctx context.Context, token string) (bool, error) {
+		n, err := commit.Run(ctx, x.s.client, keys, token, op, value, ttl).Int()
+		return n == 1, err
+	})
+}
+
+// Release gives the lease back without a change.
+func (x *lockLease) Release() { x.l.Release() }
+
+// Freeze stops renewing the lease, as if this process had frozen: a hook
+// for storagetest.RunLocker (storagetest.Freezer), which checks what
+// happens when the lease runs out under its holder.
+func (x *lockLease) Freeze() { x.l.Freeze() }
+
+// Unlocked returns the store without its lock: a [session.Store], a
+// [session.Expirer] and a [session.Lister] over the same keys, but not a
+// [session.Locker] (nor does it unwrap to one). The middleware then locks
+// keys within the process only: one request fewer per update, but two
+// processes sharing the keys can lose each other's updates. For bots that
+// run as one process, and for comparing the two.
+func (s *Store) Unlocked() session.Store { return s.unlocked }
+
+// unlocked is the Store without its Lock method.
+type unlocked struct{ s *Store }
+
+var (
+	_ session.Expirer = (*unlocked)(nil)
+	_ session.Lister  = (*unlocked)(nil)
+)
+
+func (u *unlocked) Read(ctx context.Context, key string) ([]byte, bool, error) {
+	return u.s.Read(ctx, key)
+}
+
+func (u *unlocked) Write(ctx context.Context, key string, value []byte) error {
+	return u.s.Write(ctx, key, value)
+}
+
+func (u *unlocked) Delete(ctx context.Context, key string) error { return u.s.Delete(ctx, key) }
+
+func (u *unlocked) WriteTTL(ctx context.Context, key string, value []byte, ttl time.Duration) error {
+	return u.s.WriteTTL(ctx, key, value, ttl)
+}
+
+func (u *unlocked) Touch(ctx context.Context, key string, ttl time.Duration) error {
+	return u.s.Touch(ctx, key, ttl)
+}
+
+func (u *unlocked) Keys(ctx context.Context) iter.Seq2[string, error] { return u.s.Keys(ctx) }
 
 // Keys yields the key of every stored session, each once, in no
 // particular order. It scans with SCAN (on every master of a cluster), so
@@ -436,28 +488,47 @@ func (s *Store) Lock(ctx context.Context, key string) (unlock func(), err error)
 // one, it remembers the keys yielded so far.
 func (s *Store) Keys(ctx context.Context) iter.Seq2[string, error] {
 	return func(yield func(string, error) bool) {
-		s.scan(ctx, false, func(k string, _ []byte, err error) bool { return yield(k, err) })
-	}
-}
-
-// Values yields the value of every stored session, as [Store.Keys] finds
-// them (one pipelined GET per SCAN batch).
-func (s *Store) Values(ctx context.Context) iter.Seq2[[]byte, error] {
-	return func(yield func([]byte, error) bool) {
-		s.scan(ctx, true, func(_ string, v []byte, err error) bool { return yield(v, err) })
-	}
-}
-
-// Entries yields the key and value of every stored session, as
-// [Store.Values] does.
-func (s *Store) Entries(ctx context.Context) iter.Seq2[session.Entry[[]byte], error] {
-	return func(yield func(session.Entry[[]byte], error) bool) {
-		s.scan(ctx, true, func(k string, v []byte, err error) bool {
-			if err != nil {
-				return yield(session.Entry[[]byte]{}, err)
+		stop := func(err error) { yield("", fmt.Errorf("redisstore: scan: %w", err)) }
+		if err := ctx.Err(); err != nil {
+			stop(err)
+			return
+		}
+		nodes, err := s.nodes(ctx)
+		if err != nil {
+			stop(err)
+			return
+		}
+		// Data keys are prefix{key}; lock keys end in ":lock" and so do
+		// not match the trailing '}'.
+		match := escapeGlob(s.opts.Prefix) + "{*}"
+		seen := make(map[string]struct{})
+		for _, node := range nodes {
+			var cursor uint64
+			for {
+				if err := ctx.Err(); err != nil {
+					stop(err)
+					return
+				}
+				keys, next, err := node.Scan(ctx, cursor, match, s.opts.ScanCount).Result()
+				if err != nil {
+					stop(err)
+					return
+				}
+				for _, rk := range keys {
+					if _, dup := seen[rk]; dup {
+						continue
+					}
+					seen[rk] = struct{}{}
+					if !yield(strings.TrimSuffix(strings.TrimPrefix(rk, s.opts.Prefix+"{"), "}"), nil) {
+						return
+					}
+				}
+				if next == 0 {
+					break
+				}
+				cursor = next
 			}
-			return yield(session.Entry[[]byte]{Key: k, Value: v}, nil)
-		})
+		}
 	}
 }
 
@@ -485,92 +556,6 @@ func (s *Store) nodes(ctx context.Context) ([]redis.UniversalClient, error) {
 		out = []redis.UniversalClient{s.client}
 	}
 	return out, nil
-}
-
-// scan calls yield for every stored session (with its value if values is
-// set) until yield returns false or an error has been yielded.
-func (s *Store) scan(ctx context.Context, values bool, yield func(string, []byte, error) bool) {
-	stop := func(err error) { yield("", nil, fmt.Errorf("redisstore: scan: %w", err)) }
-	if err := ctx.Err(); err != nil {
-		stop(err)
-		return
-	}
-	nodes, err := s.nodes(ctx)
-	if err != nil {
-		stop(err)
-		return
-	}
-	// Data keys are prefix{key}; lock keys end in ":lock" and so do not
-	// match the trailing '}'.
-	match := escapeGlob(s.opts.Prefix) + "{*}"
-	seen := make(map[string]struct{})
-	for _, node := range nodes {
-		var cursor uint64
-		for {
-			if err := ctx.Err(); err != nil {
-				stop(err)
-				return
-			}
-			keys, next, err := node.Scan(ctx, cursor, match, s.opts.ScanCount).Result()
-			if err != nil {
-				stop(err)
-				return
-			}
-			var fresh []string
-			for _, rk := range keys {
-				if _, dup := seen[rk]; dup {
-					continue
-				}
-				seen[rk] = struct{}{}
-				fresh = append(fresh, rk)
-			}
-			if !s.yieldBatch(ctx, node, fresh, values, yield) {
-				return
-			}
-			if next == 0 {
-				break
-			}
-			cursor = next
-		}
-	}
-}
-
-// yieldBatch yields one SCAN batch; false means stop.
-func (s *Store) yieldBatch(ctx context.Context, node redis.UniversalClient, rkeys []string, values bool, yield func(string, []byte, error) bool) bool {
-	if len(rkeys) == 0 {
-		return true
-	}
-	var gets []*redis.StringCmd
-	if values {
-		pipe := node.Pipeline()
-		gets = make([]*redis.StringCmd, len(rkeys))
-		for i, rk := range rkeys {
-			gets[i] = pipe.Get(ctx, rk)
-		}
-		if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
-			yield("", nil, fmt.Errorf("redisstore: scan: %w", err))
-			return false
-		}
-	}
-	for i, rk := range rkeys {
-		k := strings.TrimSuffix(strings.TrimPrefix(rk, s.opts.Prefix+"{"), "}")
-		var v []byte
-		if values {
-			b, err := gets[i].Bytes()
-			if errors.Is(err, redis.Nil) {
-				continue // deleted or expired since the SCAN
-			}
-			if err != nil {
-				yield("", nil, fmt.Errorf("redisstore: scan: read %q: %w", k, err))
-				return false
-			}
-			v = b
-		}
-		if !yield(k, v, nil) {
-			return false
-		}
-	}
-	return true
 }
 
 // escapeGlob quotes the characters SCAN MATCH treats specially.

@@ -8,39 +8,54 @@ import (
 	"testing"
 	"time"
 
-	tgbotapi "github.com/go-telegram-bot-api/telegram-bot-api/v5"
-
 	"github.com/tgsession/session"
 )
 
 // Bench configures [RunBenchmarks].
 type Bench struct {
-	// NewStore returns an empty byte store. locking false asks for one
-	// that does not lock across processes (where the store can).
-	NewStore func(b *testing.B, locking bool) session.StorageAdapter[[]byte]
+	// NewStore returns an empty store, with its capabilities: the
+	// "Locked" benchmarks run over it (locked by its Locker, or by the
+	// middleware's process-wide table for a store without one).
+	NewStore func(b *testing.B) session.Store
 
-	// RoundTrips, if set, returns how many requests the stores made so
-	// far (a client hook's counter); each benchmark then reports rt/op.
+	// Unlocked, if set, returns an empty store without a Locker (an
+	// adapter's Unlocked view) for the "Unlocked" benchmarks, which are
+	// skipped otherwise.
+	Unlocked func(b *testing.B) session.Store
+
+	// RoundTrips, if set, returns how many requests the stores' clients
+	// have made so far, counted by the client itself (a go-redis hook, a
+	// pgx tracer) rather than by a wrapper of the store, which would hide
+	// the store's capabilities from the middleware. Each benchmark then
+	// reports rt/op, the requests per operation.
 	RoundTrips func() int64
 
-	// InFlight and Chats shape the "Parallel" benchmark: InFlight
+	// InFlight and Chats shape the "Parallel" benchmarks: InFlight
 	// updates at a time spread over Chats chats. Defaults 64 and 1000.
 	InFlight, Chats int
 }
 
-// RunBenchmarks measures a byte store alone and under the middleware:
+// RunBenchmarks measures a store alone and under the middleware:
 //
-//   - Read, Write: one call each; LockUnlock: Lock then unlock, if the
-//     store is a session.Locker.
-//   - Strict/{Locked,Unlocked}/Changed: an update that increments a
+//   - Store/Read, Store/Write: one call each; Store/WriteTTL and
+//     Store/Touch if the store is an Expirer; Store/LockRelease and
+//     Store/LockCommit (Lock, then Commit of a write) if it is a Locker.
+//   - Update/{Locked,Unlocked}/Changed: an update that increments a
 //     counter session (read, write back); Unchanged: one that only reads
-//     it; Lazy/Untouched: an update whose handler never touches the
-//     session.
+//     it; ChangedTTL and UnchangedTTL: the same with a session TTL (a
+//     write with expiry, and a touch).
+//   - Lazy/Untouched: a lazy session whose handler never touches it (no
+//     storage call at all).
 //   - Parallel/{Locked,Unlocked}: changing updates, InFlight at a time
 //     over Chats chats; reports updates/s.
 //
-// With cfg.RoundTrips each reports rt/op, the requests per operation.
+// Stores are found capable as the middleware finds them, through Unwrap
+// chains. With cfg.RoundTrips each benchmark reports rt/op, the requests
+// its operations made divided by b.N.
 func RunBenchmarks(b *testing.B, cfg Bench) {
+	if cfg.NewStore == nil {
+		b.Fatal("Bench.NewStore is nil")
+	}
 	if cfg.InFlight <= 0 {
 		cfg.InFlight = 64
 	}
@@ -48,6 +63,8 @@ func RunBenchmarks(b *testing.B, cfg Bench) {
 		cfg.Chats = 1000
 	}
 	ctx := context.Background()
+	// rt starts counting round trips; the function it returns reports
+	// them per operation.
 	rt := func(b *testing.B) func() {
 		if cfg.RoundTrips == nil {
 			return func() {}
@@ -57,103 +74,139 @@ func RunBenchmarks(b *testing.B, cfg Bench) {
 			b.ReportMetric(float64(cfg.RoundTrips()-start)/float64(b.N), "rt/op")
 		}
 	}
-
-	b.Run("Read", func(b *testing.B) {
-		s := cfg.NewStore(b, true)
-		if err := s.Write(ctx, "k", []byte(`{"n":42}`)); err != nil {
-			b.Fatal(err)
-		}
-		b.ResetTimer()
-		done := rt(b)
-		for range b.N {
-			if _, _, err := s.Read(ctx, "k"); err != nil {
-				b.Fatal(err)
-			}
-		}
-		done()
-	})
-	b.Run("Write", func(b *testing.B) {
-		s := cfg.NewStore(b, true)
+	// loop runs op b.N times with the timer and the round trips counted.
+	loop := func(b *testing.B, op func(i int) error) {
 		b.ResetTimer()
 		done := rt(b)
 		for i := range b.N {
-			if err := s.Write(ctx, "k", []byte(`{"n":`+strconv.Itoa(i)+`}`)); err != nil {
+			if err := op(i); err != nil {
 				b.Fatal(err)
 			}
 		}
+		b.StopTimer()
 		done()
+	}
+	newStore := func(b *testing.B, unlocked bool) session.Store {
+		var s session.Store
+		if unlocked {
+			if cfg.Unlocked == nil {
+				b.Skip("Bench.Unlocked is nil")
+			}
+			s = cfg.Unlocked(b)
+			if _, ok := session.Unwrap[session.Locker](s); ok {
+				b.Fatal("Bench.Unlocked's store has a session.Locker")
+			}
+		} else {
+			s = cfg.NewStore(b)
+		}
+		if isNil(s) {
+			b.Fatal("the store function returned a nil store")
+		}
+		return s
+	}
+	value := []byte(`{"n":42}`)
+
+	b.Run("Store/Read", func(b *testing.B) {
+		s := newStore(b, false)
+		if err := s.Write(ctx, "k", value); err != nil {
+			b.Fatal(err)
+		}
+		loop(b, func(int) error { _, _, err := s.Read(ctx, "k"); return err })
 	})
-	b.Run("LockUnlock", func(b *testing.B) {
-		lk, ok := cfg.NewStore(b, true).(session.Locker)
+	b.Run("Store/Write", func(b *testing.B) {
+		s := newStore(b, false)
+		loop(b, func(i int) error { return s.Write(ctx, "k", []byte(`{"n":`+strconv.Itoa(i)+`}`)) })
+	})
+	b.Run("Store/WriteTTL", func(b *testing.B) {
+		ex, ok := session.Unwrap[session.Expirer](newStore(b, false))
 		if !ok {
-			b.Skip("not a session.Locker")
+			b.Skip("store has no Expirer")
 		}
-		b.ResetTimer()
-		done := rt(b)
-		for range b.N {
-			unlock, err := lk.Lock(ctx, "k")
+		loop(b, func(i int) error { return ex.WriteTTL(ctx, "k", []byte(`{"n":`+strconv.Itoa(i)+`}`), time.Hour) })
+	})
+	b.Run("Store/Touch", func(b *testing.B) {
+		ex, ok := session.Unwrap[session.Expirer](newStore(b, false))
+		if !ok {
+			b.Skip("store has no Expirer")
+		}
+		if err := ex.WriteTTL(ctx, "k", value, time.Hour); err != nil {
+			b.Fatal(err)
+		}
+		loop(b, func(int) error { return ex.Touch(ctx, "k", time.Hour) })
+	})
+	b.Run("Store/LockRelease", func(b *testing.B) {
+		lk, ok := session.Unwrap[session.Locker](newStore(b, false))
+		if !ok {
+			b.Skip("store has no Locker")
+		}
+		loop(b, func(int) error {
+			l, err := lk.Lock(ctx, "k")
 			if err != nil {
-				b.Fatal(err)
+				return err
 			}
-			unlock()
+			l.Release()
+			return nil
+		})
+	})
+	b.Run("Store/LockCommit", func(b *testing.B) {
+		s := newStore(b, false)
+		lk, ok := session.Unwrap[session.Locker](s)
+		if !ok {
+			b.Skip("store has no Locker")
 		}
-		done()
+		ttl := changeTTL(s)
+		loop(b, func(i int) error {
+			l, err := lk.Lock(ctx, "k")
+			if err != nil {
+				return err
+			}
+			return l.Commit(ctx, session.Change{Op: session.OpWrite, Value: []byte(`{"n":` + strconv.Itoa(i) + `}`), TTL: ttl})
+		})
 	})
 
-	for _, locking := range []bool{true, false} {
+	for _, unlocked := range []bool{false, true} {
 		mode := "Locked"
-		if !locking {
+		if unlocked {
 			mode = "Unlocked"
 		}
-		b.Run("Strict/"+mode+"/Changed", func(b *testing.B) {
-			h := counterHandler(cfg.NewStore(b, locking), false, true)
-			b.ResetTimer()
-			done := rt(b)
-			for i := range b.N {
-				if err := h(session.NewContext[Counter](ctx, nil, chatUpdate(i, 1))); err != nil {
+		for _, c := range []struct {
+			name   string
+			change bool
+			ttl    time.Duration
+		}{
+			{"Changed", true, 0},
+			{"Unchanged", false, 0},
+			{"ChangedTTL", true, time.Hour},
+			{"UnchangedTTL", false, time.Hour},
+		} {
+			b.Run("Update/"+mode+"/"+c.name, func(b *testing.B) {
+				s := newStore(b, unlocked)
+				// A first, changing update stores the session, so that
+				// an unchanged one finds it.
+				if err := benchHandler(b, s, false, true, c.ttl)(session.NewContext[Counter](ctx, nil, chatUpdate(0, 1))); err != nil {
 					b.Fatal(err)
 				}
-			}
-			done()
-		})
-		b.Run("Strict/"+mode+"/Unchanged", func(b *testing.B) {
-			s := cfg.NewStore(b, locking)
-			if err := s.Write(ctx, "1", []byte(`{"n":1}`)); err != nil {
-				b.Fatal(err)
-			}
-			h := counterHandler(s, false, false)
-			b.ResetTimer()
-			done := rt(b)
-			for i := range b.N {
-				if err := h(session.NewContext[Counter](ctx, nil, chatUpdate(i, 1))); err != nil {
-					b.Fatal(err)
-				}
-			}
-			done()
-		})
+				h := benchHandler(b, s, false, c.change, c.ttl)
+				loop(b, func(i int) error { return h(session.NewContext[Counter](ctx, nil, chatUpdate(i, 1))) })
+			})
+		}
 		b.Run("Parallel/"+mode, func(b *testing.B) {
-			h := counterHandler(cfg.NewStore(b, locking), false, true)
+			h := benchHandler(b, newStore(b, unlocked), false, true, 0)
 			b.ResetTimer()
 			done := rt(b)
 			RunParallel(b, cfg.InFlight, func(i int) error {
 				// Spread over the chats like a busy bot: consecutive
-				// updates hit different chats. Chat 0 has no key.
-				chat := 1 + (i*7919)%cfg.Chats
+				// updates hit different chats.
+				chat := int64(1 + (i*7919)%cfg.Chats)
 				return h(session.NewContext[Counter](ctx, nil, chatUpdate(i, chat)))
 			})
+			b.StopTimer()
 			done()
 		})
 	}
 	b.Run("Lazy/Untouched", func(b *testing.B) {
-		h := counterHandler(cfg.NewStore(b, true), true, false)
-		b.ResetTimer()
-		done := rt(b)
-		for i := range b.N {
-			if err := h(session.NewContext[Counter](ctx, nil, chatUpdate(i, 1))); err != nil {
-				b.Fatal(err)
-			}
-		}
-		done()
+		h := benchHandler(b, newStore(b, false), true, false, 0)
+		loop(b, func(i int) error { return h(session.NewContext[Counter](ctx, nil, chatUpdate(i, 1))) })
 	})
 }
 
@@ -185,16 +238,15 @@ func RunParallel(b *testing.B, inFlight int, op func(i int) error) {
 	}
 }
 
-// counterHandler is the benchmarks' bot: strict or lazy sessions over
-// Encoded[Counter]; change increments the counter, otherwise a strict
-// handler only reads it and a lazy one does not touch it.
-func counterHandler(s session.StorageAdapter[[]byte], lazy, change bool) session.Handler[Counter] {
-	opts := session.Options[Counter]{Storage: session.Encoded[Counter](s, nil)}
-	mw := session.Strict(opts)
-	if lazy {
-		mw = session.Lazy(opts)
+// benchHandler is the benchmarks' bot: a Counter session over s, strict
+// or lazy, with a TTL or not; change increments the counter, otherwise a
+// strict handler only reads it and a lazy one does not touch it.
+func benchHandler(b *testing.B, s session.Store, lazy, change bool, ttl time.Duration) session.Handler[Counter] {
+	sess, err := session.New(session.Options[Counter]{Storage: s, Lazy: lazy, TTL: ttl})
+	if err != nil {
+		b.Fatal(err)
 	}
-	return mw(func(c *session.Context[Counter]) error {
+	return sess.Middleware(func(c *session.Context[Counter]) error {
 		if lazy {
 			return nil
 		}
@@ -207,8 +259,4 @@ func counterHandler(s session.StorageAdapter[[]byte], lazy, change bool) session
 		}
 		return nil
 	})
-}
-
-func chatUpdate(id, chat int) tgbotapi.Update {
-	return tgbotapi.Update{UpdateID: id, Message: &tgbotapi.Message{MessageID: id, Chat: &tgbotapi.Chat{ID: int64(chat)}}}
 }

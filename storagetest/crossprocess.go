@@ -21,28 +21,35 @@ import (
 	"github.com/tgsession/session"
 )
 
-// Counter is the session of the cross-process storm: one number per chat.
+// Counter is the session of the cross-process storm and the fault load:
+// one number per chat.
 type Counter struct {
 	N int `json:"n"`
 }
 
 // CrossProcess configures [RunCrossProcess]. Zero counts take the
-// defaults: 4 processes, 10 chats, 500 increments per chat per process.
+// defaults: 4 processes, 10 chats, 500 increments per chat per process, 2
+// goroutines per chat in each process.
 type CrossProcess struct {
 	Processes  int // OS processes, each a copy of the test binary
 	Chats      int // chats every process sends updates for
 	Increments int // updates per chat per process
-	Goroutines int // goroutines per chat in each process; default 2
+	Goroutines int // goroutines per chat in each process
 
-	// NewStore returns a byte store over the shared data named namespace
-	// (a key prefix, a table: whatever keeps concurrent runs apart). It is
-	// called in each child process, and in the test process to read the
-	// results; it must not delete the namespace's data when t ends (the
-	// children's data outlives them), which is Cleanup's job. locking false asks for a
-	// store that does not lock across processes (an adapter option, or a
-	// wrapper that hides its Locker); the storm then loses updates, which
-	// shows that the test can tell the difference.
-	NewStore func(t *testing.T, namespace string, locking bool) session.StorageAdapter[[]byte]
+	// NewStore returns a store over the shared data named namespace (a
+	// key prefix, a table: whatever keeps concurrent runs apart), with a
+	// [session.Locker]. It is called in each child process, and in the
+	// test process to read the results; it must not delete the
+	// namespace's data when t ends (the children's data outlives them),
+	// which is Cleanup's job.
+	NewStore func(t *testing.T, namespace string) session.Store
+
+	// Unlocked returns a store over namespace's data like NewStore's but
+	// without a Locker (an adapter's Unlocked view), so that the
+	// middleware locks only within each process: the "Unlocked" storm
+	// then loses updates, which shows that the test can tell the
+	// difference. Nil skips that storm.
+	Unlocked func(t *testing.T, namespace string) session.Store
 
 	// Cleanup, if set, removes the data of namespace; the test process
 	// calls it when the storm's subtest ends.
@@ -53,16 +60,17 @@ const childEnv = "STORAGETEST_CROSSPROCESS_CHILD"
 
 // RunCrossProcess runs the cross-process storm: cfg.Processes copies of
 // the test binary send cfg.Increments updates for each of cfg.Chats chats
-// through [session.Strict] over session.Encoded[Counter], all at once,
-// each incrementing the chat's counter. With locking, every chat must end
-// at exactly Processes*Increments and no update may fail; without, the
+// through the middleware of [session.New] (a Counter session), all at
+// once, each incrementing the chat's counter. Over cfg.NewStore's store
+// (with its Locker), every chat must end at exactly
+// Processes*Increments and no update may fail; over cfg.Unlocked's, the
 // test logs how many increments were lost and requires that some were.
 //
 // Call it from a top-level test, with nothing before it in the test that
 // must not run in the children: the children are this test binary run
 // with -test.run naming that test, and in them RunCrossProcess does one
-// child's share and returns. It runs the locked storm as subtest
-// "Locked" and the unlocked one as "Unlocked".
+// child's share and returns. It runs the storms as subtests "Locked" and
+// "Unlocked".
 func RunCrossProcess(t *testing.T, cfg CrossProcess) {
 	t.Helper()
 	if cfg.Processes <= 0 {
@@ -87,8 +95,33 @@ func RunCrossProcess(t *testing.T, cfg CrossProcess) {
 		if !locking {
 			name = "Unlocked"
 		}
-		t.Run(name, func(t *testing.T) { runStorm(t, cfg, locking) })
+		t.Run(name, func(t *testing.T) {
+			if !locking && cfg.Unlocked == nil {
+				t.Skip("CrossProcess.Unlocked is nil: no store view without a Locker to show that the storm can lose updates")
+			}
+			runStorm(t, cfg, locking)
+		})
 	}
+}
+
+// stormStore returns the store of a storm, checking that it has a Locker
+// exactly when it should.
+func stormStore(t *testing.T, cfg CrossProcess, namespace string, locking bool) session.Store {
+	t.Helper()
+	var s session.Store
+	if locking {
+		s = cfg.NewStore(t, namespace)
+	} else {
+		s = cfg.Unlocked(t, namespace)
+	}
+	require.False(t, isNil(s), "the store function returned a nil store")
+	_, ok := session.Unwrap[session.Locker](s)
+	if locking {
+		require.True(t, ok, "CrossProcess.NewStore's store has no session.Locker: it cannot lock across processes")
+	} else {
+		require.False(t, ok, "CrossProcess.Unlocked's store has a session.Locker")
+	}
+	return s
 }
 
 func runStorm(t *testing.T, cfg CrossProcess, locking bool) {
@@ -98,7 +131,7 @@ func runStorm(t *testing.T, cfg CrossProcess, locking bool) {
 	if cfg.Cleanup != nil {
 		t.Cleanup(func() { cfg.Cleanup(t, namespace) })
 	}
-	store := cfg.NewStore(t, namespace, locking)
+	store := stormStore(t, cfg, namespace, locking)
 	top, _, _ := strings.Cut(t.Name(), "/")
 	// Children start together, after every process has had time to start
 	// up, so that their updates overlap.
@@ -131,16 +164,16 @@ func runStorm(t *testing.T, cfg CrossProcess, locking bool) {
 	}
 
 	want := cfg.Processes * cfg.Increments
-	enc := session.Encoded[Counter](store, nil)
+	sess, err := session.New(session.Options[Counter]{Storage: store})
+	require.NoError(t, err)
 	lost := 0
 	for c := range cfg.Chats {
-		v, found, err := enc.Read(context.Background(), strconv.Itoa(stormChat(c)))
-		require.NoError(t, err)
+		n, found := readCounter(t, sess, store, stormChat(c))
 		require.True(t, found, "chat %d has no session", c)
 		if locking {
-			assert.Equal(t, want, v.N, "chat %d: increments of %d processes", c, cfg.Processes)
+			assert.Equal(t, want, n, "chat %d: increments of %d processes", c, cfg.Processes)
 		}
-		lost += want - v.N
+		lost += want - n
 	}
 	updates := cfg.Processes * cfg.Chats * cfg.Increments
 	t.Logf("%d processes x %d chats x %d increments, locking=%t: %d of %d increments lost, %d updates failed, %v (%.0f updates/s)",
@@ -154,7 +187,49 @@ func runStorm(t *testing.T, cfg CrossProcess, locking bool) {
 }
 
 // stormChat is the chat ID of chat c: negative, like a group's.
-func stormChat(c int) int { return -1001000000000 - c }
+func stormChat(c int) int64 { return -1001000000000 - int64(c) }
+
+// chatUpdate is an update of a message in chat.
+func chatUpdate(id int, chat int64) tgbotapi.Update {
+	return tgbotapi.Update{UpdateID: id, Message: &tgbotapi.Message{MessageID: id, Chat: &tgbotapi.Chat{ID: chat}}}
+}
+
+// counterMiddleware is the storm's bot: each update increments its
+// chat's counter.
+func counterMiddleware(sess *session.Session[Counter]) session.Handler[Counter] {
+	return sess.Middleware(func(c *session.Context[Counter]) error {
+		s, err := c.Session()
+		if err != nil {
+			return err
+		}
+		s.N++
+		return nil
+	})
+}
+
+// readCounter reads chat's counter through sess's middleware, as the bot
+// would (so whatever the codec stored is decoded as the bot decodes it);
+// found reports whether store holds a session for the chat.
+func readCounter(t *testing.T, sess *session.Session[Counter], store session.Store, chat int64) (n int, found bool) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+	defer cancel()
+	u := chatUpdate(0, chat)
+	key, ok := sess.Key(&u)
+	require.True(t, ok, "no session key for chat %d", chat)
+	_, found, err := store.Read(ctx, key)
+	require.NoError(t, err, "read the session of chat %d", chat)
+	h := sess.Middleware(func(c *session.Context[Counter]) error {
+		s, err := c.Session()
+		if err != nil {
+			return err
+		}
+		n = s.N
+		return nil
+	})
+	require.NoError(t, h(session.NewContext[Counter](ctx, nil, u)), "read the counter of chat %d", chat)
+	return n, found
+}
 
 func runChild(t *testing.T, cfg CrossProcess, env string) {
 	parts := strings.Split(env, "|")
@@ -163,16 +238,9 @@ func runChild(t *testing.T, cfg CrossProcess, env string) {
 	startNanos, err := strconv.ParseInt(parts[3], 10, 64)
 	require.NoError(t, err)
 
-	store := cfg.NewStore(t, namespace, locking)
-	h := session.Strict(session.Options[Counter]{Storage: session.Encoded[Counter](store, nil)})(
-		func(c *session.Context[Counter]) error {
-			s, err := c.Session()
-			if err != nil {
-				return err
-			}
-			s.N++
-			return nil
-		})
+	sess, err := session.New(session.Options[Counter]{Storage: stormStore(t, cfg, namespace, locking)})
+	require.NoError(t, err)
+	h := counterMiddleware(sess)
 
 	time.Sleep(time.Until(time.Unix(0, startNanos)))
 	var failed atomic.Int64
@@ -189,11 +257,8 @@ func runChild(t *testing.T, cfg CrossProcess, env string) {
 			go func() {
 				defer wg.Done()
 				for i := range n {
-					u := tgbotapi.Update{UpdateID: i, Message: &tgbotapi.Message{
-						MessageID: i, Chat: &tgbotapi.Chat{ID: int64(stormChat(c))},
-					}}
 					ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-					err := h(session.NewContext[Counter](ctx, nil, u))
+					err := h(session.NewContext[Counter](ctx, nil, chatUpdate(i, stormChat(c))))
 					cancel()
 					if err != nil {
 						failed.Add(1)

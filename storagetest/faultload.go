@@ -3,7 +3,6 @@ package storagetest
 import (
 	"context"
 	"errors"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -16,89 +15,78 @@ import (
 	"github.com/tgsession/session"
 )
 
-// LockingStore is a byte store with a lock, as [StartFaultLoad] needs.
-type LockingStore interface {
-	session.StorageAdapter[[]byte]
-	session.Locker
-}
-
 // FaultLoad is a load for testing a store under faults that a test
 // injects while it runs (connections killed as a network cut does, a
-// server killed and restarted): goroutines increment counters under the
-// lock and record which increments succeeded and which failed. Start it
+// server killed and restarted): goroutines send updates through the
+// middleware, each incrementing its own chat's counter under the store's
+// lock, and record which updates succeeded and which failed. Start it
 // with [StartFaultLoad]; after the faults, [FaultLoad.Stop] it and
 // [FaultLoad.Check] that nothing acknowledged was lost.
 type FaultLoad struct {
-	store           LockingStore
+	store           session.Store
+	sess            *session.Session[Counter]
 	okays, failures atomic.Int64
 	mu              sync.Mutex
-	acked           map[string]int // increments reported done, per key
+	acked           map[int64]int // updates whose handler chain returned nil, per chat
 	wg              sync.WaitGroup
 	stop            chan struct{}
 	stopOnce        sync.Once
 }
 
-// StartFaultLoad starts goroutines that each increment their own key of s
-// under s's lock (Lock, Read, Write, unlock) until [FaultLoad.Stop]. Every
-// failure must surface as an error whose text starts with errPrefix (the
-// store's own, "mystore: "), and a value that is not a whole number fails
-// the test: nothing may be half-written.
-func StartFaultLoad(t *testing.T, s LockingStore, goroutines int, errPrefix string) *FaultLoad {
-	ctx := context.Background()
-	l := &FaultLoad{store: s, acked: map[string]int{}, stop: make(chan struct{})}
+// StartFaultLoad starts goroutines that each send updates for a chat of
+// their own through the middleware of a [session.New] Counter session
+// over s, which must have a [session.Locker], until [FaultLoad.Stop].
+// Every failed update must return an error that carries the store's own
+// text errPrefix ("mystore: ") somewhere in its chain of messages, so
+// that no failure goes unexplained, and none may wrap
+// [session.ErrCorrupt]: nothing may be half-written.
+func StartFaultLoad(t *testing.T, s session.Store, goroutines int, errPrefix string) *FaultLoad {
+	t.Helper()
+	require.False(t, isNil(s), "StartFaultLoad: nil store")
+	_, ok := session.Unwrap[session.Locker](s)
+	require.True(t, ok, "StartFaultLoad needs a store with a session.Locker")
+	sess, err := session.New(session.Options[Counter]{Storage: s})
+	require.NoError(t, err)
+	h := counterMiddleware(sess)
+	l := &FaultLoad{store: s, sess: sess, acked: map[int64]int{}, stop: make(chan struct{})}
 	for g := range goroutines {
 		l.wg.Add(1)
 		go func() {
 			defer l.wg.Done()
-			key := "counter-" + strconv.Itoa(g)
-			for {
+			chat := faultChat(g)
+			for i := 0; ; i++ {
 				select {
 				case <-l.stop:
 					return
 				default:
 				}
-				err := func() error {
-					unlock, err := s.Lock(ctx, key)
-					if err != nil {
-						return err
-					}
-					defer unlock()
-					v, _, err := s.Read(ctx, key)
-					if err != nil {
-						return err
-					}
-					n := 0
-					if v != nil {
-						if n, err = strconv.Atoi(string(v)); err != nil {
-							return errors.New("half-written value " + strconv.Quote(string(v)))
-						}
-					}
-					if err := s.Write(ctx, key, []byte(strconv.Itoa(n+1))); err != nil {
-						return err
-					}
-					l.mu.Lock()
-					l.acked[key]++
-					l.mu.Unlock()
-					return nil
-				}()
+				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+				err := h(session.NewContext[Counter](ctx, nil, chatUpdate(i, chat)))
+				cancel()
 				if err != nil {
-					assert.NotContains(t, err.Error(), "half-written")
-					assert.True(t, strings.HasPrefix(err.Error(), errPrefix), "error %v is the store's", err)
+					assert.False(t, errors.Is(err, session.ErrCorrupt), "a half-written value: %v", err)
+					assert.True(t, strings.Contains(err.Error(), errPrefix), "error %q is the store's (%q)", err, errPrefix)
 					l.failures.Add(1)
 					time.Sleep(5 * time.Millisecond) // a server that is down: do not spin
-				} else {
-					l.okays.Add(1)
+					continue
 				}
+				l.mu.Lock()
+				l.acked[chat]++
+				l.mu.Unlock()
+				l.okays.Add(1)
 			}
 		}()
 	}
 	return l
 }
 
-// Okays returns how many increments have succeeded so far.
+// faultChat is the chat of goroutine g of a fault load.
+func faultChat(g int) int64 { return 1000 + int64(g) }
+
+// Okays returns how many updates have succeeded so far.
 func (l *FaultLoad) Okays() int64 { return l.okays.Load() }
 
-// Failures returns how many increments have failed with an error so far.
+// Failures returns how many updates have failed with an error so far.
 func (l *FaultLoad) Failures() int64 { return l.failures.Load() }
 
 // Stop stops the goroutines and waits for them.
@@ -107,19 +95,17 @@ func (l *FaultLoad) Stop() {
 	l.wg.Wait()
 }
 
-// Check verifies, after [FaultLoad.Stop], that every acknowledged
-// increment is stored (one whose reply was lost may or may not have
-// landed), that every value is whole and that the store works.
+// Check verifies, after [FaultLoad.Stop], that the store works, that
+// every chat's session decodes, and that every acknowledged increment is
+// stored (an update whose reply was lost may or may not have landed, so
+// a counter may be higher than the acknowledged count, never lower).
 func (l *FaultLoad) Check(t *testing.T) {
 	t.Helper()
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	for key, n := range l.acked {
-		v, found, err := l.store.Read(context.Background(), key)
-		require.NoError(t, err, "the store works again")
-		require.True(t, found)
-		got, err := strconv.Atoi(string(v))
-		require.NoError(t, err, "value %q is whole", v)
-		assert.GreaterOrEqual(t, got, n, "%s: acknowledged increments lost", key)
+	for chat, n := range l.acked {
+		got, found := readCounter(t, l.sess, l.store, chat)
+		require.True(t, found, "chat %d: %d acknowledged updates, no session stored", chat, n)
+		assert.GreaterOrEqual(t, got, n, "chat %d: acknowledged increments lost", chat)
 	}
 }

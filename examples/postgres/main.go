@@ -97,8 +97,8 @@ func connect(ctx context.Context, dsn, table string) (*pgxpool.Pool, *pgstore.St
 // pool per store, as separate processes would have), else one memory
 // store. The clean-up function closes the pools; with drop, it also drops
 // the tables.
-func stores(ctx context.Context, out io.Writer, dsn, table string, n int, drop bool) ([]byteStore, func() error, error) {
-	var all []byteStore
+func stores(ctx context.Context, out io.Writer, dsn, table string, n int, drop bool) ([]session.Store, func() error, error) {
+	var all []session.Store
 	var pools []*pgxpool.Pool
 	cleanup := func() error {
 		var err error

@@ -70,10 +70,11 @@ type Lease struct {
 	base context.Context
 	done func() // called once, when the lease ends
 
-	mu    sync.Mutex
-	timer *time.Timer // the next renewal
-	ended bool        // committed or released: renew no more
-	lost  bool        // a renewal found the lease taken or gone
+	mu     sync.Mutex
+	timer  *time.Timer // the next renewal
+	ended  bool        // committed or released: renew no more
+	frozen bool        // Freeze was called: renew no more
+	lost   bool        // a renewal found the lease taken or gone
 }
 
 // Acquire takes key's lease with a new random token: it calls try, which
@@ -129,10 +130,6 @@ func Acquire(ctx context.Context, cfg *Config, key string, done func(), try func
 		wait = min(2*wait, cfg.Retry)
 	}
 }
-
-// Token returns the lease's token, which the adapter's fenced commit
-// checks.
-func (l *Lease) Token() string { return l.token }
 
 // end marks the lease ended and stops its renewal. It reports whether
 // this call ended it, and whether a renewal had found it lost.
@@ -200,6 +197,21 @@ func (l *Lease) Release() {
 	l.done()
 }
 
+// Freeze stops renewing the lease and does nothing else, as if the
+// holder's process had frozen: the lease runs out on the server by
+// itself, and a later Commit or Release behaves as that of a frozen
+// holder that woke up (the commit is fenced, the release owner-only). It
+// is a test hook (the leases of the adapters are storagetest.Freezer
+// values, for storagetest.RunLocker).
+func (l *Lease) Freeze() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.frozen = true
+	if l.timer != nil {
+		l.timer.Stop()
+	}
+}
+
 // errorf wraps err from operation op on the lease's key. If ctx has
 // ended, the result also wraps ctx's error, whatever error the client
 // made of it, so callers can test for context.Canceled.
@@ -225,7 +237,7 @@ func release(cfg *Config, base context.Context, key, token string) {
 // goroutine per lease: nothing to start when locking, nothing to wait for
 // when unlocking.
 func (l *Lease) renewLater() {
-	if !l.ended {
+	if !l.ended && !l.frozen {
 		l.timer = time.AfterFunc(l.cfg.Lease/3, l.renew)
 	}
 }
@@ -234,9 +246,9 @@ func (l *Lease) renewLater() {
 // lease has ended or a renewal finds it lost.
 func (l *Lease) renew() {
 	l.mu.Lock()
-	ended := l.ended
+	stopped := l.ended || l.frozen
 	l.mu.Unlock()
-	if ended {
+	if stopped {
 		return
 	}
 	every := l.cfg.Lease / 3
@@ -247,9 +259,9 @@ func (l *Lease) renew() {
 	var lostNow bool
 	l.mu.Lock()
 	switch {
-	case l.ended:
-		// Committed or released meanwhile: a lost lease is no news, and
-		// nothing is renewed any more.
+	case l.ended || l.frozen:
+		// Committed, released or frozen meanwhile: a lost lease is no
+		// news, and nothing is renewed any more.
 		l.mu.Unlock()
 		return
 	case err != nil:

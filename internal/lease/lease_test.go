@@ -115,7 +115,7 @@ func TestRenewedUntilCommitThenNever(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	l, err := Acquire(ctx, cfg, "k", local.done, f.try("k"))
 	require.NoError(t, err)
-	assert.Len(t, l.Token(), 32)
+	assert.Len(t, l.token, 32)
 	// The caller's context ending does not stop the renewal.
 	cancel()
 	require.Eventually(t, func() bool { return f.renewals.Load() >= 3 }, 5*time.Second, time.Millisecond,
@@ -274,7 +274,7 @@ func TestAcquireWaitsAndCancels(t *testing.T) {
 	select {
 	case l2 := <-got:
 		require.NotNil(t, l2)
-		assert.NotEqual(t, l.Token(), l2.Token())
+		assert.NotEqual(t, l.token, l2.token)
 		l2.Release()
 	case <-time.After(5 * time.Second):
 		require.FailNow(t, "the waiter did not get the lease")
@@ -293,4 +293,25 @@ func TestAcquireErrorReleases(t *testing.T) {
 	assert.EqualValues(t, 1, local.n.Load())
 	require.Eventually(t, func() bool { return !f.held("k") }, 5*time.Second, time.Millisecond,
 		"the lease is given back")
+}
+
+func TestFreezeStopsRenewalOnly(t *testing.T) {
+	const lease = 30 * time.Millisecond
+	f := newFake()
+	var local counter
+	l, err := Acquire(context.Background(), f.config(lease), "k", local.done, f.try("k"))
+	require.NoError(t, err)
+	l.Freeze()
+	time.Sleep(lease / 3) // a renewal under way has landed
+	n := f.renewals.Load()
+	time.Sleep(3 * lease)
+	assert.Equal(t, n, f.renewals.Load(), "no renewal after Freeze")
+	assert.True(t, f.held("k"), "the lease stays until it runs out")
+	assert.Zero(t, local.n.Load(), "the lease has not ended")
+
+	// Woken up: the commit is fenced as ever.
+	var commits atomic.Int32
+	require.NoError(t, l.Commit(context.Background(), f.commit("k", &commits)))
+	assert.EqualValues(t, 1, commits.Load())
+	assert.EqualValues(t, 1, local.n.Load())
 }
