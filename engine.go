@@ -44,6 +44,7 @@ type slot struct {
 	stale    bool   // expired data is stored: deleted unless written
 	same     []byte // the encoding that means unchanged; nil: write
 	lease    Lease  // the lock, with the value read under it
+	local    localLease // the lease of a store without a Locker
 }
 
 type slotState uint8
@@ -264,7 +265,7 @@ func (st *state[S]) lock(c *Context[S]) error {
 			return nil
 		}
 		sl, info := &st.slots[next], st.eng.parts[next].info()
-		lease, err := info.lock(c, sl.storeKey)
+		lease, err := info.lock(c, sl.storeKey, &sl.local)
 		if err != nil {
 			st.unlock()
 			return info.errorf(sl, "lock", err)

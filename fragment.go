@@ -33,22 +33,23 @@ type partInfo struct {
 	locker     Locker  // nil: the process-wide table
 	expirer    Expirer // nil: no native expiry
 	lister     Lister  // nil: cannot list
-	lockID     any     // identity of the lock table
+	table      *keyLocks[string] // the process-wide table, without a Locker
+	lockID     any               // identity of the lock table
 	rank       uintptr // order of that table among others
 	ttl        time.Duration
 }
 
 // lock takes key's lease: the store's own, or one of the process-wide
-// table.
-func (p *partInfo) lock(ctx context.Context, key string) (Lease, error) {
+// table, kept in local (which belongs to the update's slot, so it costs
+// no allocation).
+func (p *partInfo) lock(ctx context.Context, key string, local *localLease) (Lease, error) {
 	if p.locker != nil {
 		return p.locker.Lock(ctx, key)
 	}
-	l, err := lockLocal(ctx, p.store, p.expirer, p.lockID, key)
-	if err != nil {
+	if err := local.lock(ctx, p.table, p.store, p.expirer, key); err != nil {
 		return nil, err
 	}
-	return l, nil
+	return local, nil
 }
 
 // nativeTTL is the TTL given to the store with each write and touch.
@@ -161,7 +162,9 @@ func (f *Fragment[S, F]) setup(opts Options[F], clock func() time.Time) error {
 	if f.locker != nil {
 		f.lockID = storeIdentity(f.locker)
 	} else {
-		f.lockID = storeIdentity(opts.Storage)
+		base := root(opts.Storage) // a wrapper with Unwrap shares its base's locks
+		f.lockID = storeIdentity(base)
+		f.table = tableFor(base, f.lockID)
 	}
 	f.rank = lockRank(f.lockID)
 	dataTTL := opts.TTL

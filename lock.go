@@ -126,16 +126,40 @@ func (l *keyLocks[K]) size() (entries, held int) {
 	return entries, held
 }
 
-// storeKey names one key of one store in the process-wide lock table.
-type storeKey struct {
-	store any // storeIdentity of the store
-	key   string
+// tables holds the lock table of each store without a Locker, by the
+// store's identity, so any number of sessions over one store exclude each
+// other. [Memory] keeps its own table instead, so a Memory that is dropped
+// leaves nothing behind here.
+var tables sync.Map // storeIdentity -> *keyLocks[string]
+
+// tableFor returns the lock table of root, a store without a Locker at the
+// bottom of its Unwrap chain, whose identity is id.
+func tableFor(root Store, id any) *keyLocks[string] {
+	if m, ok := root.(*Memory); ok {
+		return m.locks
+	}
+	if t, ok := tables.Load(id); ok {
+		return t.(*keyLocks[string])
+	}
+	t, _ := tables.LoadOrStore(id, newKeyLocks[string]())
+	return t.(*keyLocks[string])
 }
 
-// processLocks is the lock table of every store without a Locker: keyed
-// by the store and the key, so any number of sessions over one store
-// exclude each other, and its idle entries are dropped like any other.
-var processLocks = newKeyLocks[storeKey]()
+// root follows Unwrap to the store at the bottom of the chain.
+func root(store Store) Store {
+	for range maxUnwrap {
+		w, ok := store.(interface{ Unwrap() Store })
+		if !ok {
+			break
+		}
+		next := w.Unwrap()
+		if next == nil || isNil(next) {
+			break
+		}
+		store = next
+	}
+	return store
+}
 
 // localLease is the [Lease] of a store without a [Locker]: its key held in
 // processLocks, the value read under it, and the commit made with the
@@ -146,17 +170,16 @@ type localLease struct {
 	key     string
 	value   []byte
 	found   bool
-	held    *keyLock[storeKey]
+	held    *keyLock[string]
 }
 
-// lockLocal takes key of store (whose identity is id) in the process-wide
-// table and reads it.
-func lockLocal(ctx context.Context, store Store, expirer Expirer, id any, key string) (*localLease, error) {
-	held, err := processLocks.lock(ctx, storeKey{id, key}, key)
+// lockLocal takes key in table and reads it from store, into l.
+func (l *localLease) lock(ctx context.Context, table *keyLocks[string], store Store, expirer Expirer, key string) error {
+	held, err := table.lock(ctx, key, key)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	l := &localLease{store: store, expirer: expirer, key: key, held: held}
+	*l = localLease{store: store, expirer: expirer, key: key, held: held}
 	ok := false
 	defer func() { // a store that panics in Read must not keep the key locked
 		if !ok {
@@ -164,10 +187,10 @@ func lockLocal(ctx context.Context, store Store, expirer Expirer, id any, key st
 		}
 	}()
 	if l.value, l.found, err = store.Read(ctx, key); err != nil {
-		return nil, err
+		return err
 	}
 	ok = true
-	return l, nil
+	return nil
 }
 
 func (l *localLease) Value() ([]byte, bool) { return l.value, l.found }

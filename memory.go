@@ -1,7 +1,6 @@
 package session
 
 import (
-	"bytes"
 	"context"
 	"hash/maphash"
 	"iter"
@@ -22,6 +21,7 @@ import (
 // write waits for more than one shard's housekeeping; a shard that lost
 // most of its sessions is rebuilt, so its memory is given back.
 type Memory struct {
+	locks  *keyLocks[string] // the process-wide table of this store
 	now    func() time.Time
 	seed   maphash.Seed
 	cursor atomic.Uint32 // the shard the next expiring write sweeps, if due
@@ -54,7 +54,7 @@ type MemoryOptions struct {
 
 // NewMemory returns an empty in-memory store.
 func NewMemory(opts ...MemoryOptions) *Memory {
-	m := &Memory{now: time.Now, seed: maphash.MakeSeed()}
+	m := &Memory{locks: newKeyLocks[string](), now: time.Now, seed: maphash.MakeSeed()}
 	for _, o := range opts {
 		if !isNil(o.Clock) {
 			m.now = o.Clock
@@ -82,12 +82,14 @@ func (m *Memory) Read(ctx context.Context, key string) ([]byte, bool, error) {
 	return item.data, true, nil
 }
 
-// Write stores a copy of value under key, with no expiry.
+// Write stores value under key, with no expiry. Memory keeps the slice:
+// the caller must not change it afterwards.
 func (m *Memory) Write(ctx context.Context, key string, value []byte) error {
 	return m.put(ctx, key, value, 0)
 }
 
-// WriteTTL stores a copy of value under key, to expire ttl from now.
+// WriteTTL stores value under key, to expire ttl from now. Memory keeps
+// the slice, as Write does.
 func (m *Memory) WriteTTL(ctx context.Context, key string, value []byte, ttl time.Duration) error {
 	return m.put(ctx, key, value, ttl)
 }
@@ -96,7 +98,7 @@ func (m *Memory) put(ctx context.Context, key string, value []byte, ttl time.Dur
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	item := memoryItem{data: bytes.Clone(value)}
+	item := memoryItem{data: value} // the caller gives it up (see Store)
 	if item.data == nil {
 		item.data = []byte{}
 	}

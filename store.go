@@ -15,8 +15,9 @@ import (
 // Implementations must be safe for concurrent use and must honour ctx: a
 // call whose context is cancelled returns the context's error. Read
 // reports a missing key with found == false and a nil error; deleting a
-// missing key is not an error. A store may keep the slices it is given and
-// the caller must not change a slice it got from Read.
+// missing key is not an error. A store may keep the slices it is given
+// (the caller does not change them afterwards), and the caller must not
+// change a slice it got from Read.
 //
 // A store may have optional capabilities, each an interface of its own:
 // [Locker] (locking across processes), [Expirer] (native expiry) and
