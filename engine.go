@@ -40,10 +40,10 @@ type slot struct {
 	moved    string // the store key a chat migration forwarded this one to
 	hops     uint8  // forwards followed
 	state    slotState
-	found    bool   // a live session was stored
-	stale    bool   // expired data is stored: deleted unless written
-	same     []byte // the encoding that means unchanged; nil: write
-	lease    Lease  // the lock, with the value read under it
+	found    bool       // a live session was stored
+	stale    bool       // expired data is stored: deleted unless written
+	same     []byte     // the encoding that means unchanged; nil: write
+	lease    Lease      // the lock, with the value read under it
 	local    localLease // the lease of a store without a Locker
 }
 

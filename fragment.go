@@ -18,7 +18,7 @@ type part[S any] interface {
 	access(c *Context[S], st *state[S], sl *slot) error // load unless already available
 	set(c *Context[S], st *state[S], sl *slot, from *S) error
 	clear(c *Context[S], st *state[S], sl *slot) error
-	change(st *state[S], sl *slot) (Change, error) // what commit does
+	change(st *state[S], sl *slot) (Change, error)  // what commit does
 	move(ctx context.Context, from, to *slot) error // chat migration, with both leases held
 	entries(ctx context.Context, yield func(key string, v *S) bool, fail func(error))
 }
@@ -30,12 +30,12 @@ type partInfo struct {
 	defaultKey bool
 	prefix     string
 	store      Store
-	locker     Locker  // nil: the process-wide table
-	expirer    Expirer // nil: no native expiry
-	lister     Lister  // nil: cannot list
+	locker     Locker            // nil: the process-wide table
+	expirer    Expirer           // nil: no native expiry
+	lister     Lister            // nil: cannot list
 	table      *keyLocks[string] // the process-wide table, without a Locker
 	lockID     any               // identity of the lock table
-	rank       uintptr // order of that table among others
+	rank       uintptr           // order of that table among others
 	ttl        time.Duration
 }
 
