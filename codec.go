@@ -82,6 +82,7 @@ type valueCodec[F any] struct {
 	fast       jsonfast.Codec[F]
 	envelope   bool          // wrap in the envelope
 	dataTTL    time.Duration // > 0: keep the expiry in "e"
+	expires    bool          // the session has a TTL, so a stored "e" counts
 	versions   []float64     // ascending
 	migrations []Migration   // migrations[i] produces versions[i]
 	versionTag []byte        // `,"v":<newest version>`, or nil
@@ -89,7 +90,7 @@ type valueCodec[F any] struct {
 }
 
 func newValueCodec[F any](codec Codec, dataTTL time.Duration, migrations map[float64]Migration, now func() time.Time) (*valueCodec[F], error) {
-	vc := &valueCodec[F]{fast: jsonfast.For[F](), dataTTL: dataTTL, now: now}
+	vc := &valueCodec[F]{fast: jsonfast.For[F](), dataTTL: dataTTL, expires: dataTTL > 0, now: now}
 	if _, isJSON := codec.(JSON); !isJSON && codec != nil {
 		vc.codec = codec
 	}
@@ -176,7 +177,7 @@ func (vc *valueCodec[F]) decode(key string, raw []byte, into *F) (decoded, error
 		return vc.corrupt(key, into, err)
 	}
 	now := vc.now().UnixMilli()
-	if env.expiring && env.expiry <= float64(now) {
+	if env.expiring && vc.expires && env.expiry <= float64(now) {
 		return decoded{}, nil
 	}
 	data, ran, err := vc.migrate(key, env)

@@ -294,8 +294,21 @@ func (st *state[S]) unlock() {
 		if sl := &st.slots[i]; sl.lease != nil {
 			lease := sl.lease
 			sl.lease = nil
-			lease.Release()
+			st.release(lease)
 		}
 	}
 	st.locked = false
+}
+
+// release ends one lease; if its Release panics (a store's bug), the
+// other leases are released before the panic goes on.
+func (st *state[S]) release(lease Lease) {
+	done := false
+	defer func() {
+		if !done {
+			st.unlock()
+		}
+	}()
+	lease.Release()
+	done = true
 }

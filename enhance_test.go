@@ -1,5 +1,9 @@
 package session
 
+// grammY's enhanced storage: the envelope {"__d":<data>,"v":<version>,
+// "e":<expiry, Unix ms>} that Migrations, and a TTL on a store without
+// native expiry, keep in the stored bytes, seen through the middleware.
+
 import (
 	"bytes"
 	"context"
@@ -11,11 +15,12 @@ import (
 	"testing"
 	"time"
 
+	tgbotapi "github.com/go-telegram-bot-api/telegram-bot-api/v5"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
-// enhCtxKey carries a marker that TestEnhanceContextPassesThrough looks
+// enhCtxKey carries a marker that TestEnvelopeContextPassesThrough looks
 // for in the contexts the store sees.
 type enhCtxKey struct{}
 
@@ -42,199 +47,259 @@ func traceMigrations(versions ...float64) map[float64]Migration {
 	return m
 }
 
-func mustEnhance[T any](t testing.TB, store StorageAdapter[[]byte], opts EnhanceOptions) StorageAdapter[T] {
+// keyK puts every update in the session "k".
+func keyK(*tgbotapi.Update) (string, bool) { return "k", true }
+
+// missing is the Initial of the envelope tests: a value no stored session
+// has, so a test tells a missing (or expired) session from a stored one.
+func missing() enhCounter { return enhCounter{Count: -1} }
+
+// load runs one strict update of the session "k" that leaves it as it
+// is, and returns what the handler saw, or the load's error.
+func load[S any](t *testing.T, opts Options[S]) (S, error) {
 	t.Helper()
-	s, err := Enhance[T](store, opts)
-	require.NoError(t, err)
-	return s
+	if opts.Key == nil {
+		opts.Key = keyK
+	}
+	var got S
+	err := run(with(t, opts, func(c *Context[S]) error {
+		s, err := c.Session()
+		if err == nil {
+			got = *s
+		}
+		return err
+	}), msg(1, 1))
+	return got, err
 }
 
-func TestEnhanceEnvelopeRoundTrip(t *testing.T) {
-	const key = "chat-1"
+// store runs one update that sets the session "k" to v.
+func store[S any](t *testing.T, opts Options[S], v S) error {
+	t.Helper()
+	opts.Key = keyK
+	return run(with(t, opts, func(c *Context[S]) error { return c.SetSession(v) }), msg(1, 1))
+}
+
+func TestEnvelopeRoundTrip(t *testing.T) {
 	tests := []struct {
-		name string
-		opts func(clock *testClock) EnhanceOptions
-		want string
+		name   string
+		native bool // on an Expirer: the TTL is the store's
+		ttl    time.Duration
+		vs     []float64
+		want   string
 	}{
-		{
-			name: "TTL only",
-			opts: func(c *testClock) EnhanceOptions { return EnhanceOptions{TTL: time.Minute, Clock: c.Now} },
-			want: `{"__d":{"count":3},"e":1700000060000}`,
-		},
-		{
-			name: "migrations only",
-			opts: func(*testClock) EnhanceOptions {
-				return EnhanceOptions{Migrations: map[float64]Migration{1: nil, 2: nil}}
-			},
-			want: `{"__d":{"count":3},"v":2}`,
-		},
-		{
-			name: "both",
-			opts: func(c *testClock) EnhanceOptions {
-				return EnhanceOptions{TTL: time.Minute, Clock: c.Now, Migrations: map[float64]Migration{10.1: nil}}
-			},
-			want: `{"__d":{"count":3},"v":10.1,"e":1700000060000}`,
-		},
+		{name: "TTL only", ttl: time.Minute, want: `{"__d":{"count":3},"e":1700000090000}`},
+		{name: "migrations only", vs: []float64{1, 2}, want: `{"__d":{"count":3},"v":2}`},
+		{name: "both", ttl: time.Minute, vs: []float64{10.1}, want: `{"__d":{"count":3},"v":10.1,"e":1700000090000}`},
+		{name: "migrations, native TTL", native: true, ttl: time.Minute, vs: []float64{1, 2}, want: `{"__d":{"count":3},"v":2}`},
+		{name: "native TTL only: no envelope", native: true, ttl: time.Minute, want: `{"count":3}`},
+		{name: "neither: no envelope", want: `{"count":3}`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			opts := tt.opts(newTestClock())
-			for v := range opts.Migrations {
-				opts.Migrations[v] = Migrate(func(c enhCounter) (enhCounter, error) { return c, nil })
+			clock := newTestClock()
+			var migrations map[float64]Migration
+			for _, v := range tt.vs {
+				if migrations == nil {
+					migrations = map[float64]Migration{}
+				}
+				migrations[v] = Migrate(func(c enhCounter) (enhCounter, error) { return c, nil })
 			}
-			store := newRecorder[[]byte]()
-			s := mustEnhance[enhCounter](t, store, opts)
+			rec := newExpRecorder(clock.Now)
+			var s Store = rec.recorder
+			if tt.native {
+				s = rec
+			}
+			opts := Options[enhCounter]{Storage: s, TTL: tt.ttl, Migrations: migrations, Clock: clock.Now, Initial: missing}
 
-			require.NoError(t, s.Write(context.Background(), key, enhCounter{Count: 3}))
-			raw, ok := store.get(key)
+			require.NoError(t, store(t, opts, enhCounter{Count: 3}))
+			raw, ok := rec.get("k")
 			require.True(t, ok)
-			assert.Equal(t, tt.want, string(raw))
+			assert.Equal(t, tt.want, raw)
+			if tt.native {
+				assert.Equal(t, []call{rd("k"), wrTTL("k", tt.want, tt.ttl)}, rec.take(), "the TTL goes to the store")
+			}
 
-			got, found, err := s.Read(context.Background(), key)
+			got, err := load(t, opts)
 			require.NoError(t, err)
-			assert.True(t, found)
 			assert.Equal(t, enhCounter{Count: 3}, got)
 
-			require.NoError(t, s.Delete(context.Background(), key))
-			_, found, err = s.Read(context.Background(), key)
+			opts.Key = keyK
+			require.NoError(t, run(with(t, opts, func(c *Context[enhCounter]) error { return c.ClearSession() }), msg(1, 1)))
+			_, ok = rec.get("k")
+			assert.False(t, ok)
+			got, err = load(t, opts)
 			require.NoError(t, err)
-			assert.False(t, found)
+			assert.Equal(t, missing(), got)
 		})
 	}
 }
 
-// TestEnhanceGoldenGrammY reads bytes exactly as grammY's enhanceStorage
+// TestEnvelopeGoldenGrammY reads bytes exactly as grammY's enhanceStorage
 // writes them through a JSON adapter. grammY itself emits "v" first; key
-// order does not matter to either side.
-func TestEnhanceGoldenGrammY(t *testing.T) {
+// order does not matter to either side. The clock stands at Unix ms
+// 1_700_000_000_000.
+func TestEnvelopeGoldenGrammY(t *testing.T) {
 	tests := []struct {
 		name, raw string
 		want      enhCounter
-		found     bool
 	}{
-		{"ours", `{"__d":{"count":3},"v":2,"e":1700000000001}`, enhCounter{3}, true},
-		{"grammY order", `{"v":2,"__d":{"count":3},"e":1700000000001}`, enhCounter{3}, true},
-		{"no expiry", `{"v":2,"__d":{"count":4}}`, enhCounter{4}, true},
-		{"no version: migrations run", `{"__d":{"count":4},"e":1700000000001}`, enhCounter{5}, true},
-		{"legacy bare data: migrations run", `{"count":7}`, enhCounter{8}, true},
-		{"whitespace", " \n{ \"__d\" : {\"count\":3} , \"v\" : 2 }\n", enhCounter{3}, true},
-		{"extra envelope fields ignored", `{"__d":{"count":3},"v":2,"x":true}`, enhCounter{3}, true},
-		{"escaped key", `{"\u005f_d":{"count":3},"\u0076":2}`, enhCounter{3}, true},
-		{"tricky strings", `{"x":"}\"{,\\","__d":{"count":3,"s":"\"__d\":"},"v":2,"y":[{"e":"x"}]}`, enhCounter{3}, true},
-		{"duplicate keys: last wins", `{"__d":{"count":9},"v":"x","v":2,"__d":{"count":3}}`, enhCounter{3}, true},
-		{"__d nested, not top level: bare data", `{"x":{"__d":1},"count":6}`, enhCounter{7}, true},
-		{"expired", `{"v":2,"__d":{"count":3},"e":1699999999999}`, enhCounter{}, false},
+		{"ours", `{"__d":{"count":3},"v":2,"e":1700000000001}`, enhCounter{3}},
+		{"grammY order", `{"v":2,"__d":{"count":3},"e":1700000000001}`, enhCounter{3}},
+		{"no expiry", `{"v":2,"__d":{"count":4}}`, enhCounter{4}},
+		{"no version: migrations run", `{"__d":{"count":4},"e":1700000000001}`, enhCounter{5}},
+		{"legacy bare data: migrations run", `{"count":7}`, enhCounter{8}},
+		{"whitespace", " \n{ \"__d\" : {\"count\":3} , \"v\" : 2 }\n", enhCounter{3}},
+		{"extra envelope fields ignored", `{"__d":{"count":3},"v":2,"x":true}`, enhCounter{3}},
+		{"escaped key", `{"\u005f_d":{"count":3},"\u0076":2}`, enhCounter{3}},
+		{"tricky strings", `{"x":"}\"{,\\","__d":{"count":3,"s":"\"__d\":"},"v":2,"y":[{"e":"x"}]}`, enhCounter{3}},
+		{"duplicate keys: last wins", `{"__d":{"count":9},"v":"x","v":2,"__d":{"count":3}}`, enhCounter{3}},
+		{"__d nested, not top level: bare data", `{"x":{"__d":1},"count":6}`, enhCounter{7}},
+		{"expired", `{"v":2,"__d":{"count":3},"e":1699999999999}`, missing()},
+		{"expires now", `{"v":2,"__d":{"count":3},"e":1700000000000}`, missing()},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			store := newRecorder[[]byte]()
-			store.put("k", []byte(tt.raw))
-			clock := newTestClock()
-			s := mustEnhance[enhCounter](t, store, EnhanceOptions{
-				TTL:   time.Minute,
-				Clock: clock.Now,
-				Migrations: map[float64]Migration{
-					1: Migrate(func(c enhCounter) (enhCounter, error) { c.Count++; return c, nil }),
-					2: Migrate(func(c enhCounter) (enhCounter, error) { return c, nil }),
-				},
+	for _, native := range []bool{false, true} {
+		for _, tt := range tests {
+			t.Run(fmt.Sprintf("%s native=%v", tt.name, native), func(t *testing.T) {
+				clock := newTestClock()
+				rec := newExpRecorder(clock.Now)
+				rec.put("k", tt.raw)
+				var s Store = rec.recorder
+				if native {
+					s = rec
+				}
+				got, err := load(t, Options[enhCounter]{
+					Storage: s,
+					TTL:     time.Minute,
+					Clock:   clock.Now,
+					Initial: missing,
+					Migrations: map[float64]Migration{
+						1: Migrate(func(c enhCounter) (enhCounter, error) { c.Count++; return c, nil }),
+						2: Migrate(func(c enhCounter) (enhCounter, error) { return c, nil }),
+					},
+				})
+				require.NoError(t, err)
+				assert.Equal(t, tt.want, got)
 			})
-			got, found, err := s.Read(context.Background(), "k")
-			require.NoError(t, err)
-			assert.Equal(t, tt.found, found)
-			assert.Equal(t, tt.want, got)
-		})
+		}
 	}
 }
 
-func TestEnhanceTTL(t *testing.T) {
-	ctx := context.Background()
-	const key = "k"
+func TestEnvelopeTTL(t *testing.T) {
+	t.Run("expired data is missing, and deleted by an update that leaves it", func(t *testing.T) {
+		clock := newTestClock()
+		rec := newRecorder(MemoryOptions{Clock: clock.Now})
+		opts := Options[enhCounter]{Storage: rec, TTL: time.Minute, Clock: clock.Now, Initial: missing}
+		view := mustNew(t, Options[enhCounter]{Storage: listStore{plainStore{rec.inner}}, Key: keyK, TTL: time.Minute, Clock: clock.Now})
+		require.NoError(t, store(t, opts, enhCounter{1}))
+		raw, _ := rec.get("k")
+		assert.Equal(t, `{"__d":{"count":1},"e":1700000090000}`, raw, "1.5×TTL from the write")
 
-	t.Run("expired read deletes and reports not found", func(t *testing.T) {
-		store, clock := newRecorder[[]byte](), newTestClock()
-		s := mustEnhance[enhCounter](t, store, EnhanceOptions{TTL: time.Minute, Clock: clock.Now})
-		require.NoError(t, s.Write(ctx, key, enhCounter{1}))
-
-		clock.Advance(time.Minute - time.Millisecond)
-		got, found, err := s.Read(ctx, key)
-		require.NoError(t, err)
-		assert.True(t, found)
-		assert.Equal(t, enhCounter{1}, got)
+		clock.Advance(90*time.Second - time.Millisecond)
+		assert.True(t, alive(t, view, "k"), "a millisecond before e")
 
 		clock.Advance(time.Millisecond) // e == now: expired, the boundary of Memory
-		got, found, err = s.Read(ctx, key)
+		assert.False(t, alive(t, view, "k"), "expired at e")
+		got, err := load(t, opts)
 		require.NoError(t, err)
-		assert.False(t, found)
-		assert.Zero(t, got)
-		_, stored := store.get(key)
-		assert.False(t, stored, "expired data is deleted from the underlying store")
-		assert.Equal(t, []string{"write k", "read k", "read k", "delete k"}, store.ops())
+		assert.Equal(t, missing(), got)
+		_, stored := rec.get("k")
+		assert.False(t, stored, "expired data is deleted from the store")
+		assert.Equal(t, []string{"read k", "write k", "read k", "delete k"}, rec.ops())
+	})
+
+	t.Run("expired data is replaced by what the update writes", func(t *testing.T) {
+		rec, clock := newRecorder(), newTestClock()
+		rec.put("k", `{"__d":{"count":1},"e":1}`)
+		opts := Options[enhCounter]{Storage: rec, TTL: time.Minute, Clock: clock.Now, Initial: missing}
+		opts.Key = keyK
+		require.NoError(t, run(with(t, opts, func(c *Context[enhCounter]) error {
+			s, err := c.Session()
+			assert.Equal(t, missing(), *s)
+			s.Count = 5
+			return err
+		}), msg(1, 1)))
+		raw, _ := rec.get("k")
+		assert.Equal(t, `{"__d":{"count":5},"e":1700000090000}`, raw)
 	})
 
 	t.Run("rewrite extends expiry", func(t *testing.T) {
-		store, clock := newRecorder[[]byte](), newTestClock()
-		s := mustEnhance[enhCounter](t, store, EnhanceOptions{TTL: time.Minute, Clock: clock.Now})
-		require.NoError(t, s.Write(ctx, key, enhCounter{1}))
+		rec, clock := newRecorder(), newTestClock()
+		opts := Options[enhCounter]{Storage: rec, TTL: time.Minute, Clock: clock.Now}
+		require.NoError(t, store(t, opts, enhCounter{1}))
 		clock.Advance(50 * time.Second)
-		require.NoError(t, s.Write(ctx, key, enhCounter{2}))
+		require.NoError(t, store(t, opts, enhCounter{2}))
+		raw, _ := rec.get("k")
+		assert.Equal(t, `{"__d":{"count":2},"e":1700000140000}`, raw, "50s + 1.5×TTL")
 		clock.Advance(50 * time.Second) // past the first expiry, before the second
 
-		got, found, err := s.Read(ctx, key)
+		got, err := load(t, opts)
 		require.NoError(t, err)
-		assert.True(t, found)
 		assert.Equal(t, enhCounter{2}, got)
-		raw, _ := store.get(key)
-		assert.Equal(t, `{"__d":{"count":2},"e":1700000110000}`, string(raw))
+		raw, _ = rec.get("k")
+		assert.Equal(t, `{"__d":{"count":2},"e":1700000190000}`, raw, "40s were left, less than a TTL: pushed out to 100s + 1.5×TTL")
 	})
 
 	t.Run("delete error on expiry is returned", func(t *testing.T) {
-		store, clock := newRecorder[[]byte](), newTestClock()
+		rec, clock := newRecorder(), newTestClock()
 		boom := errors.New("boom")
-		store.fail = func(op, _ string) error {
+		rec.fail = func(op, _ string) error {
 			if op == "delete" {
 				return boom
 			}
 			return nil
 		}
-		store.put(key, []byte(`{"__d":{"count":1},"e":1}`))
-		s := mustEnhance[enhCounter](t, store, EnhanceOptions{TTL: time.Minute, Clock: clock.Now})
-		_, found, err := s.Read(ctx, key)
+		rec.put("k", `{"__d":{"count":1},"e":1}`)
+		_, err := load(t, Options[enhCounter]{Storage: rec, TTL: time.Minute, Clock: clock.Now})
 		assert.ErrorIs(t, err, boom)
 		assert.Contains(t, err.Error(), `"k"`)
-		assert.False(t, found)
 	})
 
-	t.Run("data without expiry does not expire", func(t *testing.T) {
-		store, clock := newRecorder[[]byte](), newTestClock()
-		store.put(key, []byte(`{"count":5}`))
-		s := mustEnhance[enhCounter](t, store, EnhanceOptions{TTL: time.Minute, Clock: clock.Now})
-		got, found, err := s.Read(ctx, key)
+	t.Run("data without expiry gains one", func(t *testing.T) {
+		rec, clock := newRecorder(), newTestClock()
+		rec.put("k", `{"count":5}`)
+		got, err := load(t, Options[enhCounter]{Storage: rec, TTL: time.Minute, Clock: clock.Now})
 		require.NoError(t, err)
-		assert.True(t, found)
 		assert.Equal(t, enhCounter{5}, got)
-		assert.Equal(t, []string{"read k"}, store.ops(), "a read never writes")
+		assert.Equal(t, []call{rd("k"), wr("k", `{"__d":{"count":5},"e":1700000090000}`)}, rec.take())
 	})
 
 	t.Run("stored expiry ignored without TTL", func(t *testing.T) {
-		store := newRecorder[[]byte]()
-		store.put(key, []byte(`{"__d":{"count":1},"v":1,"e":1}`))
-		s := mustEnhance[enhCounter](t, store, EnhanceOptions{
+		// As in grammY: without millisecondsToLive, "e" is not looked at.
+		rec := newRecorder()
+		rec.put("k", `{"__d":{"count":1},"v":1,"e":1}`)
+		got, err := load(t, Options[enhCounter]{
+			Storage: rec, Initial: missing,
 			Migrations: map[float64]Migration{1: Migrate(func(c enhCounter) (enhCounter, error) { return c, nil })},
 		})
-		got, found, err := s.Read(ctx, key)
 		require.NoError(t, err)
-		assert.True(t, found)
 		assert.Equal(t, enhCounter{1}, got)
+		for _, c := range rec.take() {
+			assert.NotEqual(t, "delete", c.Op, "a session without a TTL is never expired")
+		}
+
+		rec.put("k", `{"__d":{"count":2},"e":1}`)
+		got, err = load(t, Options[enhCounter]{Storage: rec, Initial: missing})
+		require.NoError(t, err)
+		assert.Equal(t, enhCounter{2}, got, "nor without migrations")
+	})
+
+	t.Run("an envelope no longer needed is rewritten bare", func(t *testing.T) {
+		rec := newRecorder()
+		rec.put("k", `{"__d":{"count":2}}`)
+		got, err := load(t, Options[enhCounter]{Storage: rec})
+		require.NoError(t, err)
+		assert.Equal(t, enhCounter{2}, got)
+		assert.Equal(t, []call{rd("k"), wr("k", `{"count":2}`)}, rec.take())
 	})
 }
 
-func TestEnhanceMigrations(t *testing.T) {
+func TestEnvelopeMigrations(t *testing.T) {
 	tests := []struct {
 		name string
 		raw  string
 		want []string
 	}{
-		{"bare data from before enhancement", `{"steps":["old"]}`, []string{"old", "1", "2", "3"}},
+		{"bare data from before migrations", `{"steps":["old"]}`, []string{"old", "1", "2", "3"}},
 		{"envelope without version", `{"__d":{"steps":["old"]}}`, []string{"old", "1", "2", "3"}},
 		{"below every version", `{"__d":{"steps":[]},"v":-7}`, []string{"1", "2", "3"}},
 		{"from the first", `{"__d":{"steps":[]},"v":1}`, []string{"2", "3"}},
@@ -245,21 +310,41 @@ func TestEnhanceMigrations(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			store := newRecorder[[]byte]()
-			store.put("k", []byte(tt.raw))
-			s := mustEnhance[enhTrace](t, store, EnhanceOptions{Migrations: traceMigrations(3, 1, 2)})
-			got, found, err := s.Read(context.Background(), "k")
+			rec := newRecorder()
+			rec.put("k", tt.raw)
+			got, err := load(t, Options[enhTrace]{Storage: rec, Migrations: traceMigrations(3, 1, 2)})
 			require.NoError(t, err)
-			assert.True(t, found)
 			assert.Equal(t, tt.want, got.Steps)
-			assert.Equal(t, []string{"read k"}, store.ops(), "migrated data is not written back on read")
-			raw, _ := store.get("k")
-			assert.Equal(t, tt.raw, string(raw))
+			raw, _ := rec.get("k")
+			if tt.name == "from the newest" {
+				assert.Equal(t, []string{"read k"}, rec.ops(), "current data is left as it is")
+				assert.Equal(t, tt.raw, raw)
+				return
+			}
+			assert.Equal(t, []string{"read k", "write k"}, rec.ops(), "migrated data is written back at the newest version")
+			steps, _ := json.Marshal(tt.want)
+			assert.Equal(t, fmt.Sprintf(`{"__d":{"steps":%s},"v":3}`, steps), raw)
 		})
 	}
 }
 
-func TestEnhanceMigrationFloatOrder(t *testing.T) {
+func TestEnvelopeMigratedDataIsNotWrittenAfterAFailedHandler(t *testing.T) {
+	rec := newRecorder()
+	const raw = `{"__d":{"steps":[]},"v":1}`
+	rec.put("k", raw)
+	boom := errors.New("boom")
+	err := run(with(t, Options[enhTrace]{Storage: rec, Key: keyK, Migrations: traceMigrations(1, 2)}, func(c *Context[enhTrace]) error {
+		s, err := c.Session()
+		require.NoError(t, err)
+		assert.Equal(t, []string{"2"}, s.Steps)
+		return boom
+	}), msg(1, 1))
+	require.ErrorIs(t, err, boom)
+	got, _ := rec.get("k")
+	assert.Equal(t, raw, got)
+}
+
+func TestEnvelopeMigrationFloatOrder(t *testing.T) {
 	versions := []float64{1, 2, 3, 10, 10.1, 11}
 	want := []string{"1", "2", "3", "10", "10.1", "11"}
 	// Maps have no order; insert in many orders so any dependence on
@@ -267,68 +352,75 @@ func TestEnhanceMigrationFloatOrder(t *testing.T) {
 	for i := range 50 {
 		shuffled := append([]float64(nil), versions...)
 		rand.Shuffle(len(shuffled), func(a, b int) { shuffled[a], shuffled[b] = shuffled[b], shuffled[a] })
-		store := newRecorder[[]byte]()
-		store.put("k", []byte(`{"steps":[]}`))
-		s := mustEnhance[enhTrace](t, store, EnhanceOptions{Migrations: traceMigrations(shuffled...)})
-		got, found, err := s.Read(context.Background(), "k")
+		rec := newRecorder()
+		rec.put("k", `{"steps":[]}`)
+		got, err := load(t, Options[enhTrace]{Storage: rec, Migrations: traceMigrations(shuffled...)})
 		require.NoError(t, err, "round %d", i)
-		require.True(t, found)
 		require.Equal(t, want, got.Steps, "round %d, inserted as %v", i, shuffled)
 	}
 
-	store := newRecorder[[]byte]()
-	store.put("k", []byte(`{"__d":{"steps":[]},"v":10}`))
-	s := mustEnhance[enhTrace](t, store, EnhanceOptions{Migrations: traceMigrations(versions...)})
-	got, _, err := s.Read(context.Background(), "k")
+	rec := newRecorder()
+	rec.put("k", `{"__d":{"steps":[]},"v":10}`)
+	got, err := load(t, Options[enhTrace]{Storage: rec, Migrations: traceMigrations(versions...)})
 	require.NoError(t, err)
 	assert.Equal(t, []string{"10.1", "11"}, got.Steps, "10.1 runs once, between 10 and 11")
 }
 
-func TestEnhanceMigratedDataWrittenWithNewestVersion(t *testing.T) {
-	ctx := context.Background()
-	store := newRecorder[[]byte]()
-	store.put("k", []byte(`{"__d":{"steps":[]},"v":1}`))
-	s := mustEnhance[enhTrace](t, store, EnhanceOptions{Migrations: traceMigrations(1, 2)})
-	got, _, err := s.Read(ctx, "k")
+func TestEnvelopeMigratedDataWrittenWithNewestVersion(t *testing.T) {
+	rec := newRecorder()
+	rec.put("k", `{"__d":{"steps":[]},"v":1}`)
+	opts := Options[enhTrace]{Storage: rec, Migrations: traceMigrations(1, 2)}
+	got, err := load(t, opts)
 	require.NoError(t, err)
-	require.NoError(t, s.Write(ctx, "k", got))
-	raw, _ := store.get("k")
-	assert.Equal(t, `{"__d":{"steps":["2"]},"v":2}`, string(raw))
+	assert.Equal(t, []string{"2"}, got.Steps)
+	raw, _ := rec.get("k")
+	assert.Equal(t, `{"__d":{"steps":["2"]},"v":2}`, raw)
+	rec.take()
 
-	got, _, err = s.Read(ctx, "k")
+	got, err = load(t, opts)
 	require.NoError(t, err)
 	assert.Equal(t, []string{"2"}, got.Steps, "no migration runs again")
+	assert.Equal(t, []call{rd("k")}, rec.take(), "and nothing is written")
 }
 
-func TestEnhanceNoMigrationForMissingData(t *testing.T) {
+func TestEnvelopeNoMigrationForMissingData(t *testing.T) {
 	runs := 0
 	count := func(old json.RawMessage) (json.RawMessage, error) { runs++; return old, nil }
-	store := newRecorder[[]byte]()
-	s := mustEnhance[enhCounter](t, store, EnhanceOptions{Migrations: map[float64]Migration{1: count, 2: count}})
-	got, found, err := s.Read(context.Background(), "missing")
+	rec := newRecorder()
+	opts := Options[enhCounter]{Storage: rec, Initial: missing, Migrations: map[float64]Migration{1: count, 2: count}}
+	got, err := load(t, opts)
 	require.NoError(t, err)
-	assert.False(t, found)
-	assert.Zero(t, got)
+	assert.Equal(t, missing(), got)
+	assert.Zero(t, runs)
+	assert.Equal(t, []call{rd("k")}, rec.take(), "an untouched new session is not written")
+
+	require.NoError(t, store(t, opts, enhCounter{1}))
+	raw, _ := rec.get("k")
+	assert.Equal(t, `{"__d":{"count":1},"v":2}`, raw, "a new session is stored at the newest version")
 	assert.Zero(t, runs)
 }
 
-func TestEnhanceNewerVersion(t *testing.T) {
-	store := newRecorder[[]byte]()
-	store.put("chat-9", []byte(`{"__d":{"steps":[]},"v":4.5}`))
-	s := mustEnhance[enhTrace](t, store, EnhanceOptions{Migrations: traceMigrations(1, 2, 3)})
-	_, found, err := s.Read(context.Background(), "chat-9")
+func TestEnvelopeNewerVersion(t *testing.T) {
+	rec := newRecorder()
+	rec.put("chat-9", `{"__d":{"steps":[]},"v":4.5}`)
+	ran := false
+	err := run(with(t, Options[enhTrace]{Storage: rec, Prefix: "chat-", Migrations: traceMigrations(1, 2, 3)}, func(*Context[enhTrace]) error {
+		ran = true
+		return nil
+	}), msg(9, 1))
 	require.ErrorIs(t, err, ErrNewerVersion)
 	assert.NotErrorIs(t, err, ErrCorrupt)
-	assert.False(t, found)
+	assert.False(t, ran, "the handler does not run on data it cannot read")
 	for _, part := range []string{`"chat-9"`, "4.5", "3"} {
 		assert.Contains(t, err.Error(), part)
 	}
-	raw, _ := store.get("chat-9")
-	assert.Equal(t, `{"__d":{"steps":[]},"v":4.5}`, string(raw), "never relabelled")
-	assert.Equal(t, []string{"read chat-9"}, store.ops())
+	raw, _ := rec.get("chat-9")
+	assert.Equal(t, `{"__d":{"steps":[]},"v":4.5}`, raw, "never relabelled")
+	assert.Equal(t, []string{"read chat-9"}, rec.ops())
+	assert.Zero(t, heldIn(rec))
 }
 
-func TestEnhanceMigrationFails(t *testing.T) {
+func TestEnvelopeMigrationFails(t *testing.T) {
 	boom := errors.New("boom")
 	failWith := func(err error) Migration {
 		return func(json.RawMessage) (json.RawMessage, error) { return nil, err }
@@ -353,33 +445,33 @@ func TestEnhanceMigrationFails(t *testing.T) {
 			[]string{`"k"`, "from version 2 to 3", "does not decode"}},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			migrations := traceMigrations(1, 2, 3)
-			for v, m := range tt.replace {
-				migrations[v] = m
-			}
-			store := newRecorder[[]byte]()
-			store.put("k", []byte(tt.raw))
-			s := mustEnhance[enhTrace](t, store, EnhanceOptions{Migrations: migrations})
-
-			_, found, err := s.Read(context.Background(), "k")
-			require.ErrorIs(t, err, ErrMigration)
-			assert.NotErrorIs(t, err, ErrCorrupt)
-			if tt.cause != nil {
-				assert.ErrorIs(t, err, tt.cause)
-			}
-			for _, m := range tt.messages {
-				assert.Contains(t, err.Error(), m)
-			}
-			assert.False(t, found)
-			raw, _ := store.get("k")
-			assert.Equal(t, tt.raw, string(raw), "stored bytes unchanged")
-			assert.Equal(t, []string{"read k"}, store.ops(), "store not written")
-		})
+		for mode, isLazy := range strictAndLazy {
+			t.Run(tt.name+" "+mode, func(t *testing.T) {
+				migrations := traceMigrations(1, 2, 3)
+				for v, m := range tt.replace {
+					migrations[v] = m
+				}
+				rec := newRecorder()
+				rec.put("k", tt.raw)
+				_, err := load(t, Options[enhTrace]{Storage: rec, Migrations: migrations, Lazy: isLazy})
+				require.ErrorIs(t, err, ErrMigration)
+				assert.NotErrorIs(t, err, ErrCorrupt)
+				if tt.cause != nil {
+					assert.ErrorIs(t, err, tt.cause)
+				}
+				for _, m := range tt.messages {
+					assert.Contains(t, err.Error(), m)
+				}
+				raw, _ := rec.get("k")
+				assert.Equal(t, tt.raw, raw, "stored bytes unchanged")
+				assert.Equal(t, []string{"read k"}, rec.ops(), "store not written")
+				assert.Zero(t, heldIn(rec), "the key is released")
+			})
+		}
 	}
 }
 
-func TestEnhanceCorrupt(t *testing.T) {
+func TestEnvelopeCorrupt(t *testing.T) {
 	tests := []struct {
 		name, raw string
 		want      enhCounter // when no error
@@ -405,26 +497,43 @@ func TestEnhanceCorrupt(t *testing.T) {
 		{"unknown fields are ignored", `{"__d":{"other":1,"count":2}}`, enhCounter{2}, nil},
 		{"case differs from __d: bare data", `{"__D":1,"count":2}`, enhCounter{2}, nil},
 	}
+	clock := newTestClock()
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			store := newRecorder[[]byte]()
-			store.put("chat-5", []byte(tt.raw))
-			s := mustEnhance[enhCounter](t, store, EnhanceOptions{TTL: time.Hour, Clock: newTestClock().Now})
+			rec := newRecorder()
+			rec.put("chat-5", tt.raw)
 			var (
-				got   enhCounter
-				found bool
-				err   error
+				got enhCounter
+				err error
 			)
-			require.NotPanics(t, func() { got, found, err = s.Read(context.Background(), "chat-5") })
+			ran := false
+			require.NotPanics(t, func() {
+				err = run(with(t, Options[enhCounter]{Storage: rec, Prefix: "chat-", TTL: time.Hour, Clock: clock.Now}, func(c *Context[enhCounter]) error {
+					ran = true
+					s, err := c.Session()
+					if err == nil {
+						got = *s
+					}
+					return err
+				}), msg(5, 1))
+			})
 			if tt.wantErr != nil {
 				require.ErrorIs(t, err, tt.wantErr)
 				assert.Contains(t, err.Error(), `"chat-5"`)
-				assert.False(t, found)
-				assert.Zero(t, got, "no half-decoded value")
+				assert.False(t, ran, "the handler does not run on data it cannot read")
+				raw, _ := rec.get("chat-5")
+				assert.Equal(t, tt.raw, raw, "corrupt data is left for a human to look at")
+
+				// The decoder leaves no half-decoded value behind.
+				vc, verr := newValueCodec[enhCounter](nil, time.Hour, nil, clock.Now)
+				require.NoError(t, verr)
+				into := enhCounter{}
+				_, derr := vc.decode("chat-5", []byte(tt.raw), &into)
+				assert.ErrorIs(t, derr, tt.wantErr)
+				assert.Zero(t, into, "no half-decoded value")
 				return
 			}
 			require.NoError(t, err)
-			assert.True(t, found)
 			assert.Equal(t, tt.want, got)
 		})
 	}
@@ -432,108 +541,138 @@ func TestEnhanceCorrupt(t *testing.T) {
 	// Envelope-level corruption stays ErrCorrupt with migrations on: no
 	// migration sees it.
 	for _, raw := range []string{`{`, `[`, `{"__d":1,"v":"x"}`, `{"__d":1,"e":[]}`} {
-		store := newRecorder[[]byte]()
-		store.put("k", []byte(raw))
-		s := mustEnhance[enhCounter](t, store, EnhanceOptions{
+		rec := newRecorder()
+		rec.put("k", raw)
+		_, err := load(t, Options[enhCounter]{
+			Storage: rec,
 			Migrations: map[float64]Migration{1: func(json.RawMessage) (json.RawMessage, error) {
 				t.Errorf("migration ran on %q", raw)
 				return nil, nil
 			}},
 		})
-		_, _, err := s.Read(context.Background(), "k")
 		assert.ErrorIs(t, err, ErrCorrupt, raw)
 	}
 }
 
-func TestEnhanceOptionsRejected(t *testing.T) {
+func TestEnvelopeOptionsRejected(t *testing.T) {
 	ok := Migrate(func(c enhCounter) (enhCounter, error) { return c, nil })
+	plain := newPlainStore()
 	tests := []struct {
-		name  string
-		store StorageAdapter[[]byte]
-		opts  EnhanceOptions
-		msg   string
+		name string
+		opts Options[enhCounter]
+		msg  string
 	}{
-		{"nil store", nil, EnhanceOptions{TTL: time.Second}, "nil store"},
-		{"nothing to do", newRecorder[[]byte](), EnhanceOptions{}, "neither"},
-		{"negative TTL", newRecorder[[]byte](), EnhanceOptions{TTL: -time.Second}, "negative"},
-		{"TTL below a millisecond", newRecorder[[]byte](), EnhanceOptions{TTL: time.Microsecond}, "1ms"},
-		{"empty migrations", newRecorder[[]byte](), EnhanceOptions{Migrations: map[float64]Migration{}}, "empty"},
-		{"empty migrations with TTL", newRecorder[[]byte](), EnhanceOptions{TTL: time.Second, Migrations: map[float64]Migration{}}, "empty"},
-		{"NaN version", newRecorder[[]byte](), EnhanceOptions{Migrations: map[float64]Migration{1: ok, math.NaN(): ok}}, "NaN"},
-		{"infinite version", newRecorder[[]byte](), EnhanceOptions{Migrations: map[float64]Migration{math.Inf(1): ok}}, "+Inf"},
-		{"negative infinite version", newRecorder[[]byte](), EnhanceOptions{Migrations: map[float64]Migration{math.Inf(-1): ok}}, "-Inf"},
-		{"nil migration", newRecorder[[]byte](), EnhanceOptions{Migrations: map[float64]Migration{1: ok, 2.5: nil}}, "2.5"},
-		{"Migrate(nil)", newRecorder[[]byte](), EnhanceOptions{Migrations: map[float64]Migration{1: Migrate[int, int](nil)}}, "nil"},
+		{"negative TTL", Options[enhCounter]{TTL: -time.Second}, "negative"},
+		{"TTL below a millisecond in the envelope", Options[enhCounter]{Storage: plain, TTL: time.Microsecond}, "1ms"},
+		{"empty migrations", Options[enhCounter]{Migrations: map[float64]Migration{}}, "empty"},
+		{"empty migrations with TTL", Options[enhCounter]{TTL: time.Second, Migrations: map[float64]Migration{}}, "empty"},
+		{"NaN version", Options[enhCounter]{Migrations: map[float64]Migration{1: ok, math.NaN(): ok}}, "NaN"},
+		{"infinite version", Options[enhCounter]{Migrations: map[float64]Migration{math.Inf(1): ok}}, "+Inf"},
+		{"negative infinite version", Options[enhCounter]{Migrations: map[float64]Migration{math.Inf(-1): ok}}, "-Inf"},
+		{"nil migration", Options[enhCounter]{Migrations: map[float64]Migration{1: ok, 2.5: nil}}, "migration 2.5 is nil"},
+		{"Migrate(nil)", Options[enhCounter]{Migrations: map[float64]Migration{1: Migrate[int, int](nil)}}, "migration 1 is nil"},
+		{"a codec of its own", Options[enhCounter]{Codec: gobCodec{}, Migrations: map[float64]Migration{1: ok}}, "needs the JSON codec"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s, err := Enhance[enhCounter](tt.store, tt.opts)
+			s, err := New(tt.opts)
 			require.Error(t, err)
 			assert.Nil(t, s)
-			assert.ErrorIs(t, err, ErrConfig, "reported like Multi's mistakes")
+			assert.ErrorIs(t, err, ErrConfig, "reported like every configuration mistake")
 			assert.Contains(t, err.Error(), tt.msg)
 		})
 	}
+	t.Run("a microsecond TTL is fine natively", func(t *testing.T) {
+		_, err := New(Options[enhCounter]{TTL: time.Microsecond})
+		assert.NoError(t, err, "Memory keeps nanoseconds")
+	})
 }
 
-func TestEnhanceContextPassesThrough(t *testing.T) {
+func TestEnvelopeContextPassesThrough(t *testing.T) {
 	marker := new(int)
-	store := newRecorder[[]byte]()
+	rec := newRecorder()
 	clock := newTestClock()
-	s := mustEnhance[enhCounter](t, store, EnhanceOptions{TTL: time.Minute, Clock: clock.Now})
 	ctx := context.WithValue(context.Background(), enhCtxKey{}, marker)
+	sess := mustNew(t, Options[enhCounter]{Storage: rec, Key: keyK, TTL: time.Minute, Clock: clock.Now})
+	update := func(ctx context.Context, h Handler[enhCounter]) error {
+		return sess.Middleware(h)(NewContext[enhCounter](ctx, nil, msg(1, 1)))
+	}
+	change := func(c *Context[enhCounter]) error {
+		s, err := c.Session()
+		if err == nil {
+			s.Count++
+		}
+		return err
+	}
+	read := func(c *Context[enhCounter]) error { _, err := c.Session(); return err }
 
-	require.NoError(t, s.Write(ctx, "k", enhCounter{1}))
-	_, found, err := s.Read(ctx, "k")
-	require.NoError(t, err)
-	assert.True(t, found)
+	require.NoError(t, update(ctx, change))
+	require.NoError(t, update(ctx, read))
 	clock.Advance(2 * time.Minute)
-	_, found, err = s.Read(ctx, "k") // expired: the delete gets ctx too
-	require.NoError(t, err)
-	assert.False(t, found)
-	require.NoError(t, s.Delete(ctx, "k"))
-	assert.Equal(t, []string{"write k", "read k", "read k", "delete k", "delete k"}, store.ops())
+	require.NoError(t, update(ctx, read)) // expired: the delete gets ctx too
+	require.NoError(t, update(ctx, change))
+	require.NoError(t, update(ctx, func(c *Context[enhCounter]) error { return c.ClearSession() }))
+	assert.Equal(t, []string{"read k", "write k", "read k", "read k", "delete k", "read k", "write k", "read k", "delete k"}, rec.ops())
+
+	// A copy of the Context with a context of its own makes the lazy
+	// load with that context.
+	type copyKey struct{}
+	lazySess := mustNew(t, Options[enhCounter]{Storage: rec, Key: keyK, Lazy: true})
+	require.NoError(t, lazySess.Middleware(func(c *Context[enhCounter]) error {
+		c2 := *c
+		c2.Context = context.WithValue(c, copyKey{}, marker)
+		_, err := c2.Session()
+		return err
+	})(NewContext[enhCounter](ctx, nil, msg(1, 1))))
 
 	cancelled, cancel := context.WithCancel(ctx)
 	cancel()
-	_, _, err = s.Read(cancelled, "k")
-	assert.ErrorIs(t, err, context.Canceled)
-	assert.ErrorIs(t, s.Write(cancelled, "k", enhCounter{1}), context.Canceled)
-	assert.ErrorIs(t, s.Delete(cancelled, "k"), context.Canceled)
+	assert.ErrorIs(t, update(cancelled, read), context.Canceled)
 
-	// Every call, cancelled ones included, carried the caller's context.
-	ctxs := store.contexts()
-	require.Len(t, ctxs, 8)
+	// Every call carried the update's context.
+	ctxs := rec.contexts()
+	require.Len(t, ctxs, 10, "%v", rec.ops())
 	for i, c := range ctxs {
-		assert.True(t, c.Value(enhCtxKey{}) == any(marker), "call %d (%s): context not passed through", i, store.ops()[i])
-		if i >= 5 {
-			assert.ErrorIs(t, c.Err(), context.Canceled, "call %d (%s)", i, store.ops()[i])
-		}
+		assert.True(t, c.Value(enhCtxKey{}) == any(marker), "call %d (%s): context not passed through", i, rec.ops()[i])
 	}
+	assert.True(t, ctxs[9].Value(copyKey{}) == any(marker), "the lazy load used the copy's context")
 }
 
-func TestEnhanceStoreErrorsPassThrough(t *testing.T) {
+func TestEnvelopeStoreErrorsPassThrough(t *testing.T) {
 	boom := errors.New("boom")
-	store := newRecorder[[]byte]()
-	store.fail = func(op, _ string) error {
+	rec := newRecorder()
+	rec.fail = func(op, _ string) error {
 		if op == "read" {
 			return boom
 		}
 		return nil
 	}
-	s := mustEnhance[enhCounter](t, store, EnhanceOptions{TTL: time.Minute})
-	_, found, err := s.Read(context.Background(), "k")
+	_, err := load(t, Options[enhCounter]{Storage: rec, TTL: time.Minute})
 	assert.ErrorIs(t, err, boom)
-	assert.False(t, found)
 }
 
-func TestEnhanceWriteEncodeError(t *testing.T) {
-	store := newRecorder[[]byte]()
-	s := mustEnhance[func()](t, store, EnhanceOptions{TTL: time.Minute})
-	err := s.Write(context.Background(), "k", func() {})
-	require.Error(t, err)
-	assert.Contains(t, err.Error(), `"k"`)
-	assert.Empty(t, store.ops())
+func TestEncodeErrorWritesNothing(t *testing.T) {
+	type holder struct{ V any }
+	for name, s := range map[string]Store{"bare": newRecorder(), "envelope": newRecorder()} {
+		t.Run(name, func(t *testing.T) {
+			rec := s.(*recorder)
+			opts := Options[holder]{Storage: rec, Key: keyK}
+			if name == "envelope" {
+				opts.TTL = time.Minute
+			}
+			err := run(with(t, opts, func(c *Context[holder]) error {
+				s, err := c.Session()
+				if err == nil {
+					s.V = func() {} // JSON cannot encode it; the type check cannot see into an interface
+				}
+				return err
+			}), msg(1, 1))
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), `"k"`)
+			assert.Equal(t, []string{"read k"}, rec.ops())
+			assert.Zero(t, heldIn(rec))
+		})
+	}
 }
 
 func TestMigrate(t *testing.T) {
@@ -553,13 +692,15 @@ func TestMigrate(t *testing.T) {
 
 	_, err = m(json.RawMessage(`"x"`))
 	assert.ErrorContains(t, err, "decode int")
+
+	assert.Nil(t, Migrate[int, int](nil))
 }
 
-// FuzzEnhancedRead feeds arbitrary stored bytes through Read with
-// migrations and TTL on. It must never panic, every error must be one of
-// the documented kinds, and whatever reads cleanly must survive a write
-// and read back unchanged. The seed corpus (golden grammY envelopes and
-// corrupt inputs) is in testdata/fuzz/FuzzEnhancedRead.
+// FuzzEnhancedRead feeds arbitrary stored bytes through the envelope's
+// decoder with migrations and a TTL on. It must never panic, every error
+// must be one of the documented kinds, and whatever reads cleanly must
+// survive being stored and read back unchanged. The seed corpus (golden
+// grammY envelopes and corrupt inputs) is in testdata/fuzz/FuzzEnhancedRead.
 func FuzzEnhancedRead(f *testing.F) {
 	type session struct {
 		Count int      `json:"count"`
@@ -567,14 +708,13 @@ func FuzzEnhancedRead(f *testing.F) {
 		Note  string   `json:"note"`
 	}
 	bump := Migrate(func(s session) (session, error) { s.Count++; return s, nil })
-	opts := EnhanceOptions{
-		TTL:   time.Hour,
-		Clock: func() time.Time { return time.UnixMilli(1_699_999_999_000) },
-		Migrations: map[float64]Migration{
-			1: bump, 2: bump, 10: bump, 10.1: bump,
-			11: func(old json.RawMessage) (json.RawMessage, error) { return old, nil },
-		},
+	clock := func() time.Time { return time.UnixMilli(1_699_999_999_000) }
+	migrations := map[float64]Migration{
+		1: bump, 2: bump, 10: bump, 10.1: bump,
+		11: func(old json.RawMessage) (json.RawMessage, error) { return old, nil },
 	}
+	vc, err := newValueCodec[session](nil, time.Hour, migrations, clock)
+	require.NoError(f, err)
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		if trimmed := bytes.TrimLeft(raw, " \t\r\n"); json.Valid(raw) && trimmed[0] == '{' {
 			// The hand-written envelope scan must agree with encoding/json.
@@ -587,74 +727,25 @@ func FuzzEnhancedRead(f *testing.F) {
 				require.Equal(t, string(want), string(got), "%q in %q", name, raw)
 			}
 		}
-		store := newRecorder[[]byte]()
-		store.put("k", raw)
-		s, err := Enhance[session](store, opts)
-		require.NoError(t, err)
-		got, found, err := s.Read(context.Background(), "k")
+		var got session
+		d, err := vc.decode("k", raw, &got)
 		if err != nil {
 			if !errors.Is(err, ErrCorrupt) && !errors.Is(err, ErrNewerVersion) && !errors.Is(err, ErrMigration) {
 				t.Fatalf("undocumented error for %q: %v", raw, err)
 			}
+			require.Zero(t, got, "no half-decoded value for %q", raw)
 			return
 		}
-		if !found {
+		if !d.live {
 			return
 		}
-		require.NoError(t, s.Write(context.Background(), "k", got))
-		again, found, err := s.Read(context.Background(), "k")
+		data, err := vc.encode(&got)
 		require.NoError(t, err)
-		require.True(t, found)
+		var again session
+		d, err = vc.decode("k", vc.wrap(data), &again)
+		require.NoError(t, err)
+		require.True(t, d.live)
 		require.Equal(t, got, again)
+		require.Equal(t, data, d.same, "read back unchanged: no write")
 	})
-}
-
-// ExampleEnhance upgrades sessions stored by an older release of a bot,
-// which kept only pet names, to the new shape with a Pet per name.
-func ExampleEnhance() {
-	type oldSession struct {
-		PetNames []string `json:"petNames"`
-	}
-	type Pet struct {
-		Name     string `json:"name"`
-		Birthday int64  `json:"birthday,omitempty"`
-	}
-	type Session struct {
-		Pets []Pet `json:"pets"`
-	}
-
-	ctx := context.Background()
-	store := NewMemory[[]byte]()
-	// Stored by the old release, before it used migrations.
-	_ = store.Write(ctx, "42", []byte(`{"petNames":["Bob","Ann"]}`))
-
-	sessions, err := Enhance[Session](store, EnhanceOptions{
-		Migrations: map[float64]Migration{
-			1: Migrate(func(old oldSession) (Session, error) {
-				var s Session
-				for _, name := range old.PetNames {
-					s.Pets = append(s.Pets, Pet{Name: name})
-				}
-				return s, nil
-			}),
-		},
-	})
-	if err != nil {
-		fmt.Println(err)
-		return
-	}
-	s, _, err := sessions.Read(ctx, "42")
-	if err != nil {
-		fmt.Println(err)
-		return
-	}
-	fmt.Printf("%+v\n", s.Pets)
-
-	// The next write stores the new shape at the newest version.
-	_ = sessions.Write(ctx, "42", s)
-	raw, _, _ := store.Read(ctx, "42")
-	fmt.Println(string(raw))
-	// Output:
-	// [{Name:Bob Birthday:0} {Name:Ann Birthday:0}]
-	// {"__d":{"pets":[{"name":"Bob"},{"name":"Ann"}]},"v":1}
 }

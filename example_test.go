@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	tgbotapi "github.com/go-telegram-bot-api/telegram-bot-api/v5"
+
 	"github.com/tgsession/session"
 )
 
@@ -22,8 +23,13 @@ type pizza struct{ Count int }
 
 // A per-chat pizza counter. In a bot, runner.Run passes every update
 // through h.
-func ExampleStrict() {
-	h := session.Strict(session.Options[pizza]{})(func(c *session.Context[pizza]) error {
+func ExampleNew() {
+	sess, err := session.New(session.Options[pizza]{})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	h := sess.Middleware(func(c *session.Context[pizza]) error {
 		s, err := c.Session()
 		if err != nil {
 			return err
@@ -45,9 +51,14 @@ func ExampleStrict() {
 
 // Lazy sessions read storage only for updates that use the session: here
 // only commands do.
-func ExampleLazy() {
-	store := session.NewMemory[pizza]()
-	h := session.Lazy(session.Options[pizza]{Storage: store})(func(c *session.Context[pizza]) error {
+func ExampleOptions_lazy() {
+	store := session.NewMemory()
+	sess, err := session.New(session.Options[pizza]{Storage: store, Lazy: true})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	h := sess.Middleware(func(c *session.Context[pizza]) error {
 		if c.Update.Message.Text != "/eat" {
 			return nil // no storage call at all
 		}
@@ -63,15 +74,15 @@ func ExampleLazy() {
 			fmt.Println(err)
 		}
 	}
-	s, _, _ := store.Read(context.Background(), "7")
-	fmt.Println("eaten:", s.Count)
+	raw, _, _ := store.Read(context.Background(), "7")
+	fmt.Println("stored:", string(raw))
 	// Output:
-	// eaten: 2
+	// stored: {"Count":2}
 }
 
 // Settings per chat and a score per user, each in its own storage, bound
 // to fields of one session type.
-func ExampleMulti() {
+func ExampleNewMulti() {
 	type settings struct{ Lang string }
 	type score struct{ Points int }
 	type data struct {
@@ -84,7 +95,12 @@ func ExampleMulti() {
 	user := session.NewFragment("user", func(d *data) *score { return &d.User }, session.Options[score]{
 		Key: session.ByUser,
 	})
-	h := session.Multi(chat, user)(func(c *session.Context[data]) error {
+	sess, err := session.NewMulti(session.Options[data]{}, chat, user)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	h := sess.Middleware(func(c *session.Context[data]) error {
 		d, err := c.Session()
 		if err != nil {
 			return err
@@ -104,14 +120,19 @@ func ExampleMulti() {
 	// lang=en user 1 points=2
 }
 
-// With LazyMulti only the fragments a handler touches are read and
-// written: this handler reads the user's fragment and never the chat's.
-func ExampleLazyMulti() {
+// With a lazy multi session only the fragments a handler changes are
+// written: this handler uses the user's fragment and never the chat's.
+func ExampleNewMulti_lazy() {
 	type data struct{ Chat, User pizza }
-	chatStore := session.NewMemory[pizza]()
+	chatStore := session.NewMemory()
 	chat := session.NewFragment("chat", func(d *data) *pizza { return &d.Chat }, session.Options[pizza]{Storage: chatStore})
 	user := session.NewFragment("user", func(d *data) *pizza { return &d.User }, session.Options[pizza]{Key: session.ByUser})
-	h := session.LazyMulti(chat, user)(func(c *session.Context[data]) error {
+	sess, err := session.NewMulti(session.Options[data]{Lazy: true}, chat, user)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	h := sess.Middleware(func(c *session.Context[data]) error {
 		u, err := user.Get(c)
 		if err != nil {
 			return err

@@ -175,6 +175,7 @@ func (f *Fragment[S, F]) setup(opts Options[F], clock func() time.Time) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", what, err)
 	}
+	vc.expires = opts.TTL > 0 // natively too; without a TTL, "e" is ignored, as in grammY
 	f.vc = vc
 	return nil
 }
@@ -244,11 +245,17 @@ func (f *Fragment[S, F]) open(c *Context[S]) (*state[S], *slot, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	ok := false
+	defer func() { // a panic while locking (in a store, say) must not keep st.mu
+		if !ok {
+			st.mu.Unlock()
+		}
+	}()
 	sl, err := st.slotOf(c, f)
 	if err != nil {
-		st.mu.Unlock()
 		return nil, nil, err
 	}
+	ok = true
 	return st, sl, nil
 }
 

@@ -11,8 +11,8 @@ import (
 )
 
 func TestLazyManyAccessesOneRead(t *testing.T) {
-	rec := newRecorder[counter]()
-	h := Lazy(Options[counter]{Storage: rec})(func(c *Context[counter]) error {
+	rec := newRecorder()
+	h := with(t, Options[counter]{Storage: rec, Lazy: true}, func(c *Context[counter]) error {
 		for range 5 {
 			s, err := c.Session()
 			require.NoError(t, err)
@@ -21,41 +21,46 @@ func TestLazyManyAccessesOneRead(t *testing.T) {
 		return nil
 	})
 	require.NoError(t, run(h, msg(1, 1)))
-	assert.Equal(t, []call[counter]{rd[counter]("1"), wr("1", counter{5})}, rec.take())
+	assert.Equal(t, []call{rd("1"), wr("1", `{"Count":5}`)}, rec.take())
 }
 
 func TestLazyUntouchedCostsNothing(t *testing.T) {
-	rec := newRecorder[counter]()
-	eng := newEngine(true, single(Options[counter]{Storage: rec}))
+	rec := newRecorder()
 	ran := false
-	require.NoError(t, run(eng.middleware(func(c *Context[counter]) error {
+	require.NoError(t, run(with(t, Options[counter]{Storage: rec, Lazy: true}, func(c *Context[counter]) error {
 		ran = true
 		key, ok := c.SessionKey()
 		assert.True(t, ok, "the key is resolved up front")
 		assert.Equal(t, "1", key)
-		_, held := processLocks.size()
-		assert.Zero(t, held, "no lock taken for an untouched session")
+		assert.Zero(t, heldIn(rec), "no lock taken for an untouched session")
 		return nil
 	}), msg(1, 1)))
 	assert.True(t, ran)
 	assert.Empty(t, rec.take())
 }
 
-func TestLazySetAndClearNeedNoRead(t *testing.T) {
-	rec := newRecorder[counter]()
-	require.NoError(t, rec.inner.Write(context.Background(), "1", counter{7}))
-	require.NoError(t, run(Lazy(Options[counter]{Storage: rec})(func(c *Context[counter]) error {
+// TestLazySetAndClearNeedNoDecoding: SetSession and ClearSession replace
+// what is stored whatever it is, so they never decode it (data a newer
+// release wrote, or corrupt data, is no obstacle). The lease still reads
+// the key as it locks it: the lock and the read are one step.
+func TestLazySetAndClearNeedNoDecoding(t *testing.T) {
+	rec := newRecorder()
+	rec.put("1", `{"Count":"not a number"}`)
+	opts := Options[counter]{Storage: rec, Lazy: true}
+	require.NoError(t, run(with(t, opts, func(c *Context[counter]) error {
 		return c.SetSession(counter{42})
 	}), msg(1, 1)))
-	assert.Equal(t, []call[counter]{wr("1", counter{42})}, rec.take(), "set without read: one write, no read")
+	assert.Equal(t, []call{rd("1"), wr("1", `{"Count":42}`)}, rec.take(), "set: the lease's read, one write, no decoding")
 
-	require.NoError(t, run(Lazy(Options[counter]{Storage: rec})(func(c *Context[counter]) error {
+	rec.put("1", `{"Count":"not a number"}`)
+	require.NoError(t, run(with(t, opts, func(c *Context[counter]) error {
 		return c.ClearSession()
 	}), msg(1, 1)))
-	assert.Equal(t, []call[counter]{del[counter]("1")}, rec.take(), "clear without read: one delete, no read")
+	assert.Equal(t, []call{rd("1"), del("1")}, rec.take(), "clear: the lease's read, one delete, no decoding")
 
-	// A set value is what later accesses in the same update see, still without a read.
-	require.NoError(t, run(Lazy(Options[counter]{Storage: rec})(func(c *Context[counter]) error {
+	// A set value is what later accesses in the same update see, without decoding.
+	rec.put("1", `{"Count":"not a number"}`)
+	require.NoError(t, run(with(t, opts, func(c *Context[counter]) error {
 		require.NoError(t, c.SetSession(counter{3}))
 		s, err := c.Session()
 		require.NoError(t, err)
@@ -63,11 +68,31 @@ func TestLazySetAndClearNeedNoRead(t *testing.T) {
 		s.Count++
 		return nil
 	}), msg(1, 1)))
-	assert.Equal(t, []call[counter]{wr("1", counter{4})}, rec.take())
+	assert.Equal(t, []call{rd("1"), wr("1", `{"Count":4}`)}, rec.take())
+
+	// Setting the value that is stored is still a write: without
+	// decoding, nothing tells it is the same.
+	require.NoError(t, run(with(t, opts, func(c *Context[counter]) error {
+		return c.SetSession(counter{4})
+	}), msg(1, 1)))
+	assert.Equal(t, []call{rd("1"), wr("1", `{"Count":4}`)}, rec.take())
+
+	// A cleared session that was not stored: nothing to delete.
+	require.NoError(t, run(with(t, opts, func(c *Context[counter]) error {
+		return c.ClearSession()
+	}), msg(2, 1)))
+	assert.Equal(t, []call{rd("2")}, rec.take(), "nothing stored, nothing deleted")
+
+	// Strict: the session was decoded before the handler, so a set to the
+	// stored value is no change.
+	require.NoError(t, run(with(t, Options[counter]{Storage: rec}, func(c *Context[counter]) error {
+		return c.SetSession(counter{4})
+	}), msg(1, 1)))
+	assert.Equal(t, []call{rd("1")}, rec.take())
 }
 
 func TestLazyReadErrorSurfacesAtAccess(t *testing.T) {
-	rec := newRecorder[counter]()
+	rec := newRecorder()
 	broken := errors.New("unreachable")
 	rec.fail = func(op, _ string) error {
 		if op == "read" {
@@ -76,25 +101,26 @@ func TestLazyReadErrorSurfacesAtAccess(t *testing.T) {
 		return nil
 	}
 	var accessErr error
-	require.NoError(t, run(Lazy(Options[counter]{Storage: rec})(func(c *Context[counter]) error {
+	require.NoError(t, run(with(t, Options[counter]{Storage: rec, Lazy: true}, func(c *Context[counter]) error {
 		_, accessErr = c.Session()
 		return nil // the handler chose to go on without its session
 	}), msg(9, 1)))
 	assert.ErrorIs(t, accessErr, broken)
 	assert.ErrorContains(t, accessErr, `"9"`)
-	assert.Equal(t, []call[counter]{rd[counter]("9")}, rec.take(), "nothing written after a failed read")
+	assert.Equal(t, []call{rd("9")}, rec.take(), "nothing written after a failed read")
+	assert.Zero(t, heldIn(rec), "the failed read released the key")
 }
 
 func TestLazyHandlerErrorWritesNothing(t *testing.T) {
-	rec := newRecorder[counter]()
-	err := run(Lazy(Options[counter]{Storage: rec})(func(c *Context[counter]) error {
+	rec := newRecorder()
+	err := run(with(t, Options[counter]{Storage: rec, Lazy: true}, func(c *Context[counter]) error {
 		if err := increment(c); err != nil {
 			return err
 		}
 		return errors.New("later failure")
 	}), msg(1, 1))
 	assert.Error(t, err)
-	assert.Equal(t, []call[counter]{rd[counter]("1")}, rec.take())
+	assert.Equal(t, []call{rd("1")}, rec.take())
 }
 
 // wizard is handler code written once, against the accessors that both
@@ -125,16 +151,16 @@ func TestSameHandlerStrictAndLazy(t *testing.T) {
 		text string
 	}{{1, "tea"}, {2, "pizza"}, {1, "tea"}, {1, "/peek"}, {2, "/reset"}, {1, "cake"}, {2, "cola"}, {3, "/peek"}}
 	final := map[string]map[string]cart{}
-	for name, mw := range map[string]func(Options[cart]) Middleware[cart]{"strict": Strict[cart], "lazy": Lazy[cart]} {
-		store := NewMemory[cart]()
-		h := mw(Options[cart]{Storage: store})(wizard)
+	for name, isLazy := range strictAndLazy {
+		sess := mustNew(t, Options[cart]{Lazy: isLazy})
+		h := sess.Middleware(wizard)
 		for _, step := range script {
 			u := msg(step.chat, 1)
 			u.Message.Text = step.text
 			require.NoError(t, run(h, u), "%s %v", name, step)
 		}
 		final[name] = map[string]cart{}
-		for e, err := range store.Entries(context.Background()) {
+		for e, err := range sess.Entries(context.Background()) {
 			require.NoError(t, err)
 			final[name][e.Key] = e.Value
 		}
@@ -147,8 +173,8 @@ func TestSameHandlerStrictAndLazy(t *testing.T) {
 }
 
 func TestLazyConcurrentIncrementsExact(t *testing.T) {
-	store := NewMemory[counter]()
-	h := Lazy(Options[counter]{Storage: store})(increment)
+	store := NewMemory()
+	h := with(t, Options[counter]{Storage: store, Lazy: true}, increment)
 	errs := make(chan error, 1000)
 	for i := range 1000 {
 		go func() { errs <- run(h, msg(int64(i%4+1), 1)) }()
@@ -157,39 +183,78 @@ func TestLazyConcurrentIncrementsExact(t *testing.T) {
 		require.NoError(t, <-errs)
 	}
 	for k := 1; k <= 4; k++ {
-		v, ok, err := store.Read(context.Background(), fmt.Sprint(k))
-		require.NoError(t, err)
-		require.True(t, ok)
-		assert.Equal(t, 250, v.Count)
+		assert.Equal(t, 250, countIn(t, store, fmt.Sprint(k)))
 	}
 }
 
 func TestLazyAccessAfterCancelledWaitRetriesTheLock(t *testing.T) {
 	type data struct{ A, B counter }
-	a := NewFragment("a", func(d *data) *counter { return &d.A }, Options[counter]{})
-	b := NewFragment("b", func(d *data) *counter { return &d.B }, Options[counter]{Key: ByUser})
-	eng := newEngine(true, Part[data](a), Part[data](b))
+	aStore, bStore := NewMemory(), NewMemory()
+	a := NewFragment("a", func(d *data) *counter { return &d.A }, Options[counter]{Storage: aStore})
+	b := NewFragment("b", func(d *data) *counter { return &d.B }, Options[counter]{Storage: bStore, Key: ByUser})
+	sess, err := NewMulti(Options[data]{Lazy: true}, a, b)
+	require.NoError(t, err)
 
 	// Another update holds b's key, so this one waits on it and gives up.
-	bStore := b.store.(*Memory[counter])
-	held, err := bStore.Lock(context.Background(), "b:2")
+	held, err := tableOf(bStore).lock(context.Background(), "b:2", "b:2")
 	require.NoError(t, err)
-	heldIn := func() int {
-		_, ha := a.store.(*Memory[counter]).locks.size()
-		_, hb := bStore.locks.size()
-		return ha + hb
-	}
+	heldNow := func() int { return heldIn(aStore) + heldIn(bStore) }
+	require.Equal(t, 1, heldNow())
 	ctx, cancel := context.WithCancel(context.Background())
-	err = eng.middleware(func(c *Context[data]) error {
+	err = sess.Middleware(func(c *Context[data]) error {
 		cancel()
 		_, err := a.Get(c)
 		assert.ErrorIs(t, err, context.Canceled)
-		assert.Equal(t, 1, heldIn(), "the partly taken locks were released")
+		assert.Equal(t, 1, heldNow(), "the partly taken locks were released")
 		_, err = a.Get(c)
 		assert.ErrorIs(t, err, context.Canceled, "a second access tries the locks again")
 		return nil
 	})(NewContext[data](ctx, nil, msg(1, 2)))
 	require.NoError(t, err)
-	held()
-	assert.Zero(t, heldIn())
+	held.unlock()
+	assert.Zero(t, heldNow())
+
+	// With the key free, the same session works.
+	require.NoError(t, run(sess.Middleware(func(c *Context[data]) error {
+		v, err := b.Get(c)
+		if err == nil {
+			v.Count++
+		}
+		return err
+	}), msg(1, 2)))
+	assert.Equal(t, 1, countIn(t, bStore, "b:2"))
+}
+
+// TestLockingIsAllOrNothingAcrossStores: a multi session whose second
+// key cannot be had releases the first, whether the first is a store's
+// own lease or a lock of the process's table, and an access after that
+// tries again.
+func TestLockingIsAllOrNothingAcrossStores(t *testing.T) {
+	type data struct{ A, B counter }
+	ls, mem := newLockStore(), NewMemory()
+	a := NewFragment("a", func(d *data) *counter { return &d.A }, Options[counter]{Storage: ls})
+	b := NewFragment("b", func(d *data) *counter { return &d.B }, Options[counter]{Storage: mem, Key: ByUser})
+	for name, isLazy := range strictAndLazy {
+		t.Run(name, func(t *testing.T) {
+			held, err := tableOf(mem).lock(context.Background(), "b:2", "b:2") // another update has b:2
+			require.NoError(t, err)
+			ctx, cancel := context.WithCancel(context.Background())
+			h := mustMulti(t, Options[data]{Lazy: isLazy}, func(c *Context[data]) error {
+				_, err := c.Session()
+				return err
+			}, a, b)
+			done := make(chan error, 1)
+			go func() { done <- h(NewContext[data](ctx, nil, msg(1, 2))) }()
+			require.True(t, settles(func() bool { return waitingIn(mem) == 1 }), "waiting for b:2 while holding a:1")
+			assert.Equal(t, []string{"a:1"}, ls.heldKeys())
+			cancel()
+			err = <-done
+			require.ErrorIs(t, err, context.Canceled)
+			assert.ErrorContains(t, err, `fragment "b"`)
+			assert.Empty(t, ls.heldKeys(), "a's lease was released")
+			assert.Equal(t, []string{"lock a:1", "release a:1"}, ls.take())
+			held.unlock()
+			assert.Zero(t, heldIn(mem))
+		})
+	}
 }

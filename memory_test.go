@@ -15,168 +15,115 @@ import (
 	"github.com/tgsession/session/storagetest"
 )
 
-// What every store must do is checked by storagetest; this file keeps
-// what is Memory's own: its value model, expiry, sweeping and shrinking.
+// What every store must do is checked by storagetest (its own tests run
+// it on Memory); this file keeps what is Memory's own: exact native
+// expiry, listing, sweeping and shrinking.
 
-func TestMemoryConformance(t *testing.T) {
-	t.Run("plain", func(t *testing.T) {
-		storagetest.Run(t, func(*testing.T) session.StorageAdapter[storagetest.Value] {
-			return session.NewMemory[storagetest.Value]()
-		})
-	})
-	t.Run("TTL", func(t *testing.T) {
-		storagetest.Run(t, func(*testing.T) session.StorageAdapter[storagetest.Value] {
-			return session.NewMemory[storagetest.Value](session.MemoryOptions{TTL: time.Hour})
-		})
-	})
-}
-
-type secretive struct {
-	Tags  []string
-	count int // unexported, beside a slice
-	note  *string
-}
-
-func TestMemoryKeepsWhatTheHandlerLeft(t *testing.T) {
+func TestMemoryRoundTrip(t *testing.T) {
 	ctx := context.Background()
+	m := session.NewMemory()
+	require.NoError(t, m.Write(ctx, "k", []byte(`{"Tags":["a"]}`)))
+	out, ok, err := m.Read(ctx, "k")
+	require.NoError(t, err)
+	require.True(t, ok)
+	assert.Equal(t, `{"Tags":["a"]}`, string(out))
 
-	// Memory keeps what any byte store keeps: the JSON encoding. So what
-	// a handler sees next time is what it would see on Redis.
-	t.Run("numbers in interfaces come back as JSON numbers", func(t *testing.T) {
-		m := session.NewMemory[map[string]any]()
-		in := map[string]any{"int": 3, "list": []any{1, "two"}, "nil": nil}
-		require.NoError(t, m.Write(ctx, "k", in))
-		out, ok, err := m.Read(ctx, "k")
-		require.NoError(t, err)
-		require.True(t, ok)
-		assert.Equal(t, map[string]any{"int": 3.0, "list": []any{1.0, "two"}, "nil": nil}, out)
-		assert.IsType(t, float64(0), out["int"], "an int comes back a float64, as from Redis")
-	})
-
-	t.Run("unexported fields are not kept", func(t *testing.T) {
-		m := session.NewMemory[secretive]()
-		note := "n"
-		require.NoError(t, m.Write(ctx, "k", secretive{Tags: []string{"a"}, count: 7, note: &note}))
-		out, _, err := m.Read(ctx, "k")
-		require.NoError(t, err)
-		assert.Equal(t, secretive{Tags: []string{"a"}}, out, "as any JSON store: only exported fields")
-	})
-
-	t.Run("no memory shared with the writer", func(t *testing.T) {
-		m := session.NewMemory[secretive]()
-		in := secretive{Tags: []string{"a"}}
-		require.NoError(t, m.Write(ctx, "k", in))
-		in.Tags[0] = "changed"
-		out, _, err := m.Read(ctx, "k")
-		require.NoError(t, err)
-		assert.Equal(t, []string{"a"}, out.Tags)
-	})
-
-	t.Run("nil and empty stay apart", func(t *testing.T) {
-		type v struct {
-			A, B []int
-			M, N map[string]int
-		}
-		m := session.NewMemory[v]()
-		require.NoError(t, m.Write(ctx, "k", v{A: nil, B: []int{}, M: nil, N: map[string]int{}}))
-		out, _, err := m.Read(ctx, "k")
-		require.NoError(t, err)
-		assert.Nil(t, out.A)
-		assert.NotNil(t, out.B)
-		assert.Nil(t, out.M)
-		assert.NotNil(t, out.N)
-	})
+	require.NoError(t, m.Write(ctx, "empty", nil))
+	out, ok, err = m.Read(ctx, "empty")
+	require.NoError(t, err)
+	assert.True(t, ok, "an empty value is a value")
+	assert.Empty(t, out)
 }
 
-func TestMemoryUncopyableTypesFailClearly(t *testing.T) {
-	ctx := context.Background()
-	type withFunc struct {
-		Name string
-		F    func()
+func TestMemoryCancelledContext(t *testing.T) {
+	m := session.NewMemory()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, _, err := m.Read(ctx, "k")
+	assert.ErrorIs(t, err, context.Canceled)
+	assert.ErrorIs(t, m.Write(ctx, "k", []byte("v")), context.Canceled)
+	assert.ErrorIs(t, m.WriteTTL(ctx, "k", []byte("v"), time.Hour), context.Canceled)
+	assert.ErrorIs(t, m.Touch(ctx, "k", time.Hour), context.Canceled)
+	assert.ErrorIs(t, m.Delete(ctx, "k"), context.Canceled)
+	for _, err := range m.Keys(ctx) {
+		assert.ErrorIs(t, err, context.Canceled)
 	}
-	m := session.NewMemory[withFunc]()
-	var err error
-	require.NotPanics(t, func() { err = m.Write(ctx, "chat:1", withFunc{Name: "x"}) })
-	require.Error(t, err)
-	assert.ErrorContains(t, err, `"chat:1"`, "names the key")
-	assert.ErrorContains(t, err, "func", "names what cannot be copied")
-
-	anyStore := session.NewMemory[any]()
-	err = anyStore.Write(ctx, "k", make(chan int))
-	assert.ErrorContains(t, err, "chan")
-	has, herr := anyStore.Has(ctx, "k")
-	require.NoError(t, herr)
-	assert.False(t, has, "a failed write stores nothing")
-
-	// A middleware over it is a configuration error when it is built,
-	// naming the field, rather than an error on every update.
-	defer func() {
-		err, _ := recover().(error)
-		require.ErrorIs(t, err, session.ErrConfig)
-		assert.ErrorContains(t, err, "withFunc.F is a func()")
-	}()
-	session.Strict(session.Options[withFunc]{Storage: m})
-	t.Fatal("Strict accepted a session type Memory cannot copy")
-}
-
-func TestMemoryCyclicValueIsAnErrorNotAStackOverflow(t *testing.T) {
-	type node struct {
-		Name string
-		Next *node
-	}
-	n := &node{Name: "a"}
-	n.Next = n
-	m := session.NewMemory[*node]()
-	err := m.Write(context.Background(), "k", n)
-	assert.ErrorContains(t, err, "cycle")
+	assert.Zero(t, session.MemoryMapLen(m), "nothing written")
 }
 
 func TestMemoryTTLIsIdleTime(t *testing.T) {
 	ctx := context.Background()
 	const ttl = time.Hour
 	clock := session.NewTestClock()
-	m := session.NewMemory[int](session.MemoryOptions{TTL: ttl, Clock: clock.Now})
-	require.NoError(t, m.Write(ctx, "k", 1))
+	m := session.NewMemory(session.MemoryOptions{Clock: clock.Now})
+	has := func(k string) bool {
+		_, ok, err := m.Read(ctx, k)
+		require.NoError(t, err)
+		return ok
+	}
+	require.NoError(t, m.WriteTTL(ctx, "k", []byte("1"), ttl))
 
 	clock.Advance(ttl - time.Nanosecond)
-	has, err := m.Has(ctx, "k")
-	require.NoError(t, err)
-	assert.True(t, has, "alive just before TTL")
-	require.NoError(t, m.Touch(ctx, "k"))
+	assert.True(t, has("k"), "alive just before TTL")
+	require.NoError(t, m.Touch(ctx, "k", ttl))
 
 	clock.Advance(ttl - time.Nanosecond)
-	has, _ = m.Has(ctx, "k")
-	assert.True(t, has, "a touch restarted the clock")
+	assert.True(t, has("k"), "a touch restarted the clock")
 
 	clock.Advance(time.Nanosecond)
-	has, _ = m.Has(ctx, "k")
-	assert.False(t, has, "expired at exactly TTL after the last touch")
-	require.NoError(t, m.Touch(ctx, "k"))
-	has, _ = m.Has(ctx, "k")
-	assert.False(t, has, "touch does not revive an expired session")
-	require.NoError(t, m.Touch(ctx, "missing"), "touching a missing key is not an error")
+	assert.False(t, has("k"), "expired at exactly TTL after the last touch")
+	require.NoError(t, m.Touch(ctx, "k", ttl))
+	assert.False(t, has("k"), "touch does not revive an expired session")
+	require.NoError(t, m.Touch(ctx, "missing", ttl), "touching a missing key is not an error")
+	assert.False(t, has("missing"), "and creates nothing")
+
+	require.NoError(t, m.WriteTTL(ctx, "k", []byte("2"), ttl))
+	require.NoError(t, m.Write(ctx, "k", []byte("3")))
+	clock.Advance(100 * ttl)
+	assert.True(t, has("k"), "a plain Write stores without expiry")
+	require.NoError(t, m.Touch(ctx, "k", ttl))
+	clock.Advance(ttl)
+	assert.False(t, has("k"), "a touch gives a key without expiry the TTL")
+}
+
+func TestMemoryKeysSkipsExpired(t *testing.T) {
+	ctx := context.Background()
+	clock := session.NewTestClock()
+	m := session.NewMemory(session.MemoryOptions{Clock: clock.Now})
+	require.NoError(t, m.WriteTTL(ctx, "short", []byte("1"), time.Minute))
+	require.NoError(t, m.WriteTTL(ctx, "long", []byte("1"), time.Hour))
+	require.NoError(t, m.Write(ctx, "forever", []byte("1")))
+	clock.Advance(time.Minute)
+	got := map[string]bool{}
+	for k, err := range m.Keys(ctx) {
+		require.NoError(t, err)
+		got[k] = true
+		require.NoError(t, m.Write(ctx, "new-"+k, []byte("1")), "the loop body may write the store")
+	}
+	assert.True(t, got["long"] && got["forever"])
+	assert.False(t, got["short"])
 }
 
 func TestMemorySweepsExpiredOnWrite(t *testing.T) {
 	ctx := context.Background()
 	const ttl = time.Minute
 	clock := session.NewTestClock()
-	m := session.NewMemory[int](session.MemoryOptions{TTL: ttl, Clock: clock.Now})
+	m := session.NewMemory(session.MemoryOptions{Clock: clock.Now})
 	for i := range 100 {
-		require.NoError(t, m.Write(ctx, strconv.Itoa(i), i))
+		require.NoError(t, m.WriteTTL(ctx, strconv.Itoa(i), []byte("1"), ttl))
 	}
 	clock.Advance(40 * time.Second)
-	require.NoError(t, m.Write(ctx, "young", 1))
+	require.NoError(t, m.WriteTTL(ctx, "young", []byte("1"), ttl))
 	clock.Advance(30 * time.Second) // the hundred expired; young has 30s left
-	for range 256 {                 // each write sweeps one shard in turn
-		require.NoError(t, m.Write(ctx, "new", 1))
+	for range 256 {                 // each expiring write sweeps one shard in turn
+		require.NoError(t, m.WriteTTL(ctx, "new", []byte("1"), ttl))
 	}
 	assert.Equal(t, 2, session.MemoryMapLen(m), "expired items swept without being read")
 
-	noTTL := session.NewMemory[int](session.MemoryOptions{Clock: clock.Now})
-	require.NoError(t, noTTL.Write(ctx, "a", 1))
+	noTTL := session.NewMemory(session.MemoryOptions{Clock: clock.Now})
+	require.NoError(t, noTTL.Write(ctx, "a", []byte("1")))
 	clock.Advance(100 * 365 * 24 * time.Hour)
-	require.NoError(t, noTTL.Write(ctx, "b", 1))
+	require.NoError(t, noTTL.Write(ctx, "b", []byte("1")))
 	assert.Equal(t, 2, session.MemoryMapLen(noTTL), "without TTL nothing expires")
 }
 
@@ -192,17 +139,16 @@ func heapAfterGC() uint64 {
 // held many sessions would keep their buckets forever.
 func TestMemoryGivesMemoryBack(t *testing.T) {
 	ctx := context.Background()
-	type data struct{ Count int }
-	empty := session.NewMemory[data]()
+	empty := session.NewMemory()
 	base := heapAfterGC()
 	runtime.KeepAlive(empty)
 
-	m := session.NewMemory[data]()
+	m := session.NewMemory()
 	const n = 250_000
 	keys := make([]string, n)
 	for i := range keys {
 		keys[i] = fmt.Sprint("chat:", 1_000_000+i)
-		require.NoError(t, m.Write(ctx, keys[i], data{i}))
+		require.NoError(t, m.Write(ctx, keys[i], []byte(fmt.Sprintf(`{"Count":%d}`, i))))
 	}
 	full := heapAfterGC()
 	for _, k := range keys {
@@ -219,10 +165,66 @@ func TestMemoryGivesMemoryBack(t *testing.T) {
 func TestMemoryOptionsMerge(t *testing.T) {
 	ctx := context.Background()
 	clock := session.NewTestClock()
-	m := session.NewMemory[int](session.WithTTL(time.Minute), session.WithClock(clock.Now))
-	require.NoError(t, m.Write(ctx, "k", 1))
+	m := session.NewMemory(session.MemoryOptions{Clock: clock.Now}, session.MemoryOptions{})
+	require.NoError(t, m.WriteTTL(ctx, "k", []byte("1"), time.Minute))
 	clock.Advance(time.Minute)
-	has, err := m.Has(ctx, "k")
+	_, has, err := m.Read(ctx, "k")
 	require.NoError(t, err)
-	assert.False(t, has, "both the TTL and the clock of the first release's options apply")
+	assert.False(t, has, "an option without a Clock keeps the clock of an earlier one")
+}
+
+func TestMemoryIsTheDefaultStorePrivateToItsSession(t *testing.T) {
+	type pizza struct{ Count int }
+	inc := func(c *session.Context[pizza]) error {
+		s, err := c.Session()
+		if err == nil {
+			s.Count++
+		}
+		return err
+	}
+	a, err := session.New(session.Options[pizza]{})
+	require.NoError(t, err)
+	b, err := session.New(session.Options[pizza]{})
+	require.NoError(t, err)
+	for range 2 {
+		require.NoError(t, a.Middleware(inc)(session.NewContext[pizza](context.Background(), nil, message(1, 1, "x"))))
+	}
+	require.NoError(t, b.Middleware(inc)(session.NewContext[pizza](context.Background(), nil, message(1, 1, "x"))))
+	for sess, want := range map[*session.Session[pizza]]int{a: 2, b: 1} {
+		n := 0
+		for e, err := range sess.Entries(context.Background()) {
+			require.NoError(t, err)
+			assert.Equal(t, want, e.Value.Count, "each session has a Memory of its own, as in grammY")
+			n++
+		}
+		assert.Equal(t, 1, n)
+	}
+}
+
+type node struct {
+	Name string
+	Next *node
+}
+
+func TestCyclicValueIsAnErrorNotAStackOverflow(t *testing.T) {
+	store := session.NewMemory()
+	sess, err := session.New(session.Options[*node]{Storage: store, Initial: func() *node { return &node{} }})
+	require.NoError(t, err)
+	err = sess.Middleware(func(c *session.Context[*node]) error {
+		s, err := c.Session()
+		if err == nil {
+			(*s).Name = "a"
+			(*s).Next = *s
+		}
+		return err
+	})(session.NewContext[*node](context.Background(), nil, message(1, 1, "x")))
+	assert.ErrorContains(t, err, "cycle")
+	assert.ErrorContains(t, err, `"1"`, "names the key")
+	assert.Zero(t, session.MemoryMapLen(store), "nothing written")
+}
+
+// TestMemoryConformance runs the suite every store must pass (storagetest
+// runs it on Memory too, with the expiry suite).
+func TestMemoryConformance(t *testing.T) {
+	storagetest.Run(t, func(*testing.T) session.Store { return session.NewMemory() })
 }
