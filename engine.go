@@ -15,7 +15,8 @@ type engine[S any] struct {
 	parts     []part[S]
 	lazy      bool
 	single    bool
-	migration bool // follow chat migrations
+	migration bool // move sessions on chat migrations
+	mover     bool // the engine of those moves: it sees forwards as they are
 }
 
 // state is the per-update session state. Every copy of the update's
@@ -133,13 +134,10 @@ func (st *state[S]) loadAll(c *Context[S]) error {
 	if err := st.lock(c); err != nil {
 		return err
 	}
-	for i := 0; i < len(st.eng.parts); i++ {
+	for i, p := range st.eng.parts {
 		if sl := &st.slots[i]; sl.ok {
-			if err := st.eng.parts[i].load(c, st, sl); err != nil {
-				if err = st.follow(c, i, err, true); err != nil {
-					return err
-				}
-				i = -1 // every part again, under the new leases
+			if err := p.load(c, st, sl); err != nil {
+				return err
 			}
 		}
 	}
@@ -239,6 +237,25 @@ func (st *state[S]) lock(c *Context[S]) error {
 	if st.locked {
 		return nil
 	}
+	for {
+		if err := st.acquire(c); err != nil {
+			return err
+		}
+		moved, err := st.forwards(c)
+		if err != nil {
+			st.unlock()
+			return err
+		}
+		if !moved {
+			st.locked = true
+			return nil
+		}
+		st.unlock() // and again, in order, with the new keys
+	}
+}
+
+// acquire takes the leases of lock. st.mu is held.
+func (st *state[S]) acquire(c *Context[S]) error {
 	for i, p := range st.eng.parts {
 		if sl := &st.slots[i]; sl.ok {
 			sl.storeKey = sl.key
@@ -261,7 +278,6 @@ func (st *state[S]) lock(c *Context[S]) error {
 			}
 		}
 		if next < 0 {
-			st.locked = true
 			return nil
 		}
 		sl, info := &st.slots[next], st.eng.parts[next].info()

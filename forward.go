@@ -2,7 +2,6 @@ package session
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -32,50 +31,50 @@ func isForwardKey(key string) bool { return strings.HasSuffix(key, forwardSuffix
 // migrating holds the lock identities of the stores a session with
 // ChatMigration keeps its sessions in: only their parts look for forwards.
 // Every process of a bot builds the same sessions, so they agree.
-var migrating sync.Map // lockID -> struct{}
+var migrating sync.Map // lockID -> *partInfo
 
 func (p *partInfo) migrating() bool {
 	_, ok := migrating.Load(p.lockID)
 	return ok
 }
 
-// movedError is what a part's load returns when it finds a forward
-// instead of a session.
-type movedError struct{ to string }
-
-func (m movedError) Error() string { return "session: moved to " + m.to }
-
-// maxForwards bounds how many forwards one load follows (a group becomes a
-// supergroup once; more means a cycle).
+// maxForwards bounds how many forwards one update follows (a group
+// becomes a supergroup once; more means a cycle).
 const maxForwards = 4
 
-// follow handles a forward found while part i was being accessed: it
-// points the slot at the new key and takes the leases again, in order,
-// since the new key may sort before keys already held. Before the handler
-// has seen anything (reload true) that is always safe, and every part is
-// loaded again; after the handler has used another part of this session,
-// that part's lease cannot be let go, so the access fails with
-// ErrConflict. st.mu is held.
-func (st *state[S]) follow(c *Context[S], i int, err error, reload bool) error {
-	var m movedError
-	if !errors.As(err, &m) {
-		return err
+// forwards looks, right after the leases were taken and before anything
+// is handed to the handler, for a chat migration's forward at each key
+// that holds no session, in stores a session with ChatMigration uses. It
+// points each forwarded slot at the new key and reports whether any was:
+// then lock takes the leases again, in order. A forward is written under
+// the old key's lease, so none can appear while this update holds it.
+// st.mu is held.
+func (st *state[S]) forwards(c *Context[S]) (bool, error) {
+	if st.eng.mover {
+		return false, nil
 	}
-	sl, info := &st.slots[i], st.eng.parts[i].info()
-	if sl.hops++; sl.hops > maxForwards {
-		return info.errorf(sl, "follow chat migration", fmt.Errorf("more than %d forwards", maxForwards))
-	}
-	for j := range st.slots {
-		if other := &st.slots[j]; j != i && other.state != untouched {
-			if !reload {
-				return info.errorf(sl, "follow chat migration", fmt.Errorf("%w: the chat moved to %q while this update held other fragments", ErrConflict, m.to))
-			}
-			other.state, other.found, other.stale, other.same = untouched, false, false, nil
+	moved := false
+	for i, p := range st.eng.parts {
+		sl, info := &st.slots[i], p.info()
+		if sl.lease == nil || !info.migrating() {
+			continue
 		}
+		if _, found := sl.lease.Value(); found {
+			continue
+		}
+		to, ok, err := info.store.Read(c, forwardKey(sl.storeKey))
+		if err != nil {
+			return false, info.errorf(sl, "read forward", err)
+		}
+		if !ok {
+			continue
+		}
+		if sl.hops++; sl.hops > maxForwards {
+			return false, info.errorf(sl, "follow chat migration", fmt.Errorf("more than %d forwards", maxForwards))
+		}
+		sl.moved, moved = string(to), true
 	}
-	st.unlock()
-	sl.moved = m.to
-	return st.lock(c)
+	return moved, nil
 }
 
 // migrations wraps h with the moves of chat migrations: on the service
@@ -92,7 +91,7 @@ func (e *engine[S]) migrations(h Handler[S]) Handler[S] {
 	for _, p := range e.parts {
 		doubled = append(doubled, p, p)
 	}
-	mover := &engine[S]{parts: doubled}
+	mover := &engine[S]{parts: doubled, mover: true}
 	return func(c *Context[S]) error {
 		msg := c.Update.Message
 		if msg == nil || msg.Chat == nil || (msg.MigrateToChatID == 0 && msg.MigrateFromChatID == 0) {

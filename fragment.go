@@ -202,9 +202,7 @@ func (f *Fragment[S, F]) Set(c *Context[S], v F) error {
 		return err
 	}
 	defer st.mu.Unlock()
-	if err := f.prepare(c, st, sl); err != nil {
-		return err
-	}
+	f.prepare(sl)
 	f.assign(st, sl, v)
 	return nil
 }
@@ -289,9 +287,6 @@ func (f *Fragment[S, F]) load(c *Context[S], st *state[S], sl *slot) error {
 		}
 	}
 	if !found {
-		if err := f.forwarded(c, sl); err != nil {
-			return err
-		}
 		*v = f.newValue()
 		var err error
 		if sl.same, err = f.vc.encode(v); err != nil { // a new session the handler leaves as it is is not written
@@ -303,57 +298,23 @@ func (f *Fragment[S, F]) load(c *Context[S], st *state[S], sl *slot) error {
 	return nil
 }
 
-// forwarded reports a chat migration's forward at the slot's key, as a
-// movedError, in stores that a chat migration moves sessions in.
-func (f *Fragment[S, F]) forwarded(ctx context.Context, sl *slot) error {
-	if !f.migrating() {
+func (f *Fragment[S, F]) access(c *Context[S], st *state[S], sl *slot) error {
+	if sl.state != untouched {
 		return nil
 	}
-	to, ok, err := f.store.Read(ctx, forwardKey(sl.storeKey))
-	if err != nil {
-		return f.errorf(sl, "read forward", err)
-	}
-	if ok {
-		return movedError{string(to)}
-	}
-	return nil
-}
-
-func (f *Fragment[S, F]) access(c *Context[S], st *state[S], sl *slot) error {
-	for sl.state == untouched {
-		if err := f.load(c, st, sl); err != nil {
-			if err := st.follow(c, st.indexOf(f), err, false); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
+	return f.load(c, st, sl)
 }
 
 // prepare readies a slot for a change that needs no decoding of what is
-// stored (Set, Clear): it notes whether a session is stored, and follows
-// a chat migration's forward.
-func (f *Fragment[S, F]) prepare(c *Context[S], st *state[S], sl *slot) error {
-	for sl.state == untouched {
-		_, found := sl.lease.Value()
-		if !found {
-			if err := f.forwarded(c, sl); err != nil {
-				if err := st.follow(c, st.indexOf(f), err, false); err != nil {
-					return err
-				}
-				continue
-			}
-		}
-		sl.found = found
-		return nil
+// stored (Set, Clear): it notes whether a session is stored.
+func (f *Fragment[S, F]) prepare(sl *slot) {
+	if sl.state == untouched {
+		_, sl.found = sl.lease.Value()
 	}
-	return nil
 }
 
 func (f *Fragment[S, F]) set(c *Context[S], st *state[S], sl *slot, from *S) error {
-	if err := f.prepare(c, st, sl); err != nil {
-		return err
-	}
+	f.prepare(sl)
 	f.assign(st, sl, *f.field(from))
 	return nil
 }
@@ -367,9 +328,7 @@ func (f *Fragment[S, F]) assign(st *state[S], sl *slot, v F) {
 }
 
 func (f *Fragment[S, F]) clear(c *Context[S], st *state[S], sl *slot) error {
-	if err := f.prepare(c, st, sl); err != nil {
-		return err
-	}
+	f.prepare(sl)
 	v := f.field(&st.val)
 	*v = f.newValue()
 	var err error

@@ -216,7 +216,9 @@ func NewMulti[S any](opts Options[S], fragments ...Part[S]) (*Session[S], error)
 func newSession[S any](opts Options[S], parts ...part[S]) (*Session[S], error) {
 	if opts.ChatMigration {
 		for _, p := range parts {
-			migrating.Store(p.info().lockID, struct{}{})
+			// The value keeps the store alive, so its identity (an
+			// address) cannot be reused by another store.
+			migrating.Store(p.info().lockID, p.info())
 		}
 	}
 	return &Session[S]{eng: &engine[S]{
