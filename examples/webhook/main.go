@@ -47,15 +47,15 @@ type Count struct {
 
 // handle counts the chat's messages and answers each.
 func handle(c *session.Context[Count]) error {
-		m := c.Update.Message
-		if m == nil {
-			return nil
-		}
-		s, err := c.Session()
-		if err != nil {
-			return err
-		}
-		s.Messages++
+	m := c.Update.Message
+	if m == nil {
+		return nil
+	}
+	s, err := c.Session()
+	if err != nil {
+		return err
+	}
+	s.Messages++
 	_, err = c.Bot.Send(tgbotapi.NewMessage(m.Chat.ID, fmt.Sprintf("Message %d in this chat: %q", s.Messages, m.Text)))
 	return err
 }

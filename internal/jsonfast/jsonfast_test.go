@@ -171,4 +171,3 @@ func FuzzJSONFastDecode(f *testing.F) {
 		checkDecode(t, cnt, data)
 	})
 }
-
