@@ -80,6 +80,7 @@ import (
 	"github.com/tgsession/session/internal/lease"
 	"github.com/tgsession/session/internal/locallock"
 	"github.com/tgsession/session/internal/purgeloop"
+	"github.com/tgsession/session/internal/unlocked"
 )
 
 // Options configures a [Store]. The zero value is usable: table
@@ -171,7 +172,7 @@ type Store struct {
 	q        queries
 	leases   lease.Config
 	local    locallock.Table
-	unlocked *unlocked
+	unlocked session.Store // the view Unlocked returns
 
 	purger *purgeloop.Loop // nil without a background purge
 }
@@ -341,7 +342,7 @@ func New(pool *pgxpool.Pool, opts Options) (*Store, error) {
 		return nil, configError("Options.PageSize %d: must not be negative", opts.PageSize)
 	}
 	s := &Store{pool: pool, opts: opts, q: buildQueries(opts)}
-	s.unlocked = &unlocked{s}
+	s.unlocked = unlocked.Of(s)
 	s.leases = lease.Config{
 		Name:  "pgstore",
 		Lease: opts.LockLease,
@@ -645,34 +646,6 @@ func (x *lockLease) Freeze() { x.l.Freeze() }
 // other's updates. For bots that run as one process, and for comparing
 // the two.
 func (s *Store) Unlocked() session.Store { return s.unlocked }
-
-// unlocked is the Store without its Lock method.
-type unlocked struct{ s *Store }
-
-var (
-	_ session.Expirer = (*unlocked)(nil)
-	_ session.Lister  = (*unlocked)(nil)
-)
-
-func (u *unlocked) Read(ctx context.Context, key string) ([]byte, bool, error) {
-	return u.s.Read(ctx, key)
-}
-
-func (u *unlocked) Write(ctx context.Context, key string, value []byte) error {
-	return u.s.Write(ctx, key, value)
-}
-
-func (u *unlocked) Delete(ctx context.Context, key string) error { return u.s.Delete(ctx, key) }
-
-func (u *unlocked) WriteTTL(ctx context.Context, key string, value []byte, ttl time.Duration) error {
-	return u.s.WriteTTL(ctx, key, value, ttl)
-}
-
-func (u *unlocked) Touch(ctx context.Context, key string, ttl time.Duration) error {
-	return u.s.Touch(ctx, key, ttl)
-}
-
-func (u *unlocked) Keys(ctx context.Context) iter.Seq2[string, error] { return u.s.Keys(ctx) }
 
 // Keys yields the key of every live session, each once, in byte order.
 // It reads pages of [Options.PageSize] keys, each its own query, so the

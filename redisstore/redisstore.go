@@ -68,6 +68,7 @@ import (
 	"github.com/tgsession/session"
 	"github.com/tgsession/session/internal/lease"
 	"github.com/tgsession/session/internal/locallock"
+	"github.com/tgsession/session/internal/unlocked"
 )
 
 // Options configures a [Store]. The zero value is usable: no prefix,
@@ -129,7 +130,7 @@ type Store struct {
 	opts     Options
 	leases   lease.Config
 	local    locallock.Table
-	unlocked *unlocked
+	unlocked session.Store // the view Unlocked returns
 }
 
 var (
@@ -173,7 +174,7 @@ func New(client redis.UniversalClient, opts Options) (*Store, error) {
 		}
 	}
 	s := &Store{client: client, opts: opts}
-	s.unlocked = &unlocked{s}
+	s.unlocked = unlocked.Of(s)
 	s.leases = lease.Config{
 		Name:  "redisstore",
 		Lease: opts.LockLease,
@@ -452,34 +453,6 @@ func (x *lockLease) Freeze() { x.l.Freeze() }
 // processes sharing the keys can lose each other's updates. For bots that
 // run as one process, and for comparing the two.
 func (s *Store) Unlocked() session.Store { return s.unlocked }
-
-// unlocked is the Store without its Lock method.
-type unlocked struct{ s *Store }
-
-var (
-	_ session.Expirer = (*unlocked)(nil)
-	_ session.Lister  = (*unlocked)(nil)
-)
-
-func (u *unlocked) Read(ctx context.Context, key string) ([]byte, bool, error) {
-	return u.s.Read(ctx, key)
-}
-
-func (u *unlocked) Write(ctx context.Context, key string, value []byte) error {
-	return u.s.Write(ctx, key, value)
-}
-
-func (u *unlocked) Delete(ctx context.Context, key string) error { return u.s.Delete(ctx, key) }
-
-func (u *unlocked) WriteTTL(ctx context.Context, key string, value []byte, ttl time.Duration) error {
-	return u.s.WriteTTL(ctx, key, value, ttl)
-}
-
-func (u *unlocked) Touch(ctx context.Context, key string, ttl time.Duration) error {
-	return u.s.Touch(ctx, key, ttl)
-}
-
-func (u *unlocked) Keys(ctx context.Context) iter.Seq2[string, error] { return u.s.Keys(ctx) }
 
 // Keys yields the key of every stored session, each once, in no
 // particular order. It scans with SCAN (on every master of a cluster), so
