@@ -165,9 +165,12 @@ func (st *state[S]) commit(ctx context.Context) error {
 			errs = errors.Join(errs, err)
 			continue // released by unlock
 		}
-		lease := sl.lease
+		// The lease stays in the slot until Commit returns: if a store
+		// panics in it, unlock releases it (Release after a Commit does
+		// nothing).
+		err = sl.lease.Commit(ctx, change)
 		sl.lease = nil
-		if err := lease.Commit(ctx, change); err != nil {
+		if err != nil {
 			errs = errors.Join(errs, p.info().errorf(sl, "commit", err))
 		}
 	}

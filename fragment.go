@@ -371,9 +371,9 @@ func (f *Fragment[S, F]) move(ctx context.Context, from, to *slot) error {
 		return nil // never overwrite what the new chat has
 	}
 	if found {
-		lease := to.lease
-		to.lease = nil
-		if err := lease.Commit(ctx, Change{Op: OpWrite, Value: data, TTL: f.nativeTTL()}); err != nil {
+		err := to.lease.Commit(ctx, Change{Op: OpWrite, Value: data, TTL: f.nativeTTL()})
+		to.lease = nil // after Commit: a panic in it leaves the lease to the caller's release
+		if err != nil {
 			return f.errorf(to, "write", err)
 		}
 	}
@@ -391,9 +391,9 @@ func (f *Fragment[S, F]) move(ctx context.Context, from, to *slot) error {
 		return f.errorf(from, "write forward", err)
 	}
 	if found {
-		lease := from.lease
+		err := from.lease.Commit(ctx, Change{Op: OpDelete})
 		from.lease = nil
-		if err := lease.Commit(ctx, Change{Op: OpDelete}); err != nil {
+		if err != nil {
 			return f.errorf(from, "delete", err)
 		}
 	}
