@@ -32,7 +32,6 @@ func heapInUse() uint64 {
 // queues is empty again once they are done.
 func TestBoundsManySlowChats(t *testing.T) {
 	const chats, maxInFlight = 50_000, 64
-	dispatchers := captureDispatcher(t)
 	base := runtime.NumGoroutine()
 	heapBefore := heapInUse()
 
@@ -52,7 +51,7 @@ func TestBoundsManySlowChats(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := startRun(ctx, nil, byChat(t), h, Options{Source: src, MaxInFlight: maxInFlight, MaxQueued: chats})
-	d := receive(t, dispatchers, "the dispatcher")
+	d := receive(t, src.dispatchers, "the dispatcher")
 	receive(t, src.finished, "every chat's update taken")
 	eventually(t, func() bool { return d.stats().inFlight == maxInFlight }, "handler slots full")
 
@@ -79,7 +78,6 @@ func TestBoundsManySlowChats(t *testing.T) {
 // the rest stays with the source.
 func TestBoundsOneBlockedChat(t *testing.T) {
 	const flood, queueLimit = 200_000, DefaultQueueLimit
-	dispatchers := captureDispatcher(t)
 	heapBefore := heapInUse()
 
 	release := make(chan struct{})
@@ -95,7 +93,7 @@ func TestBoundsOneBlockedChat(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := startRun(ctx, nil, byChat(t), h, Options{Source: src})
-	d := receive(t, dispatchers, "the dispatcher")
+	d := receive(t, src.dispatchers, "the dispatcher")
 	eventually(t, func() bool { return d.stats().blocked == 1 }, "the source waits")
 
 	st := d.stats()
@@ -121,7 +119,6 @@ func TestBoundsOneBlockedChat(t *testing.T) {
 // The total bound: with MaxQueued reached across keys, the source waits
 // even though each key has room.
 func TestBoundsMaxQueued(t *testing.T) {
-	dispatchers := captureDispatcher(t)
 	release := make(chan struct{})
 	h := func(c *session.Context[struct{}]) error { <-release; return nil }
 	src := genSource(func(i int) (tgbotapi.Update, bool) {
@@ -129,7 +126,7 @@ func TestBoundsMaxQueued(t *testing.T) {
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := startRun(ctx, nil, byChat(t), h, Options{Source: src, MaxInFlight: 2, MaxQueued: 5})
-	d := receive(t, dispatchers, "the dispatcher")
+	d := receive(t, src.dispatchers, "the dispatcher")
 	eventually(t, func() bool { return d.stats().blocked == 1 }, "the source waits")
 	taken, _ := src.counts()
 	assert.Equal(t, 7, taken, "2 running and 5 queued")

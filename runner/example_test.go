@@ -3,12 +3,16 @@ package runner_test
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/signal"
+	"syscall"
 	"time"
 
 	tgbotapi "github.com/go-telegram-bot-api/telegram-bot-api/v5"
@@ -104,7 +108,7 @@ func ExampleWebhook() {
 	}
 	wh := &runner.Webhook{Secret: "my-secret"}
 	// In production: an http.Server with TLS, and once at setup
-	// runner.SetWebhook(bot, "https://bot.example.com/telegram", "my-secret").
+	// runner.SetWebhook(bot, "https://bot.example.com/telegram", "my-secret", runner.SetWebhookOptions{}).
 	hs := httptest.NewServer(wh)
 
 	ctx, stop := context.WithCancel(context.Background())
@@ -136,7 +140,8 @@ func ExampleWebhook() {
 	}
 	fmt.Println(sent[0].Text)
 
-	// Graceful stop: first the HTTP server, then the runner's drain.
+	// Graceful stop: the HTTP server, then the runner's drain (either
+	// order loses nothing).
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := hs.Config.Shutdown(shutdownCtx); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -150,6 +155,38 @@ func ExampleWebhook() {
 	// stopped: <nil>
 }
 
+// A webhook bot in one call: serving, and the graceful stop on SIGTERM
+// or Ctrl-C. Behind a TLS-terminating proxy, drop the TLSConfig.
+func ExampleServeWebhook() {
+	bot, err := tgbotapi.NewBotAPI(os.Getenv("TELEGRAM_BOT_TOKEN"))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	sess, err := session.New(session.Options[Data]{})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	cert, err := tls.LoadX509KeyPair("cert.pem", "key.pem")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	ln, err := net.Listen("tcp", ":8443")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	srv := &http.Server{ReadHeaderTimeout: 10 * time.Second, TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}}}
+	wh := &runner.Webhook{Secret: os.Getenv("WEBHOOK_SECRET")}
+	if err := runner.ServeWebhook(ctx, srv, ln, bot, sess, counter, runner.Options{Source: wh}); err != nil {
+		fmt.Println(err)
+	}
+}
+
 // Registering the webhook with its secret, once, at deployment.
 func ExampleSetWebhook() {
 	bot, err := tgbotapi.NewBotAPI(os.Getenv("TELEGRAM_BOT_TOKEN"))
@@ -157,7 +194,8 @@ func ExampleSetWebhook() {
 		fmt.Println(err)
 		return
 	}
-	if err := runner.SetWebhook(bot, "https://bot.example.com/telegram", os.Getenv("WEBHOOK_SECRET")); err != nil {
+	opts := runner.SetWebhookOptions{MaxConnections: 40, AllowedUpdates: []string{"message", "callback_query"}}
+	if err := runner.SetWebhook(bot, "https://bot.example.com/telegram", os.Getenv("WEBHOOK_SECRET"), opts); err != nil {
 		fmt.Println(err)
 	}
 }

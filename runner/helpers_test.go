@@ -50,6 +50,9 @@ type sliceSource struct {
 	refused  error
 	finished chan struct{} // closed when every update was put
 	closed   bool
+	// dispatchers yields the dispatcher of the Run the source serves, so
+	// bound tests can read its counters.
+	dispatchers chan *dispatcher
 }
 
 func newSliceSource(us ...tgbotapi.Update) *sliceSource {
@@ -64,16 +67,20 @@ func newSliceSource(us ...tgbotapi.Update) *sliceSource {
 // genSource makes updates on demand, so a test can offer many without
 // holding them all.
 func genSource(next func(i int) (tgbotapi.Update, bool)) *sliceSource {
-	return &sliceSource{next: next, finished: make(chan struct{})}
+	return &sliceSource{next: next, finished: make(chan struct{}), dispatchers: make(chan *dispatcher, 1)}
 }
 
 func (s *sliceSource) Receive(ctx context.Context, feed *Feed) error {
+	select {
+	case s.dispatchers <- feed.d:
+	default:
+	}
 	for i := 0; ; i++ {
 		u, ok := s.next(i)
 		if !ok {
 			break
 		}
-		if err := feed.Put(ctx, &u, func() {
+		if err := feed.Put(ctx, &u, func(bool) {
 			s.mu.Lock()
 			s.done++
 			s.mu.Unlock()
@@ -169,20 +176,6 @@ func receive[T any](t *testing.T, ch <-chan T, what string) T {
 func eventually(t *testing.T, cond func() bool, what string) {
 	t.Helper()
 	require.Eventually(t, cond, waitLimit, time.Millisecond, what)
-}
-
-// captureDispatcher makes the next Run hand its dispatcher to the
-// returned channel. Tests that use it must not run in parallel.
-func captureDispatcher(t *testing.T) <-chan *dispatcher {
-	ch := make(chan *dispatcher, 1)
-	testHookDispatcher = func(d *dispatcher) {
-		select {
-		case ch <- d:
-		default:
-		}
-	}
-	t.Cleanup(func() { testHookDispatcher = nil })
-	return ch
 }
 
 // fakeBot starts a fake Telegram and a real client for it.

@@ -28,7 +28,9 @@ type PollingOptions struct {
 }
 
 // Polling is the default [Source]: it fetches updates with getUpdates and
-// confirms an update to Telegram only after it was handled or reported.
+// confirms an update to Telegram only after it was handled (its handler
+// returned or panicked): an update reported with ErrStopped at the drain
+// deadline is not confirmed, and Telegram sends it again.
 //
 // Telegram's offset both confirms every update below it and positions the
 // next answer, so Polling always asks from its oldest unfinished update
@@ -39,9 +41,13 @@ type PollingOptions struct {
 // without waiting (no long poll), paced to a few calls a second, because
 // Telegram answers at once while unconfirmed updates exist.
 //
-// On a graceful stop, Close confirms the offset past every finished
-// update with one last short getUpdates. Updates taken but not finished
-// when the process dies are sent again at the next start.
+// On a graceful stop, Close confirms the offset past the handled updates
+// below the oldest unhandled one, with one last short getUpdates. The
+// updates from there on come again at the next start: a Polling reused
+// by the next Run (pass the same one as Options.Source) remembers which
+// of them it handled and skips them, so none is handled twice; a new
+// Polling, or a new process, handles them again (at least once). Updates
+// taken but not handled when the process dies are sent again too.
 type Polling struct {
 	bot  *tgbotapi.BotAPI
 	opts PollingOptions
@@ -53,6 +59,11 @@ type Polling struct {
 	// next is the id after the last update taken: the offset to confirm
 	// once nothing is open.
 	next int
+	// handled holds the ids handled but maybe not yet confirmed: those
+	// from the last offset Telegram accepted on. They are skipped when
+	// they come again, in this Run or the next one on this Polling. It
+	// holds at most about Limit ids past the oldest unhandled update.
+	handled map[int]struct{}
 	// advanced is closed and replaced when the oldest open update finishes.
 	advanced chan struct{}
 	// calls counts getUpdates calls still on the wire; callEnded is
@@ -87,7 +98,7 @@ func NewPolling(bot *tgbotapi.BotAPI, opts PollingOptions) *Polling {
 	if opts.Limit == 0 {
 		opts.Limit = 100
 	}
-	return &Polling{bot: bot, opts: opts, advanced: make(chan struct{}), callEnded: make(chan struct{})}
+	return &Polling{bot: bot, opts: opts, handled: make(map[int]struct{}), advanced: make(chan struct{}), callEnded: make(chan struct{})}
 }
 
 // check reports a Polling not made by NewPolling (a &Polling{} literal),
@@ -155,6 +166,7 @@ func (p *Polling) Receive(ctx context.Context, feed *Feed) error {
 			continue
 		}
 		backoff = minBackoff
+		p.confirmed(offset)
 
 		taken := 0
 		for i := range ups {
@@ -163,13 +175,19 @@ func (p *Polling) Receive(ctx context.Context, feed *Feed) error {
 				continue // taken before, still open
 			}
 			id := u.UpdateID
-			if err := feed.Put(ctx, u, func() { p.finish(id) }); err != nil {
+			if err := feed.Put(ctx, u, func(handled bool) { p.finish(id, handled) }); err != nil {
 				p.untake(id)
 				return nil // stopped: the rest stays with Telegram
 			}
 			taken++
 		}
-		if taken == 0 && (busy || len(ups) > 0 || time.Since(start) < busyPollInterval) {
+		// Updates skipped as handled moved the offset on: ask again at
+		// once, past them.
+		moved := false
+		if next, _ := p.offset(); next != offset {
+			moved = true
+		}
+		if taken == 0 && !moved && (busy || len(ups) > 0 || time.Since(start) < busyPollInterval) {
 			// Nothing new, and asking again at once would get the same
 			// answer: only open updates, or an early empty one (the
 			// open updates were confirmed elsewhere, or a proxy does not
@@ -210,6 +228,7 @@ func (p *Polling) Close(ctx context.Context) error {
 	for confirmed := false; ; {
 		if _, e := p.get(ctx, cfg); e == nil {
 			confirmed, err = true, nil
+			p.confirmed(offset)
 		} else if !confirmed {
 			err = fmt.Errorf("runner: confirm offset %d: %w", offset, e)
 		}
@@ -271,11 +290,16 @@ func (p *Polling) offset() (offset int, busy bool) {
 	return p.next, false
 }
 
-// take records id as taken, unless it was taken before.
+// take records id as taken, unless it was taken before or handled
+// already (by an earlier Run on this Polling).
 func (p *Polling) take(id int) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if id < p.next {
+		return false
+	}
+	if _, ok := p.handled[id]; ok {
+		p.next = id + 1 // confirmed with the next offset, once nothing older is open
 		return false
 	}
 	p.open = append(p.open, id)
@@ -293,14 +317,20 @@ func (p *Polling) untake(id int) {
 	p.next = id
 }
 
-// finish records that id was handled or reported.
-func (p *Polling) finish(id int) {
+// finish records the end of id: handled, or given up by the runner
+// without being handled. An update not handled stays open, so the
+// offset never passes it and Telegram sends it again.
+func (p *Polling) finish(id int, handled bool) {
+	if !handled {
+		return
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	i := sort.SearchInts(p.open, id)
 	if i == len(p.open) || p.open[i] != id {
 		return
 	}
+	p.handled[id] = struct{}{}
 	if i == 0 {
 		p.open = p.open[1:]
 		if len(p.open) == 0 {
@@ -311,6 +341,18 @@ func (p *Polling) finish(id int) {
 		return
 	}
 	p.open = append(p.open[:i], p.open[i+1:]...)
+}
+
+// confirmed records that Telegram accepted offset: the updates below it
+// never come again, so they need not be remembered.
+func (p *Polling) confirmed(offset int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for id := range p.handled {
+		if id < offset {
+			delete(p.handled, id)
+		}
+	}
 }
 
 // sleep waits d or until ctx ends, and reports whether d passed.

@@ -182,14 +182,14 @@ func TestPollingOffsets(t *testing.T) {
 		require.True(t, p.take(id))
 	}
 	assert.False(t, p.take(11), "already taken")
-	p.finish(11)
+	p.finish(11, true)
 	off, busy = p.offset()
 	assert.Equal(t, 10, off)
 	assert.True(t, busy)
-	p.finish(10)
+	p.finish(10, true)
 	off, _ = p.offset()
 	assert.Equal(t, 15, off)
-	p.finish(15)
+	p.finish(15, true)
 	off, busy = p.offset()
 	assert.Equal(t, 16, off)
 	assert.False(t, busy)
@@ -198,6 +198,26 @@ func TestPollingOffsets(t *testing.T) {
 	off, _ = p.offset()
 	assert.Equal(t, 16, off)
 	assert.True(t, p.take(16), "refused updates can be taken again")
+
+	// An update the runner gave up stays open: the offset stays below it.
+	p.finish(16, true)
+	require.True(t, p.take(17))
+	require.True(t, p.take(18))
+	p.finish(18, true)
+	p.finish(17, false)
+	off, busy = p.offset()
+	assert.Equal(t, 17, off, "17 was not handled")
+	assert.True(t, busy)
+	// The next Receive starts afresh: 17 is taken again, 18 is skipped
+	// as handled, and forgotten once Telegram accepted an offset past it.
+	p.open, p.next = nil, 0
+	assert.True(t, p.take(17))
+	assert.False(t, p.take(18), "handled in the earlier Run")
+	p.finish(17, true)
+	off, _ = p.offset()
+	assert.Equal(t, 19, off)
+	p.confirmed(19)
+	assert.Empty(t, p.handled)
 }
 
 // An idle Run stops without waiting for its long poll: the last,
@@ -221,4 +241,29 @@ func TestPollingIdleStopEndsLongPoll(t *testing.T) {
 	calls := p.calls
 	p.mu.Unlock()
 	assert.Zero(t, calls, "Run returned after the long poll ended, well before its 60 seconds")
+}
+
+// Updates handled by an earlier Run on the same Polling and not
+// confirmed (its last getUpdates failed, say) are skipped when they come
+// again, even a full answer of them, and the intake goes on past them.
+func TestPollingSkipsHandledWithoutStalling(t *testing.T) {
+	srv, bot := fakeBot(t)
+	var ids []int
+	for range 5 {
+		ids = append(ids, srv.SendMessage(1, 1, "x"))
+	}
+	p := NewPolling(bot, PollingOptions{Limit: 2})
+	for _, id := range ids[:4] {
+		p.handled[id] = struct{}{} // as an earlier Run left them
+	}
+	handled := newHandledLog()
+	h := func(c *session.Context[struct{}]) error { handled.add(c.Update.UpdateID); return nil }
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := startRun(ctx, bot, byChat(t), h, Options{Source: p})
+	eventually(t, func() bool { return handled.count(ids[4]) == 1 && srv.Pending() == 0 }, "the new update handled and all confirmed")
+	cancel()
+	require.NoError(t, result(t, done))
+	assert.Equal(t, 1, handled.total(), "only the one not handled before")
+	assert.Empty(t, p.handled, "forgotten once confirmed")
 }

@@ -1,5 +1,6 @@
 // Package runner runs a session handler in production: it takes updates
-// from a [Source] (long polling by default, or a [Webhook]), handles the
+// from a [Source] (long polling by default, or a [Webhook], which
+// [ServeWebhook] serves in one call), handles the
 // updates of one ordering key one after another and different keys in
 // parallel, stays within fixed bounds under any load, and stops like
 // http.Server.Shutdown, without losing an update.
@@ -24,15 +25,25 @@
 // OnError with an error wrapping [ErrStopped], and handlers that do not
 // return promptly once their context ends are left behind and reported
 // the same way. Run returns after that, with nil when every taken update
-// was handled. With a webhook, shut the HTTP server down first (see
-// [Webhook]).
+// was handled. With a webhook, see [Webhook] for stopping the HTTP
+// server.
 //
 // # Delivery
 //
-// The polling source confirms an update to Telegram only once it has been
-// handled or reported, so after a graceful stop the next start neither
-// repeats nor misses an update. After a crash, updates that were taken but
-// not finished come again: delivery is at least once.
+// Nothing is acknowledged to Telegram before it is handled: an update
+// counts as handled once its handler returned (with or without an error)
+// or panicked and the panic was reported. The polling source confirms an
+// offset only past handled updates, and the webhook answers 2xx only once
+// its update was handled (or once it outlived Webhook.AckTimeout). An
+// update the runner did not handle, because it was still waiting at the
+// drain deadline, was left behind there, or was never taken, is not
+// acknowledged: Telegram sends it again, to the next start. A Polling
+// reused by the next Run remembers the updates it handled past its
+// confirmed offset and skips them when they come again, so over a
+// graceful stop and a restart in the same process every update is
+// handled exactly once; with a new Polling (or process), or after a
+// crash, updates handled but not yet confirmed come again: delivery is
+// at least once.
 //
 // # Ordering
 //
@@ -109,7 +120,7 @@ type Options struct {
 
 	// DrainTimeout bounds the stop: handlers' context ends this long
 	// after ctx is cancelled, and updates not started by then are
-	// reported with ErrStopped. Run returns at the latest 0.1s after that
+	// reported with ErrStopped and not acknowledged. Run returns at the latest 0.1s after that
 	// plus the source's Close (one short getUpdates, at most 5s). 0 means
 	// DefaultDrainTimeout; negative is an error.
 	DrainTimeout time.Duration
@@ -117,8 +128,10 @@ type Options struct {
 	// OnError receives every handler error (the session's too: a failed
 	// load or commit), every panic of a handler or of the session's key
 	// function (as an error carrying the stack), every update reported
-	// with ErrStopped, and the source's transient errors (then u is nil
-	// and key empty). key is the update's ordering key: its session key
+	// with ErrStopped, and the source's transient errors and reports (a
+	// failed getUpdates; a Webhook's requests that came while no Run was
+	// receiving, if the Webhook has no OnError of its own): then u is nil
+	// and key empty. key is the update's ordering key: its session key
 	// (before any Prefix), or "chat <id>" or "user <id>" for an update
 	// without one, or "" for one that ran unordered. It may be called from
 	// several goroutines at once. ctx is the handlers' context, or Run's
@@ -207,17 +220,19 @@ func logError(ctx context.Context, u *tgbotapi.Update, key string, err error) {
 // session.New or session.NewMulti), a nil h, a nil bot without
 // opts.Source, a negative MaxInFlight, QueueLimit, MaxQueued or
 // DrainTimeout, a nil *Polling or *Webhook as Source, a Polling not made
-// by [NewPolling] and a Webhook with a negative MaxBodyBytes make it
-// return an error wrapping [session.ErrConfig] that names the mistake.
+// by [NewPolling], and a Webhook with an empty Secret (unless
+// InsecureNoSecret) or a malformed one, a negative MaxBodyBytes or a
+// negative AckTimeout make it return an error wrapping
+// [session.ErrConfig] that names the mistake.
 //
 // Run returns nil after a stop in which every taken update was handled
 // (a handler's error counts: it went to OnError), and the source's error
 // if it failed for good. If the drain times out,
 // nothing more starts, the handlers' context is cancelled, and shortly
-// after, updates still waiting are reported with ErrStopped (and
-// confirmed), handlers still running are left behind (their updates
-// reported with ErrStopped and not confirmed, so they come again at the
-// next start), and Run returns an error wrapping
+// after, updates still waiting are reported with ErrStopped, handlers
+// still running are left behind (their updates reported the same way);
+// neither is acknowledged to Telegram, so they come again at the next
+// start, and Run returns an error wrapping
 // context.DeadlineExceeded. OnError is not called for a handler left
 // behind when it eventually returns.
 func Run[S any](ctx context.Context, bot *tgbotapi.BotAPI, sess Session[S], h session.Handler[S], opts Options) error {
@@ -241,9 +256,6 @@ func Run[S any](ctx context.Context, bot *tgbotapi.BotAPI, sess Session[S], h se
 		return call(h, session.NewContext[S](hctx, bot, it.u))
 	})
 	d.report = func(it *item, err error) { opts.OnError(hctx, &it.u, it.key.key, err) }
-	if testHookDispatcher != nil {
-		testHookDispatcher(d)
-	}
 	feed := &Feed{d: d, onError: func(ctx context.Context, err error) { opts.OnError(ctx, nil, "", err) }}
 
 	srcErr := src.Receive(ctx, feed)
@@ -308,8 +320,10 @@ func check[S any](bot *tgbotapi.BotAPI, sess Session[S], h session.Handler[S], o
 	case *Webhook:
 		if src == nil {
 			bad("Options.Source is a nil *Webhook")
-		} else if src.MaxBodyBytes < 0 {
-			bad("Webhook.MaxBodyBytes %d is negative (0 means DefaultMaxBodyBytes)", src.MaxBodyBytes)
+		} else {
+			for _, m := range src.check() {
+				bad("%s", m)
+			}
 		}
 	}
 	if opts.MaxInFlight < 0 {
@@ -361,10 +375,6 @@ func isNil(v any) bool {
 	return false
 }
 
-// testHookDispatcher, when set by a test, sees each Run's dispatcher, so
-// bound tests can read its counters.
-var testHookDispatcher func(*dispatcher)
-
 // closeTimeout bounds Source.Close after the drain; abandonGrace is how
 // long handlers get to return once their context ended at the drain
 // timeout, before they are left behind.
@@ -411,15 +421,21 @@ type Feed struct {
 	onError func(context.Context, error)
 }
 
-// Put offers u (not nil; it is copied) to the runner. It waits while the runner is full, so a
-// source never holds more than the bounds allow, until ctx ends or the
-// runner stops. It returns nil if the runner took u: then done, unless
-// nil, is called exactly once when u has been handled or reported to
-// OnError. Otherwise it returns an error (wrapping [ErrStopped] or ctx's
-// error) and u was not taken: the source still owns it and should let
-// Telegram send it again (not confirm it, or answer a webhook with an
-// error status).
-func (f *Feed) Put(ctx context.Context, u *tgbotapi.Update, done func()) error {
+// Put offers u (not nil; it is copied) to the runner. It waits while the
+// runner is full, so a source never holds more than the bounds allow,
+// until ctx ends or the runner stops. It returns nil if the runner took u:
+// then done, unless nil, is called exactly once, from another goroutine.
+// It is called with handled true once u's
+// handler returned (with or without an error) or panicked and was
+// reported: only then may the source acknowledge u to Telegram. It is
+// called with handled false when the runner stopped without handling u
+// (u was still waiting at the drain deadline, or its handler was left
+// behind there; either was reported to OnError with [ErrStopped]): the
+// source must not acknowledge u, so Telegram sends it again. Otherwise
+// Put returns an error (wrapping [ErrStopped] or ctx's error) and u was
+// not taken: the source still owns it and should let Telegram send it
+// again (not confirm it, or answer a webhook with an error status).
+func (f *Feed) Put(ctx context.Context, u *tgbotapi.Update, done func(handled bool)) error {
 	return f.d.put(ctx, u, done)
 }
 
@@ -435,7 +451,7 @@ type item struct {
 	key  orderKey
 	err  error // the key function panicked: report this, do not handle
 	q    *keyQueue
-	done func()
+	done func(handled bool)
 
 	// Guarded by dispatcher.mu.
 	abandoned bool // reported at the drain timeout while still running
@@ -492,7 +508,7 @@ func (d *dispatcher) notifyLocked() {
 	d.changed = make(chan struct{})
 }
 
-func (d *dispatcher) put(ctx context.Context, u *tgbotapi.Update, done func()) error {
+func (d *dispatcher) put(ctx context.Context, u *tgbotapi.Update, done func(handled bool)) error {
 	// Outside the lock: the key function is the session's, user code.
 	key, keyed, keyErr := d.key(u)
 	d.mu.Lock()
@@ -572,7 +588,7 @@ func (d *dispatcher) work(it *item) {
 			d.report(it, err)
 		}
 		if it.done != nil {
-			it.done()
+			it.done(true)
 		}
 
 		d.mu.Lock()
@@ -631,9 +647,9 @@ func (d *dispatcher) wait(ctx context.Context, cond func(*dispatcher) bool) bool
 	}
 }
 
-// abandon ends the drain: it reports every waiting update with ErrStopped
-// and marks it done, and reports the running ones, whose results will be
-// ignored, without marking them done, so they are not confirmed. It
+// abandon ends the drain: it reports every waiting update with ErrStopped,
+// and the running ones, whose results will be ignored, the same way, and
+// calls their done with handled false, so no source acknowledges them. It
 // returns how many were waiting and running.
 func (d *dispatcher) abandon() (waitingN, runningN int) {
 	d.mu.Lock()
@@ -660,13 +676,16 @@ func (d *dispatcher) abandon() (waitingN, runningN int) {
 	d.mu.Unlock()
 
 	for _, it := range waiting {
-		d.report(it, fmt.Errorf("runner: update %d not handled: %w", it.u.UpdateID, ErrStopped))
+		d.report(it, fmt.Errorf("runner: update %d not handled at the drain timeout, not acknowledged: %w", it.u.UpdateID, ErrStopped))
 		if it.done != nil {
-			it.done()
+			it.done(false)
 		}
 	}
 	for _, it := range running {
-		d.report(it, fmt.Errorf("runner: update %d still running at the drain timeout, left behind and not confirmed: %w", it.u.UpdateID, ErrStopped))
+		d.report(it, fmt.Errorf("runner: update %d still running at the drain timeout, left behind and not acknowledged: %w", it.u.UpdateID, ErrStopped))
+		if it.done != nil {
+			it.done(false)
+		}
 	}
 	return len(waiting), len(running)
 }

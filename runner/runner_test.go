@@ -504,6 +504,9 @@ func TestRunRefusesConfigurationMistakes(t *testing.T) {
 		{"Polling literal as source", bot, sess, nop, Options{Source: &Polling{}}, "Polling not made by NewPolling"},
 		{"nil *Webhook source", nil, sess, nop, Options{Source: (*Webhook)(nil)}, "Options.Source is a nil *Webhook"},
 		{"negative Webhook.MaxBodyBytes", nil, sess, nop, Options{Source: &Webhook{Secret: secret, MaxBodyBytes: -1}}, "Webhook.MaxBodyBytes -1 is negative"},
+		{"empty Webhook.Secret", nil, sess, nop, Options{Source: &Webhook{}}, "Webhook.Secret is empty"},
+		{"malformed Webhook.Secret", nil, sess, nop, Options{Source: &Webhook{Secret: "a b", InsecureNoSecret: true}}, "Webhook.Secret: secret has ' '"},
+		{"negative Webhook.AckTimeout", nil, sess, nop, Options{Source: &Webhook{Secret: secret, AckTimeout: -time.Second}}, "Webhook.AckTimeout -1s is negative"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -6,10 +6,12 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	tgbotapi "github.com/go-telegram-bot-api/telegram-bot-api/v5"
 	"github.com/stretchr/testify/assert"
@@ -88,21 +90,20 @@ func TestWebhookRefusesBadRequests(t *testing.T) {
 	assert.Equal(t, http.StatusOK, serve(w, post(ctx, secret, good)))
 	eventually(t, func() bool { return handled.Load() == 1 }, "the good update handled")
 
-	// An empty Secret refuses everything rather than accepting anyone.
-	open := &Webhook{}
-	assert.Equal(t, http.StatusUnauthorized, serve(open, post(ctx, "", good)))
+	// An empty Secret refuses everything rather than accepting anyone,
+	// unless InsecureNoSecret says so (this one is not running: 503).
+	assert.Equal(t, http.StatusUnauthorized, serve(&Webhook{}, post(ctx, "", good)))
+	assert.Equal(t, http.StatusServiceUnavailable, serve(&Webhook{InsecureNoSecret: true, OnError: func(error) {}}, post(ctx, "", good)))
 }
 
 // Updates of one chat arriving one request after another are handled in
 // that order, while two chats post concurrently; each request is answered
-// at once, before its update is handled.
+// once its update was handled.
 func TestWebhookOrdersEachChat(t *testing.T) {
 	const perChat = 100
 	var mu sync.Mutex
 	seen := map[int64][]int{}
-	gate := make(chan struct{})
 	h := func(c *session.Context[struct{}]) error {
-		<-gate // handlers wait until every request was answered
 		mu.Lock()
 		seen[c.Update.Message.Chat.ID] = append(seen[c.Update.Message.Chat.ID], c.Update.Message.MessageID)
 		mu.Unlock()
@@ -134,9 +135,11 @@ func TestWebhookOrdersEachChat(t *testing.T) {
 			}
 		}()
 	}
-	wg.Wait() // all answered while no handler has finished
-	close(gate)
-	eventually(t, func() bool { mu.Lock(); defer mu.Unlock(); return len(seen[1])+len(seen[2]) == 2*perChat }, "all handled")
+	wg.Wait()
+	mu.Lock()
+	assert.Len(t, seen[1], perChat, "answered 200, so handled")
+	assert.Len(t, seen[2], perChat, "answered 200, so handled")
+	mu.Unlock()
 	require.NoError(t, stop())
 
 	want := make([]int, perChat)
@@ -149,6 +152,7 @@ func TestWebhookOrdersEachChat(t *testing.T) {
 
 // Backpressure: when the chat's queue is full the request waits; if the
 // request gives up first, the update was not taken and the answer is 503.
+// The others are answered 200 only once handled.
 func TestWebhookBackpressure(t *testing.T) {
 	release := make(chan struct{})
 	entered := make(chan struct{}, 1)
@@ -163,13 +167,16 @@ func TestWebhookBackpressure(t *testing.T) {
 		return nil
 	}
 	w := &Webhook{Secret: secret}
-	dispatchers := captureDispatcher(t)
 	stop := runWebhook(t, w, h, Options{QueueLimit: 1})
-	d := receive(t, dispatchers, "the dispatcher")
+	w.mu.Lock()
+	d := w.feed.d
+	w.mu.Unlock()
 	bg := context.Background()
-	assert.Equal(t, http.StatusOK, serve(w, post(bg, secret, updateJSON(t, chatMsg(1, 1, 0)))))
+	codes := make(chan int, 2)
+	go func() { codes <- serve(w, post(bg, secret, updateJSON(t, chatMsg(1, 1, 0)))) }()
 	receive(t, entered, "the first handler")
-	assert.Equal(t, http.StatusOK, serve(w, post(bg, secret, updateJSON(t, chatMsg(2, 1, 1)))), "queued")
+	go func() { codes <- serve(w, post(bg, secret, updateJSON(t, chatMsg(2, 1, 1)))) }()
+	eventually(t, func() bool { return d.stats().queued == 1 }, "the second queued")
 
 	ctx, cancel := context.WithCancel(bg)
 	code := make(chan int, 1)
@@ -177,23 +184,59 @@ func TestWebhookBackpressure(t *testing.T) {
 	eventually(t, func() bool { return d.stats().blocked == 1 }, "the request waits for room")
 	cancel()
 	assert.Equal(t, http.StatusServiceUnavailable, receive(t, code, "the answer"))
+	select {
+	case c := <-codes:
+		t.Fatalf("answered %d before its update was handled", c)
+	default:
+	}
 
 	close(release)
+	assert.Equal(t, http.StatusOK, receive(t, codes, "the first answer"))
+	assert.Equal(t, http.StatusOK, receive(t, codes, "the second answer"))
+	assert.Equal(t, int32(2), handled.Load(), "both answered after being handled")
 	require.NoError(t, stop())
 	assert.Equal(t, int32(2), handled.Load(), "the refused update was not taken")
 }
 
+// AckTimeout bounds each request: an update still waiting for its
+// handler is answered 200 and handled in the background, and one the
+// full runner could not take in time is answered 503.
+func TestWebhookAckTimeout(t *testing.T) {
+	release := make(chan struct{})
+	entered := make(chan struct{}, 1)
+	var handled atomic.Int32
+	h := func(*session.Context[struct{}]) error {
+		select {
+		case entered <- struct{}{}:
+		default:
+		}
+		<-release
+		handled.Add(1)
+		return nil
+	}
+	w := &Webhook{Secret: secret, AckTimeout: 20 * time.Millisecond}
+	stop := runWebhook(t, w, h, Options{QueueLimit: 1})
+	bg := context.Background()
+	assert.Equal(t, http.StatusOK, serve(w, post(bg, secret, updateJSON(t, chatMsg(1, 1, 0)))), "running past AckTimeout")
+	receive(t, entered, "the first handler")
+	assert.Equal(t, http.StatusOK, serve(w, post(bg, secret, updateJSON(t, chatMsg(2, 1, 1)))), "queued past AckTimeout")
+	assert.Equal(t, http.StatusServiceUnavailable, serve(w, post(bg, secret, updateJSON(t, chatMsg(3, 1, 2)))), "no room within AckTimeout")
+	assert.Zero(t, handled.Load(), "acknowledged before being handled")
+	close(release)
+	require.NoError(t, stop())
+	assert.Equal(t, int32(2), handled.Load(), "the acknowledged ones handled in the background")
+}
+
 // Graceful stop with http.Server.Shutdown: shut the server down, then
-// stop the runner; every update answered 200 was handled. Before Run and
-// after it the webhook answers 503, so Telegram retries.
+// stop the runner; every update answered 200 was handled by then. Before
+// Run and after it the webhook answers 503, so Telegram retries.
 func TestWebhookShutdown(t *testing.T) {
 	w := &Webhook{Secret: secret}
 	bg := context.Background()
 	assert.Equal(t, http.StatusServiceUnavailable, serve(w, post(bg, secret, updateJSON(t, chatMsg(1, 1, 0)))), "before Run")
 
 	var handled atomic.Int32
-	gate := make(chan struct{})
-	h := func(*session.Context[struct{}]) error { <-gate; handled.Add(1); return nil }
+	h := func(*session.Context[struct{}]) error { handled.Add(1); return nil }
 	stop := runWebhook(t, w, h, Options{})
 	hs := httptest.NewServer(w)
 
@@ -206,10 +249,10 @@ func TestWebhookShutdown(t *testing.T) {
 		require.NoError(t, err)
 		resp.Body.Close()
 		require.Equal(t, http.StatusOK, resp.StatusCode)
+		require.Equal(t, int32(i+1), handled.Load(), "answered 200 once handled")
 	}
 	require.NoError(t, hs.Config.Shutdown(bg)) // 1. no more requests
 	hs.Close()
-	close(gate)
 	require.NoError(t, stop()) // 2. drain what was taken
 	assert.Equal(t, int32(n), handled.Load(), "every update answered 200 was handled")
 
@@ -225,25 +268,52 @@ func TestWebhookOneRunAtATime(t *testing.T) {
 	require.NoError(t, stop())
 }
 
-// SetWebhook sends the secret_token that tgbotapi's WebhookConfig lacks.
+// SetWebhook sends the secret_token that tgbotapi's WebhookConfig lacks,
+// and the options that are set.
 func TestSetWebhook(t *testing.T) {
 	srv, bot := fakeBot(t)
-	require.NoError(t, SetWebhook(bot, "https://example.com/hook", secret))
-	var found bool
-	for _, r := range srv.Requests() {
-		if r.Method == "setWebhook" {
-			found = true
-			assert.Equal(t, "https://example.com/hook", r.Params.Get("url"))
-			assert.Equal(t, secret, r.Params.Get("secret_token"))
+	setWebhooks := func() (calls []url.Values) {
+		for _, r := range srv.Requests() {
+			if r.Method == "setWebhook" {
+				calls = append(calls, r.Params)
+			}
 		}
+		return calls
 	}
-	assert.True(t, found)
+	require.NoError(t, SetWebhook(bot, "https://example.com/hook", secret, SetWebhookOptions{}))
+	calls := setWebhooks()
+	require.Len(t, calls, 1)
+	assert.Equal(t, "https://example.com/hook", calls[0].Get("url"))
+	assert.Equal(t, secret, calls[0].Get("secret_token"))
+	for _, p := range []string{"drop_pending_updates", "max_connections", "allowed_updates", "ip_address"} {
+		assert.False(t, calls[0].Has(p), "%s not sent", p)
+	}
 	info, err := bot.GetWebhookInfo()
 	require.NoError(t, err)
 	assert.Equal(t, "https://example.com/hook", info.URL)
 
+	require.NoError(t, SetWebhook(bot, "https://example.com/hook2", secret, SetWebhookOptions{
+		DropPendingUpdates: true, MaxConnections: 1, AllowedUpdates: []string{"message", "callback_query"}, IPAddress: "203.0.113.7",
+	}))
+	calls = setWebhooks()
+	require.Len(t, calls, 2)
+	assert.Equal(t, "true", calls[1].Get("drop_pending_updates"))
+	assert.Equal(t, "1", calls[1].Get("max_connections"))
+	assert.JSONEq(t, `["message","callback_query"]`, calls[1].Get("allowed_updates"))
+	assert.Equal(t, "203.0.113.7", calls[1].Get("ip_address"))
+
+	// Mistakes are caught before Telegram is called.
+	for name, s := range map[string]string{"empty": "", "too long": strings.Repeat("a", 257), "space": "a b", "dot": "a.b", "non-ASCII": "sécret"} {
+		err := SetWebhook(bot, "https://example.com/hook", s, SetWebhookOptions{})
+		assert.ErrorIs(t, err, session.ErrConfig, name)
+	}
+	assert.ErrorIs(t, SetWebhook(bot, "https://example.com/hook", secret, SetWebhookOptions{MaxConnections: 101}), session.ErrConfig)
+	assert.ErrorIs(t, SetWebhook(bot, "https://example.com/hook", secret, SetWebhookOptions{MaxConnections: -1}), session.ErrConfig)
+	assert.Len(t, setWebhooks(), 2, "no call for a mistake")
+	require.NoError(t, SetWebhook(bot, "https://example.com/hook", strings.Repeat("aZ0_-", 51)+"x", SetWebhookOptions{}), "256 characters")
+
 	srv.Fail("setWebhook", 400, "Bad Request: bad webhook")
-	assert.Error(t, SetWebhook(bot, "x", secret))
+	assert.Error(t, SetWebhook(bot, "x", secret, SetWebhookOptions{}))
 }
 
 // Whatever the body, the webhook answers with one of its statuses and

@@ -60,10 +60,11 @@ func handle(c *session.Context[Count]) error {
 	return err
 }
 
-// serve runs the bot behind wh on srv until ctx is done, then stops in
-// the order that loses nothing: first the HTTP server (requests in flight
-// finish handing over their updates), then the runner (it handles what it
-// took).
+// serve runs the bot behind wh on srv until ctx is done, then stops:
+// first the HTTP server (requests in flight are answered once their
+// updates are handled), then the runner (it handles what it took). The
+// other order loses nothing either: an update the runner does not handle
+// is answered 503, and Telegram sends it again.
 func serve(ctx context.Context, bot *tgbotapi.BotAPI, wh *runner.Webhook, srv *http.Server, listen func() error) error {
 	sess, err := session.New(session.Options[Count]{})
 	if err != nil {
@@ -115,7 +116,7 @@ func run(ctx context.Context, out io.Writer, token string) error {
 	if err != nil {
 		return err
 	}
-	if err := runner.SetWebhook(bot, url, secret); err != nil {
+	if err := runner.SetWebhook(bot, url, secret, runner.SetWebhookOptions{}); err != nil {
 		return err
 	}
 	wh := &runner.Webhook{Secret: secret}
