@@ -45,6 +45,24 @@
 // crash, updates handled but not yet confirmed come again: delivery is
 // at least once.
 //
+// # Redeliveries
+//
+// Telegram sends an update again when it got no answer in time: a webhook
+// whose answer was slow or lost, say. Run remembers the ids of the updates
+// it took, over all its sources: the last Options.RecentUpdates handled
+// (10,000 by default; the oldest is forgotten first), and those still
+// queued or running. An update whose id it remembers is not handled
+// again. When the first copy was handled, the copy is acknowledged at
+// once (the webhook answers 200; the polling source may confirm it); when
+// the first is still queued or running, the copy waits for its outcome
+// and is answered the same way: 200 once the first was handled, 503 if
+// the first was given up at the drain deadline. An update given up there
+// (reported with ErrStopped) is forgotten, so when it comes again it is
+// handled. The memory is per Run: a new Run, or process, handles an
+// update it never saw, and so does a Run that forgot it, past
+// RecentUpdates later updates. A redelivery is no error, so it is not
+// reported to OnError.
+//
 // # Ordering
 //
 // The ordering key of an update is its session key (sess.Key; for a
@@ -94,6 +112,10 @@ const (
 	// DefaultDrainTimeout is the default of Options.DrainTimeout, within
 	// the usual grace periods of process managers (Kubernetes: 30s).
 	DefaultDrainTimeout = 10 * time.Second
+	// DefaultRecentUpdates is the default of Options.RecentUpdates:
+	// about 0.4 MB of ids when full, plus about 50 bytes per update
+	// queued or running (measured).
+	DefaultRecentUpdates = 10_000
 )
 
 // ErrStopped is wrapped by the error given to OnError for an update that
@@ -125,6 +147,15 @@ type Options struct {
 	// DefaultDrainTimeout; negative is an error.
 	DrainTimeout time.Duration
 
+	// RecentUpdates is how many handled update ids one Run remembers, over
+	// all its sources, to recognise an update Telegram sends again (a
+	// webhook whose answer was slow or lost): an update whose id was
+	// handled among the last RecentUpdates, or is still queued or running,
+	// is not handled again (see the package documentation). The ids of
+	// updates queued or running are remembered on top of these, within the
+	// bounds above. 0 means DefaultRecentUpdates; negative is an error.
+	RecentUpdates int
+
 	// OnError receives every handler error (the session's too: a failed
 	// load or commit), every panic of a handler or of the session's key
 	// function (as an error carrying the stack), every update reported
@@ -152,6 +183,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.DrainTimeout == 0 {
 		o.DrainTimeout = DefaultDrainTimeout
+	}
+	if o.RecentUpdates == 0 {
+		o.RecentUpdates = DefaultRecentUpdates
 	}
 	if o.OnError == nil {
 		o.OnError = logError
@@ -218,9 +252,9 @@ func logError(ctx context.Context, u *tgbotapi.Update, key string, err error) {
 // Run checks its arguments before it starts anything: a nil sess (or one
 // whose Middleware panics, such as a *session.Session not built by
 // session.New or session.NewMulti), a nil h, a nil bot without
-// opts.Source, a negative MaxInFlight, QueueLimit, MaxQueued or
-// DrainTimeout, a nil *Polling or *Webhook as Source, a Polling not made
-// by [NewPolling], and a Webhook with an empty Secret (unless
+// opts.Source, a negative MaxInFlight, QueueLimit, MaxQueued,
+// DrainTimeout or RecentUpdates, a nil *Polling or *Webhook as Source, a
+// Polling not made by [NewPolling], and a Webhook with an empty Secret (unless
 // InsecureNoSecret) or a malformed one, a negative MaxBodyBytes or a
 // negative AckTimeout make it return an error wrapping
 // [session.ErrConfig] that names the mistake.
@@ -338,6 +372,9 @@ func check[S any](bot *tgbotapi.BotAPI, sess Session[S], h session.Handler[S], o
 	if opts.DrainTimeout < 0 {
 		bad("Options.DrainTimeout %v is negative (0 means DefaultDrainTimeout)", opts.DrainTimeout)
 	}
+	if opts.RecentUpdates < 0 {
+		bad("Options.RecentUpdates %d is negative (0 means DefaultRecentUpdates)", opts.RecentUpdates)
+	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
@@ -435,6 +472,13 @@ type Feed struct {
 // Put returns an error (wrapping [ErrStopped] or ctx's error) and u was
 // not taken: the source still owns it and should let Telegram send it
 // again (not confirm it, or answer a webhook with an error status).
+//
+// An update whose id (when positive, as Telegram's are) is the id of one
+// this Run handled recently, or of one still queued or running, is a
+// redelivery: Put takes it without handling it again, and calls done with
+// the first copy's outcome: at once (from another goroutine) if the first
+// was handled, else when the first is handled or given up. Such an update
+// takes no room in the bounds, so Put does not wait for it.
 func (f *Feed) Put(ctx context.Context, u *tgbotapi.Update, done func(handled bool)) error {
 	return f.d.put(ctx, u, done)
 }
@@ -452,6 +496,9 @@ type item struct {
 	err  error // the key function panicked: report this, do not handle
 	q    *keyQueue
 	done func(handled bool)
+	// dups, not nil when u's id is in the window, holds the done funcs of
+	// the redeliveries of u that wait for its outcome.
+	dups *redeliveries
 
 	// Guarded by dispatcher.mu.
 	abandoned bool // reported at the drain timeout while still running
@@ -472,6 +519,7 @@ type keyQueue struct {
 // ready key in round-robin order, and exits when none is ready.
 type dispatcher struct {
 	maxInFlight, queueLimit, maxQueued int
+	recent                             recentIDs
 	key                                func(*tgbotapi.Update) (orderKey, bool, error)
 	exec                               func(*item) error
 	report                             func(*item, error)
@@ -484,7 +532,9 @@ type dispatcher struct {
 	queued   int  // waiting updates over all keys
 	blocked  int  // Put calls waiting for room; for tests and figures
 	stopped  bool // Put refuses updates
-	halted   bool // nothing more starts: the drain timed out
+	// duplicates counts redeliveries taken without being handled again.
+	duplicates int
+	halted     bool // nothing more starts: the drain timed out
 	// changed is closed and replaced whenever room frees up or the
 	// dispatcher goes idle, so waiters can select on it with a context.
 	changed chan struct{}
@@ -495,6 +545,7 @@ func newDispatcher(o Options, key func(*tgbotapi.Update) (orderKey, bool, error)
 		maxInFlight: o.MaxInFlight,
 		queueLimit:  o.QueueLimit,
 		maxQueued:   o.MaxQueued,
+		recent:      newRecentIDs(o.RecentUpdates),
 		key:         key,
 		exec:        exec,
 		queues:      make(map[orderKey]*keyQueue),
@@ -517,6 +568,10 @@ func (d *dispatcher) put(ctx context.Context, u *tgbotapi.Update, done func(hand
 			d.mu.Unlock()
 			return ErrStopped
 		}
+		if d.redeliveredLocked(u.UpdateID, done) {
+			d.mu.Unlock()
+			return nil
+		}
 		var q *keyQueue
 		if keyed {
 			q = d.queues[key]
@@ -528,7 +583,7 @@ func (d *dispatcher) put(ctx context.Context, u *tgbotapi.Update, done func(hand
 					d.queues[key] = q
 				}
 			}
-			q.items.push(&item{u: *u, key: key, err: keyErr, q: q, done: done})
+			q.items.push(&item{u: *u, key: key, err: keyErr, q: q, done: done, dups: d.recent.start(u.UpdateID)})
 			d.queued++
 			if !q.running && q.items.len() == 1 {
 				d.ready.push(q)
@@ -583,6 +638,7 @@ func (d *dispatcher) work(it *item) {
 			return
 		}
 		delete(d.running, it)
+		dups := d.recent.finish(it.u.UpdateID, it.dups, true)
 		d.mu.Unlock()
 		if err != nil {
 			d.report(it, err)
@@ -590,6 +646,7 @@ func (d *dispatcher) work(it *item) {
 		if it.done != nil {
 			it.done(true)
 		}
+		callAll(dups, true)
 
 		d.mu.Lock()
 		q := it.q
@@ -672,33 +729,139 @@ func (d *dispatcher) abandon() (waitingN, runningN int) {
 		running = append(running, it)
 	}
 	clear(d.running)
+	// Not handled: forget their ids, so that a redelivery is handled.
+	dups := make([][]func(bool), 0, len(waiting)+len(running))
+	for _, it := range waiting {
+		dups = append(dups, d.recent.finish(it.u.UpdateID, it.dups, false))
+	}
+	for _, it := range running {
+		dups = append(dups, d.recent.finish(it.u.UpdateID, it.dups, false))
+	}
 	d.notifyLocked()
 	d.mu.Unlock()
 
-	for _, it := range waiting {
+	for i, it := range waiting {
 		d.report(it, fmt.Errorf("runner: update %d not handled at the drain timeout, not acknowledged: %w", it.u.UpdateID, ErrStopped))
 		if it.done != nil {
 			it.done(false)
 		}
+		callAll(dups[i], false)
 	}
-	for _, it := range running {
+	for i, it := range running {
 		d.report(it, fmt.Errorf("runner: update %d still running at the drain timeout, left behind and not acknowledged: %w", it.u.UpdateID, ErrStopped))
 		if it.done != nil {
 			it.done(false)
 		}
+		callAll(dups[len(waiting)+i], false)
 	}
 	return len(waiting), len(running)
+}
+
+// redeliveredLocked tells whether id is in the window, and if so takes
+// the redelivery: done gets the first copy's outcome, at once if it is
+// known, else when it is.
+func (d *dispatcher) redeliveredLocked(id int, done func(handled bool)) bool {
+	handled, dups := d.recent.lookup(id)
+	switch {
+	case handled:
+		if done != nil {
+			go done(true) // never on the caller's goroutine, as Put promises
+		}
+	case dups != nil:
+		if done != nil {
+			dups.dones = append(dups.dones, done)
+		}
+	default:
+		return false
+	}
+	d.duplicates++
+	return true
+}
+
+// callAll calls each of dones with handled.
+func callAll(dones []func(bool), handled bool) {
+	for _, done := range dones {
+		done(handled)
+	}
 }
 
 // stats is a snapshot of the dispatcher's counters.
 type stats struct {
 	inFlight, queued, keys, blocked int
+	// duplicates is the count of redeliveries not handled again; recent
+	// and pending the ids remembered as handled and as queued or
+	// running, and recentCap the capacity of the eviction queue.
+	duplicates, recent, pending, recentCap int
 }
 
 func (d *dispatcher) stats() stats {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return stats{inFlight: d.inFlight, queued: d.queued, keys: len(d.queues), blocked: d.blocked}
+	return stats{inFlight: d.inFlight, queued: d.queued, keys: len(d.queues), blocked: d.blocked,
+		duplicates: d.duplicates, recent: len(d.recent.handled), pending: len(d.recent.pending), recentCap: cap(d.recent.order.buf)}
+}
+
+// recentIDs is the window of update ids one Run has seen: those queued or
+// running, with the redeliveries waiting for their outcome, and the last
+// size handled, the oldest evicted first. Ids that are not positive are
+// never in it. Its methods are called with dispatcher.mu held.
+type recentIDs struct {
+	size    int
+	pending map[int]*redeliveries
+	handled map[int]struct{}
+	order   fifo[int] // the handled ids, oldest first
+}
+
+// redeliveries are the done funcs of the redeliveries of an update still
+// queued or running.
+type redeliveries struct {
+	dones []func(handled bool)
+}
+
+func newRecentIDs(size int) recentIDs {
+	return recentIDs{size: size, pending: make(map[int]*redeliveries), handled: make(map[int]struct{})}
+}
+
+// lookup tells whether id was handled, or else returns the redeliveries
+// of its queued or running first copy; neither when id is not in the
+// window.
+func (r *recentIDs) lookup(id int) (handled bool, dups *redeliveries) {
+	if id <= 0 {
+		return false, nil
+	}
+	if _, ok := r.handled[id]; ok {
+		return true, nil
+	}
+	return false, r.pending[id]
+}
+
+// start records id as queued; it returns nil for an id not remembered.
+func (r *recentIDs) start(id int) *redeliveries {
+	if id <= 0 {
+		return nil
+	}
+	dups := &redeliveries{}
+	r.pending[id] = dups
+	return dups
+}
+
+// finish records the outcome of the update that start gave dups: if
+// handled, its id joins the handled ones, evicting the oldest beyond
+// size; if not, it is forgotten, so that a redelivery is handled. It
+// returns the done funcs of the redeliveries that waited.
+func (r *recentIDs) finish(id int, dups *redeliveries, handled bool) []func(bool) {
+	if dups == nil {
+		return nil
+	}
+	delete(r.pending, id)
+	if handled {
+		r.handled[id] = struct{}{}
+		r.order.push(id)
+		for r.order.len() > r.size {
+			delete(r.handled, r.order.pop())
+		}
+	}
+	return dups.dones
 }
 
 // fifo is a queue on a slice that gives its memory back: the slice is

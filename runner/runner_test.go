@@ -500,6 +500,7 @@ func TestRunRefusesConfigurationMistakes(t *testing.T) {
 		{"negative QueueLimit", bot, sess, nop, Options{QueueLimit: -1}, "Options.QueueLimit -1 is negative"},
 		{"negative MaxQueued", bot, sess, nop, Options{MaxQueued: -5}, "Options.MaxQueued -5 is negative"},
 		{"negative DrainTimeout", bot, sess, nop, Options{DrainTimeout: -time.Second}, "Options.DrainTimeout -1s is negative"},
+		{"negative RecentUpdates", bot, sess, nop, Options{RecentUpdates: -1}, "Options.RecentUpdates -1 is negative"},
 		{"nil *Polling source", bot, sess, nop, Options{Source: (*Polling)(nil)}, "Options.Source is a nil *Polling"},
 		{"Polling literal as source", bot, sess, nop, Options{Source: &Polling{}}, "Polling not made by NewPolling"},
 		{"nil *Webhook source", nil, sess, nop, Options{Source: (*Webhook)(nil)}, "Options.Source is a nil *Webhook"},

@@ -59,9 +59,17 @@ const SecretHeader = "X-Telegram-Bot-Api-Secret-Token"
 // acknowledged before it is handled, so if the runner stops and the
 // drain deadline cuts its handler, it is lost (it was reported to
 // OnError with ErrStopped). Keep handlers well below AckTimeout, or hand
-// long work to a queue of your own. Likewise, when Telegram gives up on
-// a request whose update was taken (it closed the connection), the
-// update is still handled, and Telegram sends it again: handled twice.
+// long work to a queue of your own. When Telegram gives up on a request
+// whose update was taken (it closed the connection), the update is still
+// handled, and Telegram sends it again.
+//
+// An update Telegram sends again (its first request was slow, given up
+// or its answer lost) is not handled twice by one Run (see
+// Options.RecentUpdates and the package documentation): if the first
+// copy was handled, it is answered 200 at once; if the first is still
+// queued or running, its request waits for the first's outcome within
+// AckTimeout, and is answered 200 when the first was handled, 503 when it
+// was given up at a stop.
 //
 // Updates are ordered as their requests arrive. With setWebhook's
 // max_connections above 1, Telegram may send several at once, so two
