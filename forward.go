@@ -56,11 +56,11 @@ func (st *state[S]) forwards(c *Context[S]) (bool, error) {
 	moved := false
 	for i, p := range st.eng.parts {
 		sl, info := &st.slots[i], p.info()
-		if sl.lease == nil || !info.migrating() {
+		if sl.lease == nil {
 			continue
 		}
-		if _, found := sl.lease.Value(); found {
-			continue
+		if _, found := sl.lease.Value(); found || !info.migrating() {
+			continue // the registry is looked up on a miss only
 		}
 		to, ok, err := info.store.Read(c, forwardKey(sl.storeKey))
 		if err != nil {
