@@ -29,6 +29,7 @@ package session
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"iter"
@@ -53,6 +54,11 @@ type Context[S any] struct {
 	context.Context                  // nil means context.Background()
 	Bot             *tgbotapi.BotAPI // may be nil, e.g. in tests
 	Update          tgbotapi.Update
+	// Raw is the update's JSON as Telegram sent it, when it came through
+	// package runner's sources or telegramtest (nil when built by hand):
+	// it keeps what tgbotapi v5.5.1 drops (message_thread_id,
+	// business_connection_id, update kinds it does not know).
+	Raw json.RawMessage
 
 	sess *state[S]
 }

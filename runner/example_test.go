@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -284,4 +285,55 @@ func Example_sendAfterSave() {
 	fmt.Println(srv.Sent()[0].Text)
 	// Output:
 	// you have 1
+}
+
+// A handler reads from c.Raw what tgbotapi v5.5.1 drops: here the forum
+// topic of a message, to answer in the same topic.
+func Example_rawJSON() {
+	srv := telegramtest.NewServer()
+	defer srv.Close()
+	bot, err := tgbotapi.NewBotAPIWithAPIEndpoint("test-token", srv.Endpoint())
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	srv.AddRawUpdate([]byte(`{"message":{"message_id":5,"message_thread_id":42,"is_topic_message":true,` +
+		`"date":1700000000,"chat":{"id":-1001,"type":"supergroup","title":"Forum","is_forum":true},"text":"hi"}}`))
+
+	sess, err := session.New(session.Options[Data]{})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	h := func(c *session.Context[Data]) error {
+		defer stop() // the example's Ctrl-C: stop after one update
+		var raw struct {
+			Message struct {
+				ThreadID int `json:"message_thread_id"`
+			} `json:"message"`
+		}
+		if err := json.Unmarshal(c.Raw, &raw); err != nil {
+			return err
+		}
+		// tgbotapi's MessageConfig has no message_thread_id: send it as a
+		// parameter of its own.
+		params := tgbotapi.Params{"text": "hello, topic"}
+		params.AddNonZero64("chat_id", c.Update.Message.Chat.ID)
+		params.AddNonZero("message_thread_id", raw.Message.ThreadID)
+		_, err := c.Bot.MakeRequest("sendMessage", params)
+		fmt.Printf("%q in topic %d\n", c.Update.Message.Text, raw.Message.ThreadID)
+		return err
+	}
+	if err := runner.Run(ctx, bot, sess, h, runner.Options{}); err != nil {
+		fmt.Println(err)
+	}
+	for _, r := range srv.Requests() {
+		if r.Method == "sendMessage" {
+			fmt.Println("sent to topic", r.Params.Get("message_thread_id"))
+		}
+	}
+	// Output:
+	// "hi" in topic 42
+	// sent to topic 42
 }

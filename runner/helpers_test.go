@@ -80,7 +80,7 @@ func (s *sliceSource) Receive(ctx context.Context, feed *Feed) error {
 		if !ok {
 			break
 		}
-		if err := feed.Put(ctx, &u, func(bool) {
+		if err := feed.Put(ctx, &u, nil, func(bool) {
 			s.mu.Lock()
 			s.done++
 			s.mu.Unlock()

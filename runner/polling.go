@@ -2,6 +2,7 @@ package runner
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -30,7 +31,11 @@ type PollingOptions struct {
 // Polling is the default [Source]: it fetches updates with getUpdates and
 // confirms an update to Telegram only after it was handled (its handler
 // returned or panicked): an update reported with ErrStopped at the drain
-// deadline is not confirmed, and Telegram sends it again.
+// deadline is not confirmed, and Telegram sends it again. It calls
+// getUpdates itself (bot.MakeRequest, with the parameters of tgbotapi's
+// GetUpdates), so that each handler's session.Context.Raw is its update's
+// JSON as Telegram sent it, with what tgbotapi v5.5.1 drops; an update of
+// a kind tgbotapi does not know is handled too, with only UpdateID set.
 //
 // Telegram's offset both confirms every update below it and positions the
 // next answer, so Polling always asks from its oldest unfinished update
@@ -170,12 +175,12 @@ func (p *Polling) Receive(ctx context.Context, feed *Feed) error {
 
 		taken := 0
 		for i := range ups {
-			u := &ups[i]
+			u := &ups[i].u
 			if !p.take(u.UpdateID) {
 				continue // taken before, still open
 			}
 			id := u.UpdateID
-			if err := feed.Put(ctx, u, func(handled bool) { p.finish(id, handled) }); err != nil {
+			if err := feed.Put(ctx, u, ups[i].raw, func(handled bool) { p.finish(id, handled) }); err != nil {
 				p.untake(id)
 				return nil // stopped: the rest stays with Telegram
 			}
@@ -250,12 +255,19 @@ func (p *Polling) Close(ctx context.Context) error {
 	}
 }
 
+// rawUpdate is an update from getUpdates with its JSON as Telegram sent
+// it.
+type rawUpdate struct {
+	u   tgbotapi.Update
+	raw json.RawMessage
+}
+
 // get calls getUpdates, giving up waiting when ctx ends: tgbotapi takes
 // no context, so the call itself finishes in the background (Close ends
 // it).
-func (p *Polling) get(ctx context.Context, cfg tgbotapi.UpdateConfig) ([]tgbotapi.Update, error) {
+func (p *Polling) get(ctx context.Context, cfg tgbotapi.UpdateConfig) ([]rawUpdate, error) {
 	type result struct {
-		ups []tgbotapi.Update
+		ups []rawUpdate
 		err error
 	}
 	ch := make(chan result, 1)
@@ -263,7 +275,7 @@ func (p *Polling) get(ctx context.Context, cfg tgbotapi.UpdateConfig) ([]tgbotap
 	p.calls++
 	p.mu.Unlock()
 	go func() {
-		ups, err := p.bot.GetUpdates(cfg)
+		ups, err := getUpdates(p.bot, cfg)
 		p.mu.Lock()
 		p.calls--
 		close(p.callEnded)
@@ -277,6 +289,36 @@ func (p *Polling) get(ctx context.Context, cfg tgbotapi.UpdateConfig) ([]tgbotap
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
+}
+
+// getUpdates is bot.GetUpdates(cfg), but keeps each update's JSON: it
+// sends the same parameters as tgbotapi's UpdateConfig, so it fails the
+// same way (a *tgbotapi.Error for Telegram's refusals), and decodes the
+// result element by element.
+func getUpdates(bot *tgbotapi.BotAPI, cfg tgbotapi.UpdateConfig) ([]rawUpdate, error) {
+	params := make(tgbotapi.Params)
+	params.AddNonZero("offset", cfg.Offset)
+	params.AddNonZero("limit", cfg.Limit)
+	params.AddNonZero("timeout", cfg.Timeout)
+	if err := params.AddInterface("allowed_updates", cfg.AllowedUpdates); err != nil {
+		return nil, err
+	}
+	resp, err := bot.MakeRequest("getUpdates", params)
+	if err != nil {
+		return nil, err
+	}
+	var raws []json.RawMessage
+	if err := json.Unmarshal(resp.Result, &raws); err != nil {
+		return nil, err
+	}
+	ups := make([]rawUpdate, len(raws))
+	for i, raw := range raws {
+		if err := json.Unmarshal(raw, &ups[i].u); err != nil {
+			return nil, err
+		}
+		ups[i].raw = raw
+	}
+	return ups, nil
 }
 
 // offset returns the offset to send: the oldest open update, or the one

@@ -69,7 +69,10 @@
 // session.NewMulti session, its first fragment's key). An update without
 // one (an inline query under a per-chat session, say) is ordered by its
 // chat, or without a chat by its sending user, in queues apart from every
-// session key's; an update with neither runs unordered. Under a lazy
+// session key's; an update with neither runs unordered (so does an
+// update of a kind tgbotapi v5.5.1 does not know, such as
+// business_message, which it decodes to an Update with only UpdateID,
+// unless the session's key function finds a key in it). Under a lazy
 // session, updates that never touch their session are ordered all the
 // same. The key function runs as each update is taken, on the source's
 // goroutine, so like any session.KeyFunc it must be cheap; if it panics,
@@ -83,10 +86,21 @@
 // (backpressure): the polling source stops fetching, the webhook holds the
 // request. One chat flooding the bot therefore slows the intake of the
 // others: that is the price of never dropping an update.
+//
+// # Raw JSON
+//
+// tgbotapi v5.5.1 drops fields (message_thread_id, is_topic_message,
+// business_connection_id, ...) and whole update kinds (business_message,
+// message_reaction, ...). Both built-in sources keep each update's JSON
+// as Telegram sent it, and the handler gets it as session.Context.Raw:
+// decode what tgbotapi misses from there. An update of a kind tgbotapi
+// does not know still reaches the handler, with only Update.UpdateID
+// set. A custom [Source] passes the JSON to [Feed.Put], or nil.
 package runner
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -247,7 +261,8 @@ func logError(ctx context.Context, u *tgbotapi.Update, key string, err error) {
 // documentation) and returns. It builds the middleware once, and orders
 // updates by sess.Key (see the package documentation). Each update is
 // handled with a fresh session.NewContext[S](hctx, bot, u), where hctx
-// keeps ctx's values but is cancelled only DrainTimeout after ctx.
+// keeps ctx's values but is cancelled only DrainTimeout after ctx, and
+// whose Raw is the update's JSON as the source got it (see [Feed.Put]).
 //
 // Run checks its arguments before it starts anything: a nil sess (or one
 // whose Middleware panics, such as a *session.Session not built by
@@ -287,7 +302,9 @@ func Run[S any](ctx context.Context, bot *tgbotapi.BotAPI, sess Session[S], h se
 		if it.err != nil {
 			return it.err // the key function panicked: not handled
 		}
-		return call(h, session.NewContext[S](hctx, bot, it.u))
+		c := session.NewContext[S](hctx, bot, it.u)
+		c.Raw = it.raw
+		return call(h, c)
 	})
 	d.report = func(it *item, err error) { opts.OnError(hctx, &it.u, it.key.key, err) }
 	feed := &Feed{d: d, onError: func(ctx context.Context, err error) { opts.OnError(ctx, nil, "", err) }}
@@ -458,7 +475,14 @@ type Feed struct {
 	onError func(context.Context, error)
 }
 
-// Put offers u (not nil; it is copied) to the runner. It waits while the
+// Put offers u (not nil; it is copied) to the runner, with raw, the
+// update's JSON as Telegram sent it, which the handler gets as the
+// Context's Raw: it keeps what tgbotapi v5.5.1 drops (fields such as
+// message_thread_id, and update kinds it does not know, which decode to
+// an Update with only UpdateID; those are handled too, unordered unless
+// the session's key function finds a key in them). raw is kept, not
+// copied, so the source must not change it afterwards; nil is allowed,
+// for a source that has no JSON (the handler's Raw is then nil). It waits while the
 // runner is full, so a source never holds more than the bounds allow,
 // until ctx ends or the runner stops. It returns nil if the runner took u:
 // then done, unless nil, is called exactly once, from another goroutine.
@@ -479,8 +503,8 @@ type Feed struct {
 // the first copy's outcome: at once (from another goroutine) if the first
 // was handled, else when the first is handled or given up. Such an update
 // takes no room in the bounds, so Put does not wait for it.
-func (f *Feed) Put(ctx context.Context, u *tgbotapi.Update, done func(handled bool)) error {
-	return f.d.put(ctx, u, done)
+func (f *Feed) Put(ctx context.Context, u *tgbotapi.Update, raw json.RawMessage, done func(handled bool)) error {
+	return f.d.put(ctx, u, raw, done)
 }
 
 // Error reports a transient problem of the source, such as a failed
@@ -492,6 +516,7 @@ func (f *Feed) Error(ctx context.Context, err error) {
 // item is one taken update.
 type item struct {
 	u    tgbotapi.Update
+	raw  json.RawMessage // the update's JSON, for Context.Raw; may be nil
 	key  orderKey
 	err  error // the key function panicked: report this, do not handle
 	q    *keyQueue
@@ -559,7 +584,7 @@ func (d *dispatcher) notifyLocked() {
 	d.changed = make(chan struct{})
 }
 
-func (d *dispatcher) put(ctx context.Context, u *tgbotapi.Update, done func(handled bool)) error {
+func (d *dispatcher) put(ctx context.Context, u *tgbotapi.Update, raw json.RawMessage, done func(handled bool)) error {
 	// Outside the lock: the key function is the session's, user code.
 	key, keyed, keyErr := d.key(u)
 	d.mu.Lock()
@@ -583,7 +608,7 @@ func (d *dispatcher) put(ctx context.Context, u *tgbotapi.Update, done func(hand
 					d.queues[key] = q
 				}
 			}
-			q.items.push(&item{u: *u, key: key, err: keyErr, q: q, done: done, dups: d.recent.start(u.UpdateID)})
+			q.items.push(&item{u: *u, raw: raw, key: key, err: keyErr, q: q, done: done, dups: d.recent.start(u.UpdateID)})
 			d.queued++
 			if !q.running && q.items.len() == 1 {
 				d.ready.push(q)

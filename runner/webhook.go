@@ -71,6 +71,11 @@ const SecretHeader = "X-Telegram-Bot-Api-Secret-Token"
 // AckTimeout, and is answered 200 when the first was handled, 503 when it
 // was given up at a stop.
 //
+// The request body is the update's JSON as Telegram sent it: the
+// handler gets it as session.Context.Raw, with what tgbotapi v5.5.1 drops
+// (an update of a kind tgbotapi does not know is handled too, with only
+// UpdateID set).
+//
 // Updates are ordered as their requests arrive. With setWebhook's
 // max_connections above 1, Telegram may send several at once, so two
 // updates of one chat sent within moments may arrive in either order.
@@ -180,7 +185,7 @@ func (w *Webhook) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), ack)
 	defer cancel()
 	handled := make(chan bool, 1)
-	if err := feed.Put(ctx, &u, func(ok bool) { handled <- ok }); err != nil {
+	if err := feed.Put(ctx, &u, body, func(ok bool) { handled <- ok }); err != nil {
 		// Not taken: Telegram retries on any status but 2xx.
 		http.Error(rw, "not taken", http.StatusServiceUnavailable)
 		return

@@ -19,8 +19,9 @@
 // never seen). Sending to a numeric chat id is accepted without scripting
 // the chat first.
 //
-// Tests script incoming traffic with SendMessage, PressButton or
-// AddUpdate, and inspect what the bot did with Sent, WaitSent and
+// Tests script incoming traffic with SendMessage, PressButton,
+// AddUpdate or AddRawUpdate (Telegram's JSON, served byte for byte, for
+// what tgbotapi v5.5.1 cannot express), and inspect what the bot did with Sent, WaitSent and
 // Requests. Fail makes the next call of a method fail, with retry_after
 // for 429; Pending tells what Telegram would still deliver.
 //
@@ -36,6 +37,7 @@
 package telegramtest
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -129,9 +131,9 @@ type Server struct {
 	// (long polls, WaitSent) can block on it instead of polling.
 	changed      chan struct{}
 	closed       bool
-	stopped      bool              // StopPolling was called: getUpdates answers at once
-	pending      []tgbotapi.Update // sorted by UpdateID, not yet confirmed
-	confirmed    int               // the highest positive offset received: ids below it are gone
+	stopped      bool            // StopPolling was called: getUpdates answers at once
+	pending      []pendingUpdate // sorted by id, not yet confirmed
+	confirmed    int             // the highest positive offset received: ids below it are gone
 	lastUpdateID int
 	lastMsgID    int
 	chats        map[int64]tgbotapi.Chat // chats seen in scripted updates or sent to
@@ -144,6 +146,12 @@ type Server struct {
 	webhookURL   string
 	commands     []tgbotapi.BotCommand
 	lastFileID   int
+}
+
+// pendingUpdate is a queued update: its id and its JSON, served as is.
+type pendingUpdate struct {
+	id  int
+	raw json.RawMessage
 }
 
 // msgKey identifies a message: ids are per chat in Telegram.
@@ -220,7 +228,9 @@ func (s *Server) notifyLocked() {
 
 // AddUpdate queues an update for getUpdates. A zero UpdateID is replaced by
 // the next sequential id; the id actually used is returned. Updates are
-// delivered in update_id order.
+// delivered in update_id order, as tgbotapi encodes u (so the handler's
+// session.Context.Raw, under package runner, is that encoding); to send
+// JSON that tgbotapi cannot express, use [Server.AddRawUpdate].
 //
 // Telegram's update ids are positive and unique, and a bot skips an id it
 // has seen or confirmed, so an update breaking that would never be
@@ -230,26 +240,78 @@ func (s *Server) notifyLocked() {
 func (s *Server) AddUpdate(u tgbotapi.Update) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if id := u.UpdateID; id != 0 {
-		i := sort.Search(len(s.pending), func(i int) bool { return s.pending[i].UpdateID >= id })
+	u.UpdateID = s.updateIDLocked("AddUpdate", u.UpdateID)
+	raw, err := json.Marshal(u)
+	if err != nil {
+		panic(fmt.Errorf("telegramtest: AddUpdate: encoding the update: %w", err))
+	}
+	s.queueLocked(&u, raw)
+	return u.UpdateID
+}
+
+// AddRawUpdate queues an update given as its JSON, as Telegram would send
+// it, for getUpdates, and returns its update_id. getUpdates serves it byte
+// for byte, fields tgbotapi v5.5.1 does not know included (such as
+// message_thread_id, or a whole business_message update), so a bot that
+// reads the raw JSON (package runner's session.Context.Raw) sees them. An
+// update_id that is missing or 0 is set to the next sequential id, the
+// only change made to raw; otherwise the rules of [Server.AddUpdate]
+// apply. raw is copied. The update's chat and message are remembered as
+// with AddUpdate, as far as tgbotapi decodes them.
+//
+// It panics with an error wrapping [session.ErrConfig] if raw is not a
+// JSON object, does not decode as a tgbotapi.Update (a known field of the
+// wrong type: the bot could not decode it either), or breaks AddUpdate's
+// rules for update_id.
+func (s *Server) AddRawUpdate(raw []byte) int {
+	var u tgbotapi.Update
+	if err := json.Unmarshal(raw, &u); err != nil || !isObject(raw) {
+		if err == nil {
+			err = errors.New("not a JSON object")
+		}
+		panic(fmt.Errorf("%w: telegramtest: AddRawUpdate: %q is not an update: %w", session.ErrConfig, raw, err))
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	id := s.updateIDLocked("AddRawUpdate", u.UpdateID)
+	if id != u.UpdateID {
+		raw = withUpdateID(raw, id)
+		u.UpdateID = id
+	} else {
+		raw = bytes.Clone(raw)
+	}
+	s.queueLocked(&u, raw)
+	return id
+}
+
+// updateIDLocked checks id by AddUpdate's rules, naming caller in the
+// panic, and returns it, or the next sequential id for 0. s.mu must be
+// held.
+func (s *Server) updateIDLocked(caller string, id int) int {
+	if id != 0 {
+		i := sort.Search(len(s.pending), func(i int) bool { return s.pending[i].id >= id })
 		switch {
 		case id < 0:
-			panic(fmt.Errorf("%w: telegramtest: AddUpdate: UpdateID %d is negative (0 picks the next id)", session.ErrConfig, id))
-		case i < len(s.pending) && s.pending[i].UpdateID == id:
-			panic(fmt.Errorf("%w: telegramtest: AddUpdate: UpdateID %d is already pending (0 picks the next id)", session.ErrConfig, id))
+			panic(fmt.Errorf("%w: telegramtest: %s: UpdateID %d is negative (0 picks the next id)", session.ErrConfig, caller, id))
+		case i < len(s.pending) && s.pending[i].id == id:
+			panic(fmt.Errorf("%w: telegramtest: %s: UpdateID %d is already pending (0 picks the next id)", session.ErrConfig, caller, id))
 		case id < s.confirmed:
-			panic(fmt.Errorf("%w: telegramtest: AddUpdate: UpdateID %d is below the confirmed offset %d (0 picks the next id)", session.ErrConfig, id, s.confirmed))
+			panic(fmt.Errorf("%w: telegramtest: %s: UpdateID %d is below the confirmed offset %d (0 picks the next id)", session.ErrConfig, caller, id, s.confirmed))
 		}
+		return id
 	}
-	if u.UpdateID == 0 {
-		u.UpdateID = s.lastUpdateID + 1
-	}
+	return s.lastUpdateID + 1
+}
+
+// queueLocked queues u, whose id was checked, with raw, its JSON as
+// getUpdates serves it. s.mu must be held.
+func (s *Server) queueLocked(u *tgbotapi.Update, raw json.RawMessage) {
 	if u.UpdateID > s.lastUpdateID {
 		s.lastUpdateID = u.UpdateID
 	}
 	// Remember the chat so replies to it carry the right chat type, and
 	// the message so the bot can forward, copy or reply to it.
-	if c := updateChat(&u); c != nil {
+	if c := updateChat(u); c != nil {
 		s.chats[c.ID] = *c
 	}
 	for _, m := range []*tgbotapi.Message{u.Message, u.ChannelPost} {
@@ -258,12 +320,62 @@ func (s *Server) AddUpdate(u tgbotapi.Update) int {
 			s.messages[msgKey{m.Chat.ID, m.MessageID}] = &cp
 		}
 	}
-	i := sort.Search(len(s.pending), func(i int) bool { return s.pending[i].UpdateID > u.UpdateID })
-	s.pending = append(s.pending, tgbotapi.Update{})
+	i := sort.Search(len(s.pending), func(i int) bool { return s.pending[i].id > u.UpdateID })
+	s.pending = append(s.pending, pendingUpdate{})
 	copy(s.pending[i+1:], s.pending[i:])
-	s.pending[i] = u
+	s.pending[i] = pendingUpdate{id: u.UpdateID, raw: raw}
 	s.notifyLocked()
-	return u.UpdateID
+}
+
+// isObject tells whether raw, valid JSON, is an object.
+func isObject(raw []byte) bool {
+	b := bytes.TrimLeft(raw, " \t\r\n")
+	return len(b) > 0 && b[0] == '{'
+}
+
+// withUpdateID returns a copy of raw, a JSON object, with id as the value
+// of its update_id keys (matched as encoding/json matches them), or with
+// "update_id" added first if it has none; every other byte is kept.
+func withUpdateID(raw []byte, id int) []byte {
+	value := strconv.Itoa(id)
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	if _, err := dec.Token(); err != nil { // the '{'
+		panic(err) // raw was checked
+	}
+	open := int(dec.InputOffset())
+	empty := !dec.More()
+	type span struct{ start, end int }
+	var spans []span
+	for dec.More() {
+		key, err := dec.Token()
+		if err != nil {
+			panic(err)
+		}
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			panic(err)
+		}
+		if k, _ := key.(string); strings.EqualFold(k, "update_id") {
+			end := int(dec.InputOffset())
+			spans = append(spans, span{end - len(v), end})
+		}
+	}
+	var out []byte
+	if len(spans) == 0 {
+		out = append(out, raw[:open]...)
+		out = append(out, `"update_id":`+value...)
+		if !empty {
+			out = append(out, ',')
+		}
+		return append(out, raw[open:]...)
+	}
+	last := 0
+	for _, sp := range spans {
+		out = append(out, raw[last:sp.start]...)
+		out = append(out, value...)
+		last = sp.end
+	}
+	return append(out, raw[last:]...)
 }
 
 // SendMessage queues a text message update from user userID in chat chatID
@@ -475,7 +587,10 @@ func (s *Server) getUpdates(w http.ResponseWriter, r *http.Request, params url.V
 		}
 		s.confirmLocked(offset)
 		n := min(limit, len(s.pending))
-		batch := append([]tgbotapi.Update{}, s.pending[:n]...)
+		batch := make([]json.RawMessage, n)
+		for i, p := range s.pending[:n] {
+			batch[i] = p.raw
+		}
 		closed, stopped := s.closed, s.stopped
 		ch := s.changed
 		s.mu.Unlock()
@@ -485,7 +600,7 @@ func (s *Server) getUpdates(w http.ResponseWriter, r *http.Request, params url.V
 			return
 		}
 		if len(batch) > 0 || deadline == nil || closed {
-			writeResult(w, batch)
+			writeUpdates(w, batch)
 			return
 		}
 		select {
@@ -506,7 +621,7 @@ func (s *Server) confirmLocked(offset int) {
 	switch {
 	case offset > 0:
 		s.confirmed = max(s.confirmed, offset)
-		i := sort.Search(len(s.pending), func(i int) bool { return s.pending[i].UpdateID >= offset })
+		i := sort.Search(len(s.pending), func(i int) bool { return s.pending[i].id >= offset })
 		s.pending = s.pending[i:]
 	case offset < 0 && -offset < len(s.pending):
 		s.pending = s.pending[len(s.pending)+offset:]
@@ -572,6 +687,22 @@ func writeResult(w http.ResponseWriter, result any) {
 		Ok     bool `json:"ok"`
 		Result any  `json:"result"`
 	}{true, result})
+}
+
+// writeUpdates answers getUpdates with the updates' JSON byte for byte:
+// encoding/json would compact each of them.
+func writeUpdates(w http.ResponseWriter, raws []json.RawMessage) {
+	b := []byte(`{"ok":true,"result":[`)
+	for i, raw := range raws {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, raw...)
+	}
+	b = append(b, "]}\n"...)
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(b)
 }
 
 // writeError answers like Telegram: ok:false with the code both as HTTP
