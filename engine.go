@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"sync"
-
-	tgbotapi "github.com/go-telegram-bot-api/telegram-bot-api/v5"
 )
 
 // engine runs every session variant: it resolves the keys of its parts,
@@ -61,7 +59,7 @@ var errReused = errors.New("session: this Context already passed through a sessi
 
 // resolve finds the slot's key for u. An empty key is no key: it would
 // put every update that gets one into a single session shared by all.
-func (sl *slot) resolve(p *partInfo, u *tgbotapi.Update) {
+func (sl *slot) resolve(p *partInfo, u Update) {
 	sl.key, sl.ok = p.key(u)
 	if sl.ok && sl.key == "" {
 		sl.ok, sl.empty = false, true
@@ -121,7 +119,7 @@ func (e *engine[S]) begin(c *Context[S]) (*state[S], error) {
 		st.slots = make([]slot, len(e.parts))
 	}
 	for i, p := range e.parts {
-		st.slots[i].resolve(p.info(), &c.Update)
+		st.slots[i].resolve(p.info(), Update{&c.Update, c.Raw})
 	}
 	return st, nil
 }

@@ -15,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	tgbotapi "github.com/go-telegram-bot-api/telegram-bot-api/v5"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -48,7 +47,7 @@ func traceMigrations(versions ...float64) map[float64]Migration {
 }
 
 // keyK puts every update in the session "k".
-func keyK(*tgbotapi.Update) (string, bool) { return "k", true }
+func keyK(Update) (string, bool) { return "k", true }
 
 // missing is the Initial of the envelope tests: a value no stored session
 // has, so a test tells a missing (or expired) session from a stored one.

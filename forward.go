@@ -124,8 +124,8 @@ func (e *engine[S]) move(c *Context[S], parts []part[S]) error {
 	defer st.unlock() // installed before locking: a panic midway releases what was taken
 	for i, p := range parts {
 		from, to := &st.slots[2*i], &st.slots[2*i+1]
-		from.resolve(p.info(), oldU)
-		to.resolve(p.info(), newU)
+		from.resolve(p.info(), Update{oldU, c.Raw})
+		to.resolve(p.info(), Update{newU, c.Raw})
 		if !from.ok || !to.ok || from.key == to.key {
 			from.ok, to.ok = false, false // nothing to move for this part
 		}

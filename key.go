@@ -1,18 +1,35 @@
 package session
 
 import (
+	"encoding/json"
 	"strconv"
 
 	tgbotapi "github.com/go-telegram-bot-api/telegram-bot-api/v5"
 )
 
+// Update is an update as a key function sees it: tgbotapi's decoding
+// (its fields are promoted: u.Message) and, when the update came through
+// package runner or telegramtest, the JSON Telegram sent ([Context.Raw]),
+// which keeps what tgbotapi v5.5.1 drops. Update may be nil for an update
+// built by hand only in its Raw.
+type Update struct {
+	*tgbotapi.Update
+	Raw json.RawMessage
+}
+
 // KeyFunc maps an update to its session key; ok == false means the update
 // has no session, so the middleware neither loads nor saves one for it.
+// It takes an [Update] rather than a *tgbotapi.Update so that it can read
+// the fields tgbotapi drops (forum topics, business connections) from the
+// raw JSON; a key function written for tgbotapi's fields changes only its
+// signature.
 //
 // A KeyFunc runs on every update, so it must be cheap and must never panic
 // on a partially filled update: Telegram omits fields freely, and tests and
-// handlers build updates by hand.
-type KeyFunc func(u *tgbotapi.Update) (key string, ok bool)
+// handlers build updates by hand. It must give the same key every time it
+// sees the same update: the runner orders by it and the middleware locks by
+// it.
+type KeyFunc func(u Update) (key string, ok bool)
 
 // ByChat keys sessions by chat ID, so everyone in a group shares one
 // session and a private chat gets its own. It is the default because most
@@ -21,8 +38,11 @@ type KeyFunc func(u *tgbotapi.Update) (key string, ok bool)
 // Updates that do not belong to a chat (inline queries, chosen inline
 // results, callback queries from inline messages, polls, poll answers,
 // shipping and pre-checkout queries) have no session.
-func ByChat(u *tgbotapi.Update) (string, bool) {
-	id, ok := chatID(u)
+func ByChat(u Update) (string, bool) {
+	id, ok := chatID(u.Update)
+	if !ok {
+		id, ok = rawChat(u.Raw)
+	}
 	if !ok {
 		return "", false
 	}
@@ -33,8 +53,8 @@ func ByChat(u *tgbotapi.Update) (string, bool) {
 // session across every chat and also into inline mode and payments, which
 // have no chat. Updates without a sender (polls, channel posts signed only
 // by the channel) have no session.
-func ByUser(u *tgbotapi.Update) (string, bool) {
-	id, ok := userID(u)
+func ByUser(u Update) (string, bool) {
+	id, ok := userID(u.Update)
 	if !ok {
 		return "", false
 	}
@@ -45,12 +65,12 @@ func ByUser(u *tgbotapi.Update) (string, bool) {
 // "<userID>/<chatID>", so each member of a group has private state in that
 // group. Both must be present: an update that lacks either has no session,
 // because falling back to one of them would silently merge sessions.
-func ByUserInChat(u *tgbotapi.Update) (string, bool) {
-	uid, ok := userID(u)
+func ByUserInChat(u Update) (string, bool) {
+	uid, ok := userID(u.Update)
 	if !ok {
 		return "", false
 	}
-	cid, ok := chatID(u)
+	cid, ok := chatID(u.Update)
 	if !ok {
 		return "", false
 	}

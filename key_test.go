@@ -1,7 +1,10 @@
 package session
 
 import (
+	"context"
+	"encoding/json"
 	"strconv"
+	"strings"
 	"testing"
 
 	tgbotapi "github.com/go-telegram-bot-api/telegram-bot-api/v5"
@@ -124,7 +127,7 @@ func TestKeyFuncs(t *testing.T) {
 						key string
 						ok  bool
 					)
-					require.NotPanics(t, func() { key, ok = f.fn(&c.update) })
+					require.NotPanics(t, func() { key, ok = f.fn(Update{Update: &c.update}) })
 					if want == "" {
 						assert.False(t, ok, "expected no session")
 						assert.Empty(t, key)
@@ -161,7 +164,7 @@ func TestKeyFuncNilSafety(t *testing.T) {
 		for fname, fn := range map[string]KeyFunc{"ByChat": ByChat, "ByUser": ByUser, "ByUserInChat": ByUserInChat} {
 			t.Run(name+"/"+fname, func(t *testing.T) {
 				var ok bool
-				require.NotPanics(t, func() { _, ok = fn(&u) })
+				require.NotPanics(t, func() { _, ok = fn(Update{Update: &u}) })
 				assert.False(t, ok)
 			})
 		}
@@ -188,7 +191,7 @@ func BenchmarkByChat(b *testing.B) {
 	u := tgbotapi.Update{Message: testMessage()}
 	b.ReportAllocs()
 	for i := 0; i < b.N; i++ {
-		if _, ok := ByChat(&u); !ok {
+		if _, ok := ByChat(Update{Update: &u}); !ok {
 			b.Fatal("no key")
 		}
 	}
@@ -197,7 +200,99 @@ func BenchmarkByChat(b *testing.B) {
 func TestKeyFuncsNilUpdate(t *testing.T) {
 	for name, fn := range map[string]KeyFunc{"ByChat": ByChat, "ByUser": ByUser, "ByUserInChat": ByUserInChat} {
 		var ok bool
-		require.NotPanics(t, func() { _, ok = fn(nil) }, name)
+		require.NotPanics(t, func() { _, ok = fn(Update{}) }, name)
 		assert.False(t, ok, name)
 	}
+}
+
+// decodeRaw decodes an update's JSON as the runner does: tgbotapi's
+// decoding and the raw bytes.
+func decodeRaw(t *testing.T, raw string) Update {
+	t.Helper()
+	var u tgbotapi.Update
+	require.NoError(t, json.Unmarshal([]byte(raw), &u))
+	return Update{Update: &u, Raw: json.RawMessage(raw)}
+}
+
+// Updates built from Telegram's documented JSON, with the fields tgbotapi
+// v5.5.1 drops.
+const (
+	rawTopicMessage = `{"update_id":1,"message":{"message_id":5,"message_thread_id":42,"is_topic_message":true,
+		"from":{"id":7,"is_bot":false,"first_name":"A"},"chat":{"id":-1001,"type":"supergroup","is_forum":true},"date":1,"text":"hi"}}`
+	rawGeneralTopic = `{"update_id":2,"message":{"message_id":6,
+		"from":{"id":7,"is_bot":false,"first_name":"A"},"chat":{"id":-1001,"type":"supergroup","is_forum":true},"date":1,"text":"hi"}}`
+	rawReplyThread = `{"update_id":3,"message":{"message_id":8,"message_thread_id":6,
+		"from":{"id":7,"is_bot":false,"first_name":"A"},"chat":{"id":-2002,"type":"supergroup"},"date":1,"text":"re"}}`
+	rawTopicButton = `{"update_id":4,"callback_query":{"id":"q","from":{"id":7,"is_bot":false,"first_name":"A"},"data":"x",
+		"message":{"message_id":9,"message_thread_id":42,"is_topic_message":true,"chat":{"id":-1001,"type":"supergroup","is_forum":true},"date":1}}}`
+	rawBusinessMessage = `{"update_id":5,"business_message":{"message_id":1,"business_connection_id":"abc",
+		"from":{"id":9,"is_bot":false,"first_name":"C"},"chat":{"id":9,"type":"private"},"date":1,"text":"hello"}}`
+	rawReaction = `{"update_id":6,"message_reaction":{"chat":{"id":-3003,"type":"group"},"message_id":1,"date":1,"old_reaction":[],"new_reaction":[]}}`
+)
+
+func TestKeyFuncsReadTheRawUpdate(t *testing.T) {
+	cases := []struct {
+		name, raw              string
+		chat, topic, userTopic string
+		business               string
+	}{
+		{"topic message", rawTopicMessage, "-1001", "-1001/42", "7/-1001/42", ""},
+		{"general topic", rawGeneralTopic, "-1001", "-1001", "7/-1001", ""},
+		{"reply thread in a group is not a topic", rawReplyThread, "-2002", "-2002", "7/-2002", ""},
+		{"button under a topic message", rawTopicButton, "-1001", "-1001/42", "7/-1001/42", ""},
+		{"business message, a kind tgbotapi does not know", rawBusinessMessage, "9", "9", "", "abc/9"},
+		{"reaction, a kind tgbotapi does not know", rawReaction, "-3003", "-3003", "", ""},
+	}
+	check := func(t *testing.T, what string, f KeyFunc, u Update, want string) {
+		t.Helper()
+		got, ok := f(u)
+		if want == "" {
+			assert.False(t, ok, "%s: no key, got %q", what, got)
+			return
+		}
+		assert.True(t, ok, what)
+		assert.Equal(t, want, got, what)
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			u := decodeRaw(t, c.raw)
+			check(t, "ByChat", ByChat, u, c.chat)
+			check(t, "ByChatTopic", ByChatTopic, u, c.topic)
+			check(t, "ByUserInTopic", ByUserInTopic, u, c.userTopic)
+			check(t, "ByBusinessConnection", ByBusinessConnection, u, c.business)
+		})
+	}
+	t.Run("built by hand, without raw JSON", func(t *testing.T) {
+		u := Update{Update: &tgbotapi.Update{Message: &tgbotapi.Message{Chat: &tgbotapi.Chat{ID: 5}, From: &tgbotapi.User{ID: 6}}}}
+		check(t, "ByChatTopic", ByChatTopic, u, "5")
+		check(t, "ByUserInTopic", ByUserInTopic, u, "6/5")
+		check(t, "ByBusinessConnection", ByBusinessConnection, u, "")
+		check(t, "ByChat of nothing", ByChat, Update{}, "")
+		check(t, "ByChatTopic of junk", ByChatTopic, Update{Update: &tgbotapi.Update{}, Raw: json.RawMessage(`{"message":`)}, "")
+	})
+}
+
+// Two topics of one forum keep two sessions; the chat's other messages a
+// third, under ByChatTopic.
+func TestScenarioForumTopicsKeepTheirOwnSessions(t *testing.T) {
+	sess := mustNew(t, Options[counter]{Key: ByChatTopic})
+	counts := map[string]int{}
+	h := sess.Middleware(func(c *Context[counter]) error {
+		s, err := c.Session()
+		if err != nil {
+			return err
+		}
+		s.Count++
+		key, _ := c.SessionKey()
+		counts[key] = s.Count
+		return nil
+	})
+	other := strings.Replace(rawTopicMessage, `"message_thread_id":42`, `"message_thread_id":43`, 1)
+	for _, raw := range []string{rawTopicMessage, other, rawTopicMessage, rawGeneralTopic} {
+		u := decodeRaw(t, raw)
+		c := NewContext[counter](context.Background(), nil, *u.Update)
+		c.Raw = u.Raw
+		require.NoError(t, h(c))
+	}
+	assert.Equal(t, map[string]int{"-1001/42": 2, "-1001/43": 1, "-1001": 1}, counts)
 }

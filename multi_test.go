@@ -75,10 +75,10 @@ func TestMultiSessionKeyIsTheFirstFragments(t *testing.T) {
 	sess, err := NewMulti(Options[data]{}, user, chat)
 	require.NoError(t, err)
 	u := msg(5, 77)
-	k, ok := sess.Key(&u)
+	k, ok := sess.Key(Update{Update: &u})
 	assert.True(t, ok)
 	assert.Equal(t, "77", k, "a runner orders a multi session by its first fragment's key")
-	k, ok = mustNew(t, Options[counter]{Prefix: "p:"}).Key(&u)
+	k, ok = mustNew(t, Options[counter]{Prefix: "p:"}).Key(Update{Update: &u})
 	assert.True(t, ok)
 	assert.Equal(t, "5", k, "before the prefix")
 }

@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	tgbotapi "github.com/go-telegram-bot-api/telegram-bot-api/v5"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -286,7 +285,7 @@ func within(h func(context.Context, int64) error, chat int64) error {
 // the access fails with ErrNoSessionKey saying why, and nothing is read or
 // written, under every variant and for each fragment of a multi session.
 func TestScenarioEmptyKeyIsNoSession(t *testing.T) {
-	empty := func(*tgbotapi.Update) (string, bool) { return "", true }
+	empty := func(Update) (string, bool) { return "", true }
 	rec := newRecorder()
 	for name, isLazy := range strictAndLazy {
 		t.Run(name, func(t *testing.T) {
@@ -302,7 +301,7 @@ func TestScenarioEmptyKeyIsNoSession(t *testing.T) {
 				assert.Contains(t, err.Error(), "empty key")
 				assert.ErrorIs(t, accessErr, ErrNoSessionKey)
 				u := msg(chat, chat)
-				_, ok := sess.Key(&u)
+				_, ok := sess.Key(Update{Update: &u})
 				assert.False(t, ok, "Session.Key reports no key either")
 			}
 			assert.Empty(t, rec.take(), "no storage call for an empty key")

@@ -256,7 +256,7 @@ func (s *Session[S]) Middleware(next Handler[S]) Handler[S] {
 
 // Key returns the session key of u, before any Prefix: the key a runner
 // orders updates by. A multi session orders by its first fragment's key.
-func (s *Session[S]) Key(u *tgbotapi.Update) (string, bool) {
+func (s *Session[S]) Key(u Update) (string, bool) {
 	if s == nil || s.eng == nil {
 		return "", false
 	}

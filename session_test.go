@@ -252,7 +252,7 @@ func TestNoKeyMeansNoStorageCalls(t *testing.T) {
 		want string
 	}{
 		{"default", nil, "default key function ByChat"},
-		{"custom", func(*tgbotapi.Update) (string, bool) { return "", false }, "custom key function"},
+		{"custom", func(Update) (string, bool) { return "", false }, "custom key function"},
 	} {
 		for mode, isLazy := range strictAndLazy {
 			t.Run(fmt.Sprintf("%s %s", tc.name, mode), func(t *testing.T) {
@@ -304,7 +304,7 @@ func TestPrefixOnEveryStorageCall(t *testing.T) {
 			opts := Options[counter]{Storage: tc.store, Prefix: "user-", Key: ByUser, TTL: tc.ttl, Clock: clock.Now}
 			sess := mustNew(t, opts)
 			u := msg(1, 424242)
-			k, ok := sess.Key(&u)
+			k, ok := sess.Key(Update{Update: &u})
 			assert.True(t, ok)
 			assert.Equal(t, "424242", k, "Session.Key is before the prefix")
 			require.NoError(t, run(sess.Middleware(increment), msg(1, 424242)))

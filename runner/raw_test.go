@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"strings"
 	"testing"
 
 	tgbotapi "github.com/go-telegram-bot-api/telegram-bot-api/v5"
@@ -191,4 +192,44 @@ func TestPollingSendsGetUpdatesParameters(t *testing.T) {
 	require.Equal(t, "getUpdates", reqs[2].Method)
 	assert.Equal(t, reqs[1].Params, reqs[2].Params, "Run's first getUpdates is tgbotapi's")
 	assert.Equal(t, `["message","business_message"]`, reqs[2].Params.Get("allowed_updates"))
+}
+
+// Polling a real tgbotapi client with a session keyed by forum topic and
+// one keyed by business connection: each topic and each business chat
+// keeps its own session, from what tgbotapi drops.
+func TestPollingSessionsPerTopicAndBusinessConnection(t *testing.T) {
+	srv, bot := fakeBot(t)
+	other := strings.Replace(topicJSON, `"message_thread_id":42`, `"message_thread_id":43`, 1)
+	for i, raw := range []string{topicJSON, other, topicJSON, businessJSON, businessJSON} {
+		require.Equal(t, i+1, srv.AddRawUpdate([]byte(sprintf(raw, i+1))))
+	}
+	type count struct{ N int }
+	sess, err := session.New(session.Options[count]{Key: func(u session.Update) (string, bool) {
+		if k, ok := session.ByBusinessConnection(u); ok {
+			return "business " + k, true
+		}
+		return session.ByChatTopic(u)
+	}})
+	require.NoError(t, err)
+	seenKeys := make(chan string, 5)
+	h := func(c *session.Context[count]) error {
+		s, err := c.Session()
+		if err != nil {
+			return err
+		}
+		s.N++
+		key, _ := c.SessionKey()
+		seenKeys <- fmt.Sprintf("%s=%d", key, s.N)
+		return nil
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := startRun(ctx, bot, sess, h, Options{})
+	var got []string
+	for range 5 {
+		got = append(got, receive(t, seenKeys, "an update handled"))
+	}
+	cancel()
+	require.NoError(t, result(t, done))
+	assert.ElementsMatch(t, []string{"-1001/42=1", "-1001/43=1", "-1001/42=2", "business abc/8=1", "business abc/8=2"}, got)
 }

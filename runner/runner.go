@@ -216,7 +216,7 @@ func (o Options) withDefaults() Options {
 // saved (see Example_sendAfterSave).
 type Session[S any] interface {
 	Middleware(next session.Handler[S]) session.Handler[S]
-	Key(u *tgbotapi.Update) (key string, ok bool)
+	Key(u session.Update) (key string, ok bool)
 }
 
 // orderKey is an update's ordering key. Session keys and the fallback
@@ -229,7 +229,7 @@ type orderKey struct {
 // keyOf finds the ordering key of u: its session key, or else its chat,
 // or else its user; keyed is false when it has none. A panic in the
 // session's key function is returned as an error.
-func keyOf[S any](sess Session[S], u *tgbotapi.Update) (k orderKey, keyed bool, err error) {
+func keyOf[S any](sess Session[S], u session.Update) (k orderKey, keyed bool, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			k, keyed, err = orderKey{}, false, panicError("the session's key function panicked", r)
@@ -298,7 +298,7 @@ func Run[S any](ctx context.Context, bot *tgbotapi.BotAPI, sess Session[S], h se
 	// Handlers never see ctx's cancellation: it only starts the drain.
 	hctx, hcancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer hcancel()
-	d := newDispatcher(opts, func(u *tgbotapi.Update) (orderKey, bool, error) { return keyOf(sess, u) }, func(it *item) error {
+	d := newDispatcher(opts, func(u session.Update) (orderKey, bool, error) { return keyOf(sess, u) }, func(it *item) error {
 		if it.err != nil {
 			return it.err // the key function panicked: not handled
 		}
@@ -545,7 +545,7 @@ type keyQueue struct {
 type dispatcher struct {
 	maxInFlight, queueLimit, maxQueued int
 	recent                             recentIDs
-	key                                func(*tgbotapi.Update) (orderKey, bool, error)
+	key                                func(session.Update) (orderKey, bool, error)
 	exec                               func(*item) error
 	report                             func(*item, error)
 
@@ -565,7 +565,7 @@ type dispatcher struct {
 	changed chan struct{}
 }
 
-func newDispatcher(o Options, key func(*tgbotapi.Update) (orderKey, bool, error), exec func(*item) error) *dispatcher {
+func newDispatcher(o Options, key func(session.Update) (orderKey, bool, error), exec func(*item) error) *dispatcher {
 	return &dispatcher{
 		maxInFlight: o.MaxInFlight,
 		queueLimit:  o.QueueLimit,
@@ -586,7 +586,7 @@ func (d *dispatcher) notifyLocked() {
 
 func (d *dispatcher) put(ctx context.Context, u *tgbotapi.Update, raw json.RawMessage, done func(handled bool)) error {
 	// Outside the lock: the key function is the session's, user code.
-	key, keyed, keyErr := d.key(u)
+	key, keyed, keyErr := d.key(session.Update{Update: u, Raw: raw})
 	d.mu.Lock()
 	for {
 		if d.stopped {

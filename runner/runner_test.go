@@ -142,7 +142,7 @@ func TestOrdersBySessionKey(t *testing.T) {
 // never share a queue with a session key, even one spelled the same.
 func TestFallbackKeysApartFromSessionKeys(t *testing.T) {
 	// A session key that reads like the runner's fallback for user 7.
-	key := func(u *tgbotapi.Update) (string, bool) {
+	key := func(u session.Update) (string, bool) {
 		if u.Message == nil {
 			return "", false
 		}
@@ -173,7 +173,7 @@ func TestFallbackKeysApartFromSessionKeys(t *testing.T) {
 // panic and its stack, unhandled, and the other updates run.
 func TestKeyFunctionPanicIsReported(t *testing.T) {
 	boom := errors.New("no key today")
-	key := func(u *tgbotapi.Update) (string, bool) {
+	key := func(u session.Update) (string, bool) {
 		if u.UpdateID == 2 {
 			panic(boom)
 		}

@@ -49,7 +49,7 @@ func TestScenarioPanicInSessionLoadDoesNotStallOtherChats(t *testing.T) {
 		}
 		return tally{}
 	}
-	key := func(u *tgbotapi.Update) (string, bool) {
+	key := func(u session.Update) (string, bool) {
 		k, ok := session.ByChat(u)
 		if ok && k != "1" {
 			select {

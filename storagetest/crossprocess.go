@@ -215,7 +215,7 @@ func readCounter(t *testing.T, sess *session.Session[Counter], store session.Sto
 	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
 	defer cancel()
 	u := chatUpdate(0, chat)
-	key, ok := sess.Key(&u)
+	key, ok := sess.Key(session.Update{Update: &u})
 	require.True(t, ok, "no session key for chat %d", chat)
 	_, found, err := store.Read(ctx, key)
 	require.NoError(t, err, "read the session of chat %d", chat)

@@ -59,7 +59,7 @@ type passThrough[S any] struct{}
 
 func (passThrough[S]) Middleware(h session.Handler[S]) session.Handler[S] { return h }
 
-func (passThrough[S]) Key(u *tgbotapi.Update) (string, bool) {
+func (passThrough[S]) Key(u session.Update) (string, bool) {
 	if k, ok := session.ByChat(u); ok {
 		return k, true
 	}
