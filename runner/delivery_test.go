@@ -3,6 +3,7 @@ package runner
 import (
 	"bytes"
 	"context"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"sync"
@@ -89,9 +90,13 @@ func TestPollingDrainDeadlineConfirmsOnlyHandled(t *testing.T) {
 	}
 	t.Logf("after the stop: %d handled, %d confirmed, %d confirmed but not handled", handled.total(), confirmed, lost)
 	assert.Zero(t, lost, "confirmed but not handled")
+	stopped := map[int]bool{} // reported with ErrStopped: waiting, or a handler left behind
+	for id, err := range errs.snapshot() {
+		stopped[id] = errors.Is(err, ErrStopped)
+	}
 	for _, id := range ids {
 		if handled.count(id) == 0 {
-			assert.ErrorIs(t, errs.snapshot()[id], ErrStopped, "update %d not handled is reported", id)
+			assert.True(t, stopped[id], "update %d not handled is reported", id)
 		}
 	}
 
@@ -103,6 +108,14 @@ func TestPollingDrainDeadlineConfirmsOnlyHandled(t *testing.T) {
 	cancel()
 	require.NoError(t, result(t, done))
 	for _, id := range ids {
+		if stopped[id] {
+			// A handler left behind at the deadline (this one ignores its
+			// context) is not acknowledged; if it finished after the
+			// deadline, the restart handles its update again: the
+			// documented limit of a handler that outlives the drain.
+			assert.Contains(t, []int{1, 2}, handled.count(id), "update %d, given up at the stop, handled once or, if left behind, twice", id)
+			continue
+		}
 		assert.Equal(t, 1, handled.count(id), "update %d handled once", id)
 	}
 }
