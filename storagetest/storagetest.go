@@ -38,6 +38,9 @@
 //     through the middleware and lose nothing with the store's Locker (and
 //     lose updates over a view of the store without it, to show the test
 //     can tell).
+//   - [RunPanics]: an update that panics in Initial, the codec or the
+//     handler while its lease is held gives the lease back at once, and
+//     nothing renews it.
 //   - [RunBenchmarks]: single calls, updates through the middleware, and
 //     64 updates in flight, with round trips per operation (rt/op).
 //   - [StartFaultLoad]: increments through the middleware while the test
