@@ -25,6 +25,7 @@ type lockStore struct {
 	held    map[string]chan struct{} // closed when the key is freed
 	waiting int                      // Locks blocked on a held key
 	events  []string
+	marks   map[string]bool // "key mark" of every committed mark
 }
 
 func newLockStore(opts ...MemoryOptions) *lockStore {
@@ -80,7 +81,7 @@ func (s *lockStore) heldKeys() []string {
 	return keys
 }
 
-func (s *lockStore) Lock(ctx context.Context, key string) (Lease, error) {
+func (s *lockStore) Lock(ctx context.Context, key, mark string) (Lease, error) {
 	for {
 		s.mu.Lock()
 		busy, ok := s.held[key]
@@ -109,7 +110,10 @@ func (s *lockStore) Lock(ctx context.Context, key string) (Lease, error) {
 		s.free(key)
 		return nil, err
 	}
-	return &fakeLease{s: s, key: key, value: v, found: found}, nil
+	s.mu.Lock()
+	applied := mark != "" && s.marks[key+" "+mark]
+	s.mu.Unlock()
+	return &fakeLease{s: s, key: key, mark: mark, applied: applied, value: v, found: found}, nil
 }
 
 func (s *lockStore) free(key string) {
@@ -120,14 +124,18 @@ func (s *lockStore) free(key string) {
 }
 
 type fakeLease struct {
-	s     *lockStore
-	key   string
-	value []byte
-	found bool
-	done  bool
+	s       *lockStore
+	key     string
+	mark    string
+	applied bool
+	value   []byte
+	found   bool
+	done    bool
 }
 
 func (l *fakeLease) Value() ([]byte, bool) { return l.value, l.found }
+
+func (l *fakeLease) Applied() bool { return l.applied }
 
 func (l *fakeLease) Commit(ctx context.Context, c Change) error {
 	if l.done {
@@ -152,6 +160,14 @@ func (l *fakeLease) Commit(ctx context.Context, c Change) error {
 	l.s.log(e)
 	if l.s.commitErr != nil {
 		return l.s.commitErr
+	}
+	if l.mark != "" {
+		l.s.mu.Lock()
+		if l.s.marks == nil {
+			l.s.marks = make(map[string]bool)
+		}
+		l.s.marks[l.key+" "+l.mark] = true
+		l.s.mu.Unlock()
 	}
 	switch c.Op {
 	case OpWrite:

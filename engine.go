@@ -25,9 +25,10 @@ type state[S any] struct {
 	eng    *engine[S]
 	slots  []slot
 	inline [2]slot
-	locked bool // every keyed slot holds its lease
-	closed bool // the handler returned: no more access
-	val    S    // what the handler sees
+	locked bool   // every keyed slot holds its lease
+	closed bool   // the handler returned: no more access
+	mark   string // the update's mark ("" for none): see applied.go
+	val    S      // what the handler sees
 }
 
 // slot is the per-update state of one part.
@@ -40,6 +41,7 @@ type slot struct {
 	hops     uint8  // forwards followed
 	state    slotState
 	found    bool       // a live session was stored
+	applied  bool       // the lease's record holds the update's mark
 	stale    bool       // expired data is stored: deleted unless written
 	same     []byte     // the encoding that means unchanged; nil: write
 	lease    Lease      // the lock, with the value read under it
@@ -113,6 +115,13 @@ func (e *engine[S]) begin(c *Context[S]) (*state[S], error) {
 		c.Context = context.Background()
 	}
 	st.eng = e
+	if !e.mover { // the move of a chat migration must not mark the keys it moves
+		var bot int64
+		if c.Bot != nil {
+			bot = c.Bot.Self.ID
+		}
+		st.mark = markOf(bot, c.Update.UpdateID)
+	}
 	if len(e.parts) <= len(st.inline) {
 		st.slots = st.inline[:len(e.parts)]
 	} else {
@@ -157,6 +166,12 @@ func (st *state[S]) commit(ctx context.Context) error {
 		sl := &st.slots[i]
 		if sl.lease == nil {
 			continue
+		}
+		if sl.applied {
+			// An earlier delivery of this update committed here: its
+			// change is already stored. (The update ran because another
+			// part had not been committed when that delivery stopped.)
+			continue // released by unlock
 		}
 		change, err := p.change(st, sl)
 		if err != nil {
@@ -248,6 +263,10 @@ func (st *state[S]) lock(c *Context[S]) error {
 			return err
 		}
 		if !moved {
+			if err := st.duplicate(); err != nil {
+				st.unlock()
+				return err
+			}
 			st.locked = true
 			return nil
 		}
@@ -282,14 +301,38 @@ func (st *state[S]) acquire(c *Context[S]) error {
 			return nil
 		}
 		sl, info := &st.slots[next], st.eng.parts[next].info()
-		lease, err := info.lock(c, sl.storeKey, &sl.local)
+		lease, err := info.lock(c, sl.storeKey, st.mark, &sl.local)
 		if err != nil {
 			st.unlock()
 			return info.errorf(sl, "lock", err)
 		}
 		sl.lease = lease
+		sl.applied = st.mark != "" && lease.Applied()
 		prev = next
 	}
+}
+
+// duplicate returns an error wrapping ErrDuplicate if every lease taken
+// says this update was applied to its key already. st.mu is held.
+func (st *state[S]) duplicate() error {
+	if st.mark == "" {
+		return nil
+	}
+	first := -1
+	for i := range st.slots {
+		if sl := &st.slots[i]; sl.lease != nil {
+			if !sl.applied {
+				return nil
+			}
+			if first < 0 {
+				first = i
+			}
+		}
+	}
+	if first < 0 {
+		return nil
+	}
+	return st.eng.parts[first].info().errorf(&st.slots[first], "update "+st.mark, ErrDuplicate)
 }
 
 // before orders slots i and j for locking.

@@ -3,7 +3,6 @@ package session
 import (
 	"context"
 	"fmt"
-	"strings"
 	"sync"
 
 	tgbotapi "github.com/go-telegram-bot-api/telegram-bot-api/v5"
@@ -23,10 +22,6 @@ import (
 const forwardSuffix = "\x1fmoved"
 
 func forwardKey(key string) string { return key + forwardSuffix }
-
-// isForwardKey reports whether a stored key is a forward, which listings
-// skip: it is not a session.
-func isForwardKey(key string) bool { return strings.HasSuffix(key, forwardSuffix) }
 
 // migrating holds the lock identities of the stores a session with
 // ChatMigration keeps its sessions in: only their parts look for forwards.

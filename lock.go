@@ -162,24 +162,31 @@ func root(store Store) Store {
 }
 
 // localLease is the [Lease] of a store without a [Locker]: its key held in
-// processLocks, the value read under it, and the commit made with the
-// store's own methods.
+// a lock table, the value read under it, and the commit made with the
+// store's own methods. With a mark and an [Expirer], the key's record of
+// applied updates is read with the value and written after the change.
 type localLease struct {
 	store   Store
-	expirer Expirer // nil: the store has no native expiry
+	expirer Expirer // nil: the store has no native expiry, and no record
 	key     string
+	mark    string
 	value   []byte
 	found   bool
+	record  []byte // the record read with the value
+	applied bool
 	held    *keyLock[string]
 }
 
-// lockLocal takes key in table and reads it from store, into l.
-func (l *localLease) lock(ctx context.Context, table *keyLocks[string], store Store, expirer Expirer, key string) error {
+// lock takes key in table and reads it (and its record) from store, into l.
+func (l *localLease) lock(ctx context.Context, table *keyLocks[string], store Store, expirer Expirer, key, mark string) error {
 	held, err := table.lock(ctx, key, key)
 	if err != nil {
 		return err
 	}
-	*l = localLease{store: store, expirer: expirer, key: key, held: held}
+	if expirer == nil {
+		mark = ""
+	}
+	*l = localLease{store: store, expirer: expirer, key: key, mark: mark, held: held}
 	ok := false
 	defer func() { // a store that panics in Read must not keep the key locked
 		if !ok {
@@ -189,17 +196,35 @@ func (l *localLease) lock(ctx context.Context, table *keyLocks[string], store St
 	if l.value, l.found, err = store.Read(ctx, key); err != nil {
 		return err
 	}
+	if mark != "" {
+		if l.record, _, err = store.Read(ctx, appliedKey(key)); err != nil {
+			return err
+		}
+		l.applied = recordHas(l.record, mark)
+	}
 	ok = true
 	return nil
 }
 
 func (l *localLease) Value() ([]byte, bool) { return l.value, l.found }
 
+func (l *localLease) Applied() bool { return l.applied }
+
 func (l *localLease) Commit(ctx context.Context, c Change) error {
 	if l.held == nil {
 		return fmt.Errorf("session: commit %q: the lease has ended", l.key)
 	}
 	defer l.Release()
+	if err := l.apply(ctx, c); err != nil {
+		return err
+	}
+	if l.mark == "" {
+		return nil
+	}
+	return l.expirer.WriteTTL(ctx, appliedKey(l.key), recordAdd(l.record, l.mark), AppliedTTL)
+}
+
+func (l *localLease) apply(ctx context.Context, c Change) error {
 	switch c.Op {
 	case OpWrite:
 		if c.TTL > 0 && l.expirer != nil {

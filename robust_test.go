@@ -64,8 +64,8 @@ type panicLocker struct {
 	commit, release once
 }
 
-func (p *panicLocker) Lock(ctx context.Context, key string) (Lease, error) {
-	l, err := p.lockStore.Lock(ctx, key)
+func (p *panicLocker) Lock(ctx context.Context, key, mark string) (Lease, error) {
+	l, err := p.lockStore.Lock(ctx, key, mark)
 	if err != nil {
 		return nil, err
 	}

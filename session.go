@@ -420,7 +420,7 @@ func (p *partInfo) noKey(sl *slot) error {
 // hasPrefixKey reports whether a stored key belongs to a part with this
 // prefix, and returns the session key.
 func hasPrefixKey(stored, prefix string) (string, bool) {
-	if isForwardKey(stored) || !strings.HasPrefix(stored, prefix) {
+	if isAuxKey(stored) || !strings.HasPrefix(stored, prefix) {
 		return "", false
 	}
 	return stored[len(prefix):], true

@@ -41,11 +41,23 @@ type Store interface {
 // that locks across processes renews its lease for as long as the Lease is
 // neither committed nor released, and no longer.
 //
+// mark names the update the lock is taken for, "<bot id>:<update id>", or
+// is "" for none. With a mark, the lock also reads the key's record of
+// applied updates ([Lease.Applied]) and a Commit adds the mark to it in
+// the same step, keeping at least the last [AppliedWindow] marks for
+// [AppliedTTL]: so a redelivered update cannot apply its change twice,
+// even after a crash between the commit and Telegram's acknowledgement.
+// A Release records nothing.
+//
 // For a store without Locker, the middleware locks keys in a table shared
 // by the whole process, keyed by the store and the key: every middleware
 // over one store excludes the others, but other processes are not seen.
+// Its record of applied updates is kept beside the key with the store's
+// own methods, if the store is an [Expirer] (so that it expires): written
+// after the change, so a crash between the two can apply an update twice
+// but never lose one.
 type Locker interface {
-	Lock(ctx context.Context, key string) (Lease, error)
+	Lock(ctx context.Context, key, mark string) (Lease, error)
 }
 
 // Lease is one hold of a key's lock, returned by [Locker.Lock]. Exactly
@@ -55,8 +67,13 @@ type Lease interface {
 	// Value returns what was stored under the key when the lock was
 	// taken: the lock and the read are one step.
 	Value() (value []byte, found bool)
+	// Applied reports whether the mark given to Lock is in the key's
+	// record: a Commit of an earlier lease with the same mark applied
+	// that update to the key. Always false without a mark.
+	Applied() bool
 	// Commit applies c, fenced by the lease, and releases the lock in
-	// the same step. If the lease was lost (it expired and another holder
+	// the same step, recording the lease's mark (if any) in the key's
+	// record of applied updates. If the lease was lost (it expired and another holder
 	// may have written since), nothing is changed and the error wraps
 	// [ErrConflict]; if ctx is cancelled, nothing is changed and the error
 	// wraps ctx.Err(). Commit ends the lease whatever it returns. A Commit

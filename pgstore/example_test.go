@@ -34,7 +34,7 @@ func Example() {
 	if err := store.Migrate(ctx); err != nil { // CREATE TABLE IF NOT EXISTS ...
 		panic(err)
 	}
-	defer pool.Exec(ctx, `DROP TABLE example_sessions, example_sessions_locks`) // leave nothing behind
+	defer pool.Exec(ctx, `DROP TABLE example_sessions, example_sessions_locks, example_sessions_applied`) // leave nothing behind
 
 	type Data struct{ Count int }
 	sess, err := session.New(session.Options[Data]{
@@ -93,4 +93,10 @@ func ExampleStore_Schema() {
 	// 	token      text NOT NULL,
 	// 	expires_at timestamptz NOT NULL
 	// );
+	// CREATE TABLE IF NOT EXISTS "sessions_applied" (
+	// 	key        text COLLATE "C" PRIMARY KEY,
+	// 	marks      text[] NOT NULL,
+	// 	expires_at timestamptz NOT NULL
+	// );
+	// CREATE INDEX IF NOT EXISTS "sessions_applied_idx" ON "sessions_applied" (expires_at);
 }

@@ -40,9 +40,23 @@
 //		expires_at timestamptz NOT NULL
 //	);
 //
-// [Store.Migrate] creates both; [Store.Schema] returns the statements for
-// a migration tool. Expired sessions are never read; [Store.Purge] (or
-// [Options.PurgeInterval]) deletes them in batches.
+// and the record of the updates applied to each key (see [session.Locker]:
+// the marks of the last [session.AppliedWindow] updates, newest first, for
+// [session.AppliedTTL] after the last), in a third table, logged since it
+// must survive a crash as the sessions do:
+//
+//	CREATE TABLE IF NOT EXISTS "tg_sessions_applied" (
+//		key        text COLLATE "C" PRIMARY KEY,
+//		marks      text[] NOT NULL,
+//		expires_at timestamptz NOT NULL
+//	);
+//	CREATE INDEX IF NOT EXISTS "tg_sessions_applied_idx"
+//		ON "tg_sessions_applied" (expires_at);
+//
+// [Store.Migrate] creates them (run it again after upgrading from a
+// version without the third table); [Store.Schema] returns the statements
+// for a migration tool. Expired sessions and records are never read;
+// [Store.Purge] (or [Options.PurgeInterval]) deletes them in batches.
 //
 // Keys are PostgreSQL text: valid UTF-8 without NUL bytes (the
 // middleware's keys always are). All times are the database server's, so
@@ -74,6 +88,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/tgsession/session"
@@ -156,6 +171,10 @@ const (
 	// the locks table from Options.Table.
 	indexSuffix = "_expires_at_idx"
 	locksSuffix = "_locks"
+	// appliedSuffix and appliedIndexSuffix name the table of records of
+	// applied updates and its expiry index (shorter than indexSuffix).
+	appliedSuffix      = "_applied"
+	appliedIndexSuffix = "_applied_idx"
 	// maxTable is the longest Options.Table whose derived names all fit.
 	maxTable = maxIdentifier - len(indexSuffix)
 )
@@ -192,6 +211,7 @@ type queries struct {
 	read, write, del, touch string
 	keysFirst, keysNext     string
 	purge, purgeLocks       string
+	purgeApplied            string
 
 	lock, lockedRead, renew, release                   string
 	commitWrite, commitTouch, commitDelete, commitKeep string
@@ -204,8 +224,9 @@ func buildQueries(opts Options) queries {
 		}
 		return pgx.Identifier{name}.Sanitize()
 	}
-	t, l := ident(opts.Table), ident(opts.Table+locksSuffix)
+	t, l, a := ident(opts.Table), ident(opts.Table+locksSuffix), ident(opts.Table+appliedSuffix)
 	idx := pgx.Identifier{opts.Table + indexSuffix}.Sanitize()
+	aidx := pgx.Identifier{opts.Table + appliedIndexSuffix}.Sanitize()
 	// Expiry of a row written now, $n being its TTL in microseconds: NULL
 	// (never) unless positive.
 	exp := func(n int) string {
@@ -234,8 +255,18 @@ func buildQueries(opts Options) queries {
 	// chats at once, and a stuck handler would pin a connection); a
 	// version column needs a schema change and still a lease to keep two
 	// processes from running the same chat's updates at once.
-	commit := func(change string) string {
-		return `WITH lock AS (DELETE FROM ` + l + ` WHERE key = $1 AND token = $2 RETURNING 1)` + change + `
+	//
+	// The mark $m of the update, if not empty, is added to the key's
+	// record of applied updates in the same statement, only if the lease
+	// held: the change and its record commit together.
+	commit := func(change string, m int) string {
+		mark := fmt.Sprintf(`,
+m AS (INSERT INTO `+a+` AS cur (key, marks, expires_at)
+	SELECT $1::text, ARRAY[$%d::text], now() + interval '%d microseconds' FROM lock WHERE $%d::text <> ''
+	ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at,
+		marks = (excluded.marks || CASE WHEN cur.expires_at > now() THEN cur.marks ELSE '{}' END)[1:%d])`,
+			m, session.AppliedTTL.Microseconds(), m, session.AppliedWindow)
+		return `WITH lock AS (DELETE FROM ` + l + ` WHERE key = $1 AND token = $2 RETURNING 1)` + change + mark + `
 SELECT count(*) FROM lock`
 	}
 	return queries{
@@ -251,6 +282,12 @@ SELECT count(*) FROM lock`
 	token      text NOT NULL,
 	expires_at timestamptz NOT NULL
 )`,
+			`CREATE TABLE IF NOT EXISTS ` + a + ` (
+	key        text COLLATE "C" PRIMARY KEY,
+	marks      text[] NOT NULL,
+	expires_at timestamptz NOT NULL
+)`,
+			`CREATE INDEX IF NOT EXISTS ` + aidx + ` ON ` + a + ` (expires_at)`,
 		},
 		read:  `SELECT value FROM ` + t + ` WHERE key = $1 AND ` + live,
 		write: `INSERT INTO ` + t + ` (key, value, expires_at) VALUES ($1, $2, ` + exp(3) + `)` + upsert,
@@ -265,6 +302,8 @@ SELECT count(*) FROM lock`
 	WHERE expires_at <= now() ORDER BY expires_at LIMIT $1 FOR UPDATE SKIP LOCKED)`,
 		purgeLocks: `DELETE FROM ` + l + ` WHERE key IN (SELECT key FROM ` + l + `
 	WHERE expires_at <= now() LIMIT $1 FOR UPDATE SKIP LOCKED)`,
+		purgeApplied: `DELETE FROM ` + a + ` WHERE key IN (SELECT key FROM ` + a + `
+	WHERE expires_at <= now() ORDER BY expires_at LIMIT $1 FOR UPDATE SKIP LOCKED)`,
 		// Takes the lock for token $2 if nobody holds it or its lease has
 		// run out; affects no row otherwise. $3: lease in microseconds.
 		lock: `INSERT INTO ` + l + ` AS cur (key, token, expires_at) VALUES ($1, $2, now() + $3::bigint * interval '1 microsecond')
@@ -277,20 +316,26 @@ WHERE cur.expires_at <= now()`,
 		// holder's commit (a row lock on the lease row), it would take the
 		// lock and miss the value that commit wrote. The next statement's
 		// snapshot sees it.
-		lockedRead: `SELECT value FROM ` + t + ` WHERE key = $1 AND ` + live + `
-	AND EXISTS (SELECT 1 FROM ` + l + ` WHERE key = $1 AND token = $2)`,
+		// It returns one row (the value or NULL, whether there is one,
+		// whether the mark $3 is in the key's record) if the lock is held,
+		// none otherwise.
+		lockedRead: `SELECT v.value, v.value IS NOT NULL,
+	$3::text <> '' AND EXISTS (SELECT 1 FROM ` + a + ` WHERE key = $1 AND expires_at > now() AND $3::text = ANY (marks))
+FROM (SELECT (SELECT value FROM ` + t + ` WHERE key = $1 AND ` + live + `) AS value) v
+WHERE EXISTS (SELECT 1 FROM ` + l + ` WHERE key = $1 AND token = $2)`,
 		renew:   `UPDATE ` + l + ` SET expires_at = now() + $3::bigint * interval '1 microsecond' WHERE key = $1 AND token = $2`,
 		release: `DELETE FROM ` + l + ` WHERE key = $1 AND token = $2`,
-		// $3 the value, $4 its TTL in microseconds (0: none).
+		// $3 the mark; $4 the value, $5 its TTL in microseconds (0: none).
 		commitWrite: commit(`,
-w AS (INSERT INTO ` + t + ` (key, value, expires_at) SELECT $1::text, $3::bytea, ` + exp(4) + ` FROM lock` + upsert + `)`),
-		// $3 the TTL in microseconds, positive.
+w AS (INSERT INTO `+t+` (key, value, expires_at) SELECT $1::text, $4::bytea, `+exp(5)+` FROM lock`+upsert+`)`, 3),
+		// $3 the mark; $4 the TTL in microseconds, positive.
 		commitTouch: commit(`,
-w AS (UPDATE ` + t + ` SET expires_at = now() + $3::bigint * interval '1 microsecond'
-	WHERE key = $1 AND ` + live + ` AND EXISTS (SELECT 1 FROM lock))`),
+w AS (UPDATE `+t+` SET expires_at = now() + $4::bigint * interval '1 microsecond'
+	WHERE key = $1 AND `+live+` AND EXISTS (SELECT 1 FROM lock))`, 3),
+		// $3 the mark.
 		commitDelete: commit(`,
-w AS (DELETE FROM ` + t + ` WHERE key = $1 AND EXISTS (SELECT 1 FROM lock))`),
-		commitKeep: commit(""),
+w AS (DELETE FROM `+t+` WHERE key = $1 AND EXISTS (SELECT 1 FROM lock))`, 3),
+		commitKeep: commit("", 3),
 	}
 }
 
@@ -361,10 +406,24 @@ func New(pool *pgxpool.Pool, opts Options) (*Store, error) {
 	if opts.PurgeInterval > 0 {
 		s.purger = purgeloop.Start(opts.PurgeInterval, func(ctx context.Context) error {
 			_, err := s.Purge(ctx)
+			if notMigrated(err) {
+				// The usual order is New, then Migrate: a purge that
+				// comes first finds no table, which is not an error
+				// (and a store that is never migrated fails every
+				// session call, loudly).
+				return nil
+			}
 			return err
 		}, opts.OnError)
 	}
 	return s, nil
+}
+
+// notMigrated reports an error of a statement on a table that does not
+// exist (yet): SQLSTATE 42P01, undefined_table.
+func notMigrated(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "42P01"
 }
 
 // configError reports a mistake in New's arguments.
@@ -505,12 +564,13 @@ func (s *Store) Touch(ctx context.Context, key string, ttl time.Duration) error 
 	return nil
 }
 
-// Purge deletes expired sessions, and locks whose lease has run out, in
+// Purge deletes expired sessions, locks whose lease has run out and
+// expired records of applied updates, in
 // batches of [Options.PurgeBatch] rows, until none is left or ctx ends. It
 // returns the number of sessions deleted.
 func (s *Store) Purge(ctx context.Context) (int64, error) {
 	var total int64
-	for _, q := range []string{s.q.purge, s.q.purgeLocks} {
+	for _, q := range []string{s.q.purge, s.q.purgeLocks, s.q.purgeApplied} {
 		for {
 			if err := ctx.Err(); err != nil {
 				return total, fmt.Errorf("pgstore: purge: %w", err)
@@ -542,33 +602,37 @@ func (s *Store) Purge(ctx context.Context) (int64, error) {
 // ctx. Its Commit checks the token, applies the change and deletes the
 // lease row in one statement. Round trips: one to lock and read, one to
 // commit, when the key is free.
-func (s *Store) Lock(ctx context.Context, key string) (session.Lease, error) {
+func (s *Store) Lock(ctx context.Context, key, mark string) (session.Lease, error) {
 	unlockLocal, err := s.local.Lock(ctx, key)
 	if err != nil {
 		return nil, fail(ctx, "lock", key, err)
 	}
-	x := &lockLease{s: s, key: key}
+	x := &lockLease{s: s, key: key, mark: mark}
 	leaseMicros := s.opts.LockLease.Microseconds()
 	x.l, err = lease.Acquire(ctx, &s.leases, key, unlockLocal, func(token string) (bool, error) {
 		// One round trip, one implicit transaction, two statements: see
 		// lockedRead.
 		batch := &pgx.Batch{}
 		batch.Queue(s.q.lock, key, token, leaseMicros)
-		batch.Queue(s.q.lockedRead, key, token)
+		batch.Queue(s.q.lockedRead, key, token, mark)
 		br := s.pool.SendBatch(ctx, batch)
 		tag, err := br.Exec()
 		acquired := err == nil && tag.RowsAffected() == 1
 		if err == nil {
 			var v []byte
-			err = br.QueryRow().Scan(&v)
+			var found, applied bool
+			err = br.QueryRow().Scan(&v, &found, &applied)
 			switch {
-			case errors.Is(err, pgx.ErrNoRows):
-				x.value, x.found, err = nil, false, nil
+			case errors.Is(err, pgx.ErrNoRows): // not acquired
+				x.value, x.found, x.applied, err = nil, false, false, nil
 			case err == nil:
-				if v == nil {
+				if found && v == nil {
 					v = []byte{}
 				}
-				x.value, x.found = v, true
+				if !found {
+					v = nil
+				}
+				x.value, x.found, x.applied = v, found, applied
 			}
 		}
 		if cerr := br.Close(); err == nil {
@@ -585,22 +649,28 @@ func (s *Store) Lock(ctx context.Context, key string) (session.Lease, error) {
 // lockLease is a [session.Lease] of a [Store]: the lease row and the
 // value read with it.
 type lockLease struct {
-	s     *Store
-	key   string
-	l     *lease.Lease
-	value []byte
-	found bool
+	s       *Store
+	key     string
+	mark    string
+	l       *lease.Lease
+	value   []byte
+	found   bool
+	applied bool
 }
 
 // Value returns the value read with the lock.
 func (x *lockLease) Value() ([]byte, bool) { return x.value, x.found }
+
+// Applied reports whether the lease's mark was in the key's record of
+// applied updates when the lock was taken.
+func (x *lockLease) Applied() bool { return x.applied }
 
 // Commit applies c and deletes the lease row in one statement, if the
 // lease still holds; otherwise it changes nothing and returns an error
 // wrapping [session.ErrConflict]. It ends the lease whatever it returns.
 func (x *lockLease) Commit(ctx context.Context, c session.Change) error {
 	var sql string
-	args := []any{x.key, nil} // the token is filled in below
+	args := []any{x.key, nil, x.mark} // the token is filled in below
 	switch c.Op {
 	case session.OpKeep:
 		sql = x.s.q.commitKeep

@@ -78,7 +78,7 @@ func dropTables(t testing.TB, name string) {
 		return
 	}
 	defer conn.Close(context.Background())
-	for _, n := range []string{name, name + "_locks"} {
+	for _, n := range []string{name, name + "_locks", name + "_applied"} {
 		if _, err := conn.Exec(context.Background(), "DROP TABLE IF EXISTS "+pgx.Identifier{n}.Sanitize()); err != nil {
 			t.Errorf("cleanup of %s: %v", n, err)
 		}
@@ -121,7 +121,7 @@ func lockWithin(t *testing.T, lk session.Locker, key string) session.Lease {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	l, err := lk.Lock(ctx, key)
+	l, err := lk.Lock(ctx, key, "")
 	require.NoError(t, err, "Lock(%q)", key)
 	return l
 }
@@ -275,7 +275,7 @@ func TestLongestTableNameKeepsItsNames(t *testing.T) {
 	table := uniqueTable(t)
 	table += strings.Repeat("x", 48-len(table))
 	s := newStore(t, pool, pgstore.Options{Table: table})
-	for _, name := range []string{table, table + "_locks", table + "_expires_at_idx"} {
+	for _, name := range []string{table, table + "_locks", table + "_expires_at_idx", table + "_applied", table + "_applied_idx"} {
 		var found bool
 		require.NoError(t, pool.QueryRow(ctx,
 			"SELECT EXISTS (SELECT 1 FROM pg_class WHERE relname = $1 AND pg_table_is_visible(oid))", name).Scan(&found))
@@ -331,7 +331,7 @@ func TestMigrateTwiceAndConcurrently(t *testing.T) {
 	wg.Wait()
 	s := newStore(t, pool, pgstore.Options{Table: table})
 	require.NoError(t, s.Migrate(context.Background()))
-	assert.Len(t, s.Schema(), 3)
+	assert.Len(t, s.Schema(), 5)
 }
 
 func TestPurge(t *testing.T) {
@@ -381,6 +381,31 @@ func TestBackgroundPurge(t *testing.T) {
 	s.Close()
 	s.Close() // idempotent
 	assert.Zero(t, reported.Load())
+}
+
+// TestBackgroundPurgeBeforeMigrate: the README's order (New, then
+// Migrate) with a short PurgeInterval reports no error for the purges
+// that run before the tables exist, and purges once they do.
+func TestBackgroundPurgeBeforeMigrate(t *testing.T) {
+	ctx := context.Background()
+	pool := newPool(t, "")
+	table := uniqueTable(t)
+	var reported atomic.Int64
+	s, err := pgstore.New(pool, pgstore.Options{Table: table,
+		PurgeInterval: time.Millisecond, OnError: func(error) { reported.Add(1) }})
+	require.NoError(t, err)
+	defer s.Close()
+	_, err = s.Purge(ctx)
+	require.Error(t, err, "an explicit Purge before Migrate reports the missing table")
+	time.Sleep(50 * time.Millisecond) // many background purges before Migrate
+	require.NoError(t, s.Migrate(ctx))
+	require.NoError(t, s.WriteTTL(ctx, "k", []byte("x"), time.Millisecond))
+	assert.Eventually(t, func() bool {
+		var rows int
+		err := pool.QueryRow(ctx, "SELECT count(*) FROM "+pgx.Identifier{table}.Sanitize()).Scan(&rows)
+		return err == nil && rows == 0
+	}, 5*time.Second, 10*time.Millisecond, "the background purge deletes the expired row")
+	assert.Zero(t, reported.Load(), "errors reported by the background purge")
 }
 
 // TestExpiryColumn: WriteTTL and Touch set the expiry column, Write
@@ -441,7 +466,7 @@ func TestBadKeyIsAnError(t *testing.T) {
 	err := s.Write(context.Background(), "nul\x00byte", []byte("v"))
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), `"nul\x00byte"`, "the error names the key")
-	_, err = s.Lock(context.Background(), "nul\x00byte")
+	_, err = s.Lock(context.Background(), "nul\x00byte", "")
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), `"nul\x00byte"`, "the error names the key")
 }
@@ -624,7 +649,7 @@ func TestLockSeesTheCommitItWaitedFor(t *testing.T) {
 
 	got := make(chan session.Lease, 1)
 	go func() {
-		l, err := b.Lock(ctx, "k")
+		l, err := b.Lock(ctx, "k", "")
 		assert.NoError(t, err)
 		got <- l
 	}()
@@ -695,7 +720,7 @@ func TestRenewal(t *testing.T) {
 	// The locker's context ends at once: the lease lives on until its
 	// commit.
 	lctx, cancel := context.WithCancel(ctx)
-	l, err := s.Lock(lctx, "k")
+	l, err := s.Lock(lctx, "k", "")
 	require.NoError(t, err)
 	cancel()
 	time.Sleep(3 * lease)
@@ -764,7 +789,7 @@ func TestCancelledContext(t *testing.T) {
 	for _, err := range s.Keys(ctx) {
 		assert.ErrorIs(t, err, context.Canceled)
 	}
-	_, err = s.Lock(ctx, "k")
+	_, err = s.Lock(ctx, "k", "")
 	assert.ErrorIs(t, err, context.Canceled)
 	assert.ErrorContains(t, err, `"k"`)
 	_, _, held := tb.lock("k")
@@ -794,13 +819,13 @@ func TestLockWaits(t *testing.T) {
 	l := lockWithin(t, a, "k")
 	short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
 	defer cancel()
-	_, err := b.Lock(short, "k")
+	_, err := b.Lock(short, "k", "")
 	assert.ErrorIs(t, err, context.DeadlineExceeded, "held by another process")
 
 	got := make(chan session.Lease, 1)
 	before := n.Load()
 	go func() {
-		l2, err := a.Lock(ctx, "k")
+		l2, err := a.Lock(ctx, "k", "")
 		assert.NoError(t, err)
 		got <- l2
 	}()
@@ -914,7 +939,7 @@ func TestConcurrentIncrements(t *testing.T) {
 				defer wg.Done()
 				for i := range perGoroutine {
 					key := "c" + strconv.Itoa((g+i)%keys)
-					l, err := s.Lock(ctx, key)
+					l, err := s.Lock(ctx, key, "")
 					if !assert.NoError(t, err) {
 						return
 					}

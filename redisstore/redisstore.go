@@ -24,9 +24,11 @@
 //
 // # Keys in Redis
 //
-// The session key k is stored at Prefix + "{" + k + "}" and its lock at
-// Prefix + "{" + k + "}:lock". The braces are a Redis Cluster hash tag: a
-// key and its lock always hash to the same slot, which the Lua scripts
+// The session key k is stored at Prefix + "{" + k + "}", its lock at
+// Prefix + "{" + k + "}:lock" and its record of applied updates (a list of
+// marks, see [session.Locker]) at Prefix + "{" + k + "}:applied". The
+// braces are a Redis Cluster hash tag: a key, its lock and its record
+// always hash to the same slot, which the Lua scripts
 // that check a lease and write in one step need. In a cluster (or a ring)
 // the prefix must not contain '{' or '}' ([New] refuses one that does),
 // and session keys must not be empty or start with '}' (the middleware's
@@ -217,6 +219,10 @@ func (s *Store) dataKey(k string) string { return s.opts.Prefix + "{" + k + "}" 
 // both share the data key's hash tag and slot.
 func (s *Store) lockKey(k string) string { return s.dataKey(k) + ":lock" }
 
+// appliedKey is where k's record of applied updates lives: a list of
+// marks, newest first, in the same slot.
+func (s *Store) appliedKey(k string) string { return s.dataKey(k) + ":applied" }
+
 // fail wraps err from operation op on key. If ctx has ended, the result
 // also wraps ctx's error, whatever error the client made of it, so callers
 // can test for context.Canceled.
@@ -304,19 +310,25 @@ func (s *Store) Touch(ctx context.Context, key string, ttl time.Duration) error 
 // the key's slot; a key and its lock share one (the hash tag).
 var (
 	// lockAndGet takes the lock KEYS[1] for token ARGV[1] with a lease of
-	// ARGV[2] ms if it is free, and then returns {1, value of the data
-	// key KEYS[2]} ({1} if there is none); {0} if the lock is taken.
+	// ARGV[2] ms if it is free, and then returns {1, applied, value of the
+	// data key KEYS[2]} ({1, applied} if there is none), where applied is
+	// 1 if the mark ARGV[3] is in the record of applied updates KEYS[3]
+	// (a list), 0 if not or without a mark; {0} if the lock is taken.
 	lockAndGet = redis.NewScript(`
 if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return {0} end
+local applied = 0
+if ARGV[3] ~= '' and redis.call('LPOS', KEYS[3], ARGV[3]) then applied = 1 end
 local v = redis.call('GET', KEYS[2])
-if v then return {1, v} end
-return {1}`)
+if v then return {1, applied, v} end
+return {1, applied}`)
 
 	// commit applies a change to the data key KEYS[1] and deletes its
 	// lock KEYS[2], if token ARGV[1] still owns the lock; returns 1 if so,
 	// 0 if the lease was lost (and nothing was changed). ARGV[2] is the
 	// operation: "w" SET ARGV[3] (with PX ARGV[4] if that is positive),
-	// "t" PEXPIRE ARGV[4] (if positive), "d" DEL, "k" nothing.
+	// "t" PEXPIRE ARGV[4] (if positive), "d" DEL, "k" nothing. A mark
+	// ARGV[5] is pushed onto the record of applied updates KEYS[3], which
+	// keeps ARGV[6] marks and expires ARGV[7] ms after the last.
 	commit = redis.NewScript(`
 if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
 local op, ttl = ARGV[2], tonumber(ARGV[4])
@@ -332,6 +344,11 @@ elseif op == 'd' then
   redis.call('DEL', KEYS[1])
 end
 redis.call('DEL', KEYS[2])
+if ARGV[5] ~= '' then
+  redis.call('LPUSH', KEYS[3], ARGV[5])
+  redis.call('LTRIM', KEYS[3], 0, tonumber(ARGV[6]) - 1)
+  redis.call('PEXPIRE', KEYS[3], ARGV[7])
+end
 return 1`)
 
 	// renew extends the lock KEYS[1] to ARGV[2] ms if ARGV[1] still owns
@@ -359,28 +376,32 @@ return 0`)
 // ctx. Its Commit checks the token, applies the change and deletes the
 // lease in one script. Round trips: one to lock and read, one to commit,
 // when the key is free.
-func (s *Store) Lock(ctx context.Context, key string) (session.Lease, error) {
+func (s *Store) Lock(ctx context.Context, key, mark string) (session.Lease, error) {
 	unlockLocal, err := s.local.Lock(ctx, key)
 	if err != nil {
 		return nil, fail(ctx, "lock", key, err)
 	}
-	x := &lockLease{s: s, key: key}
-	keys := []string{s.lockKey(key), s.dataKey(key)}
+	x := &lockLease{s: s, key: key, mark: mark}
+	keys := []string{s.lockKey(key), s.dataKey(key), s.appliedKey(key)}
 	x.l, err = lease.Acquire(ctx, &s.leases, key, unlockLocal, func(token string) (bool, error) {
-		res, err := lockAndGet.Run(ctx, s.client, keys, token, s.opts.LockLease.Milliseconds()).Slice()
+		res, err := lockAndGet.Run(ctx, s.client, keys, token, s.opts.LockLease.Milliseconds(), mark).Slice()
 		if err != nil {
 			return false, err
 		}
-		switch {
-		case len(res) == 1 && res[0] == int64(0):
+		if len(res) == 1 && res[0] == int64(0) {
 			return false, nil
-		case len(res) == 1 && res[0] == int64(1):
-			x.value, x.found = nil, false
-			return true, nil
-		case len(res) == 2 && res[0] == int64(1):
-			if v, ok := res[1].(string); ok {
-				x.value, x.found = []byte(v), true
+		}
+		if len(res) >= 2 && res[0] == int64(1) {
+			x.applied = res[1] == int64(1)
+			switch len(res) {
+			case 2:
+				x.value, x.found = nil, false
 				return true, nil
+			case 3:
+				if v, ok := res[2].(string); ok {
+					x.value, x.found = []byte(v), true
+					return true, nil
+				}
 			}
 		}
 		// Taken or not, Acquire gives the lease back (by token).
@@ -395,15 +416,21 @@ func (s *Store) Lock(ctx context.Context, key string) (session.Lease, error) {
 // lockLease is a [session.Lease] of a [Store]: the lease in Redis and the
 // value read with it.
 type lockLease struct {
-	s     *Store
-	key   string
-	l     *lease.Lease
-	value []byte
-	found bool
+	s       *Store
+	key     string
+	mark    string
+	l       *lease.Lease
+	value   []byte
+	found   bool
+	applied bool
 }
 
 // Value returns the value read with the lock.
 func (x *lockLease) Value() ([]byte, bool) { return x.value, x.found }
+
+// Applied reports whether the lease's mark was in the key's record of
+// applied updates when the lock was taken.
+func (x *lockLease) Applied() bool { return x.applied }
 
 // Commit applies c and deletes the lease in one script, if the lease
 // still holds; otherwise it changes nothing and returns an error wrapping
@@ -431,9 +458,10 @@ func (x *lockLease) Commit(ctx context.Context, c session.Change) error {
 		x.l.Release()
 		return fmt.Errorf("redisstore: commit %q: unknown operation %d", x.key, c.Op)
 	}
-	keys := []string{x.s.dataKey(x.key), x.s.lockKey(x.key)}
+	keys := []string{x.s.dataKey(x.key), x.s.lockKey(x.key), x.s.appliedKey(x.key)}
 	return x.l.Commit(ctx, func(ctx context.Context, token string) (bool, error) {
-		n, err := commit.Run(ctx, x.s.client, keys, token, op, value, ttl).Int()
+		n, err := commit.Run(ctx, x.s.client, keys, token, op, value, ttl,
+			x.mark, session.AppliedWindow, session.AppliedTTL.Milliseconds()).Int()
 		return n == 1, err
 	})
 }
@@ -471,8 +499,8 @@ func (s *Store) Keys(ctx context.Context) iter.Seq2[string, error] {
 			stop(err)
 			return
 		}
-		// Data keys are prefix{key}; lock keys end in ":lock" and so do
-		// not match the trailing '}'.
+		// Data keys are prefix{key}; lock keys and records end in ":lock"
+		// and ":applied" and so do not match the trailing '}'.
 		match := escapeGlob(s.opts.Prefix) + "{*}"
 		seen := make(map[string]struct{})
 		for _, node := range nodes {

@@ -112,7 +112,7 @@ func lockWithin(t *testing.T, lk session.Locker, key string) session.Lease {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	l, err := lk.Lock(ctx, key)
+	l, err := lk.Lock(ctx, key, "")
 	require.NoError(t, err, "Lock(%q)", key)
 	return l
 }
@@ -452,7 +452,7 @@ func TestRenewal(t *testing.T) {
 	// The locker's context ends at once: the lease lives on until its
 	// commit.
 	lctx, cancel := context.WithCancel(ctx)
-	l, err := s.Lock(lctx, "k")
+	l, err := s.Lock(lctx, "k", "")
 	require.NoError(t, err)
 	cancel()
 	time.Sleep(3 * lease)
@@ -519,7 +519,7 @@ func TestCancelledContext(t *testing.T) {
 	for _, err := range s.Keys(ctx) {
 		assert.ErrorIs(t, err, context.Canceled)
 	}
-	_, err = s.Lock(ctx, "k")
+	_, err = s.Lock(ctx, "k", "")
 	assert.ErrorIs(t, err, context.Canceled)
 	assert.ErrorContains(t, err, `"k"`)
 	assert.Equal(t, time.Duration(-2), pttl(t, c, prefix+"{k}:lock"), "no lock taken")
@@ -549,13 +549,13 @@ func TestLockWaits(t *testing.T) {
 	l := lockWithin(t, a, "k")
 	short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
 	defer cancel()
-	_, err := b.Lock(short, "k")
+	_, err := b.Lock(short, "k", "")
 	assert.ErrorIs(t, err, context.DeadlineExceeded, "held by another process")
 
 	got := make(chan session.Lease, 1)
 	before := n.Load()
 	go func() {
-		l2, err := a.Lock(ctx, "k")
+		l2, err := a.Lock(ctx, "k", "")
 		assert.NoError(t, err)
 		got <- l2
 	}()
@@ -692,7 +692,7 @@ func testConcurrentIncrements(t *testing.T, newClient func() redis.UniversalClie
 				defer wg.Done()
 				for i := range perGoroutine {
 					key := "c" + strconv.Itoa((g+i)%keys)
-					l, err := s.Lock(ctx, key)
+					l, err := s.Lock(ctx, key, "")
 					if !assert.NoError(t, err) {
 						return
 					}

@@ -140,7 +140,7 @@ func RunBenchmarks(b *testing.B, cfg Bench) {
 			b.Skip("store has no Locker")
 		}
 		loop(b, func(int) error {
-			l, err := lk.Lock(ctx, "k")
+			l, err := lk.Lock(ctx, "k", "")
 			if err != nil {
 				return err
 			}
@@ -156,7 +156,7 @@ func RunBenchmarks(b *testing.B, cfg Bench) {
 		}
 		ttl := changeTTL(s)
 		loop(b, func(i int) error {
-			l, err := lk.Lock(ctx, "k")
+			l, err := lk.Lock(ctx, "k", "")
 			if err != nil {
 				return err
 			}

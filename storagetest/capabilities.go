@@ -284,11 +284,17 @@ func changeTTL(s session.Store) time.Duration {
 // waitLimit: the key is expected to be free.
 func lockWithin(t *testing.T, lk session.Locker, key string) session.Lease {
 	t.Helper()
+	return lockMarked(t, lk, key, "")
+}
+
+// lockMarked is lockWithin for the update named by mark.
+func lockMarked(t *testing.T, lk session.Locker, key, mark string) session.Lease {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
 	defer cancel()
-	l, err := lk.Lock(ctx, key)
-	require.NoError(t, err, "Lock(%q) of a free key", key)
-	require.NotNil(t, l, "Lock(%q) returned a nil Lease", key)
+	l, err := lk.Lock(ctx, key, mark)
+	require.NoError(t, err, "Lock(%q, %q) of a free key", key, mark)
+	require.NotNil(t, l, "Lock(%q, %q) returned a nil Lease", key, mark)
 	return l
 }
 
@@ -298,7 +304,7 @@ func assertFree(t *testing.T, lk session.Locker, key, what string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
 	defer cancel()
-	l, err := lk.Lock(ctx, key)
+	l, err := lk.Lock(ctx, key, "")
 	if assert.NoError(t, err, "%s: Lock(%q) of a key that should be free", what, key) {
 		l.Release()
 	}
@@ -312,7 +318,7 @@ func assertHeld(t *testing.T, lk session.Locker, key string, wait time.Duration,
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
 	start := time.Now()
-	l, err := lk.Lock(ctx, key)
+	l, err := lk.Lock(ctx, key, "")
 	if err == nil {
 		l.Release()
 		return assert.Fail(t, fmt.Sprintf("%s: Lock(%q) took a key that should be held", what, key))
@@ -491,7 +497,7 @@ func testLocker(t *testing.T, newStore func(t *testing.T) session.Store) {
 		assertFree(t, lk, "other", "another key while one is held")
 		cancelled, cancel := context.WithCancel(ctx)
 		cancel()
-		l2, err := lk.Lock(cancelled, "held")
+		l2, err := lk.Lock(cancelled, "held", "")
 		if !assert.ErrorIs(t, err, context.Canceled, "Lock of a held key with a cancelled context") && err == nil {
 			l2.Release()
 		}
@@ -500,7 +506,7 @@ func testLocker(t *testing.T, newStore func(t *testing.T) session.Store) {
 		go func() {
 			wctx, cancel := context.WithTimeout(ctx, waitLimit)
 			defer cancel()
-			l2, err := lk.Lock(wctx, "held")
+			l2, err := lk.Lock(wctx, "held", "")
 			if err == nil {
 				l2.Release()
 			}
@@ -514,7 +520,7 @@ func testLocker(t *testing.T, newStore func(t *testing.T) session.Store) {
 	run("CancelledContext", func(t *testing.T, s session.Store, lk session.Locker, ttl time.Duration) {
 		cancelled, cancel := context.WithCancel(ctx)
 		cancel()
-		l, err := lk.Lock(cancelled, "free")
+		l, err := lk.Lock(cancelled, "free", "")
 		if !assert.ErrorIs(t, err, context.Canceled, "Lock of a free key with a cancelled context") && err == nil {
 			l.Release()
 		}
@@ -573,7 +579,7 @@ const incrementHold = time.Millisecond
 func increment(ctx context.Context, lk session.Locker, key string, ttl time.Duration, inside, overlaps *atomic.Int32) error {
 	wctx, cancel := context.WithTimeout(ctx, waitLimit)
 	defer cancel()
-	l, err := lk.Lock(wctx, key)
+	l, err := lk.Lock(wctx, key, "")
 	if err != nil {
 		return fmt.Errorf("lock: %w", err)
 	}

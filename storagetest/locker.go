@@ -56,6 +56,12 @@ type Freezer interface {
 //     and its Commit then succeeds.
 //   - A Release (or Commit) of a lease that ended does not free, or
 //     write over, the other client's hold of the key.
+//   - The record of applied updates ([session.Lease.Applied]): a mark
+//     committed by one client, with any Op, is applied for the other
+//     client's next lease of that key with that mark, and for no other
+//     key, mark or bot; a Release, and a Lock without a mark, record
+//     nothing; the last [session.AppliedWindow] marks of a key are all
+//     kept.
 //
 // And, if a's leases implement [Freezer] (skipped otherwise):
 //
@@ -68,7 +74,8 @@ type Freezer interface {
 //     wrapping [session.ErrConflict] that names the key, and changes
 //     nothing (whether the new holder committed yet or not); OpKeep
 //     returns nil or that error. The new holder's lock and commit are
-//     unaffected, and the key locks normally afterwards.
+//     unaffected, and the key locks normally afterwards. A refused commit
+//     records no mark.
 func RunLocker(t *testing.T, newPair func(t *testing.T) (a, b session.Store), lease time.Duration) {
 	t.Helper()
 	require.Positive(t, lease, "RunLocker needs a positive lease")
@@ -85,6 +92,8 @@ func RunLocker(t *testing.T, newPair func(t *testing.T) (a, b session.Store), le
 		{"EndedLease", testEndedLease},
 		{"LeaseExpiry", testLeaseExpiry},
 		{"Fencing", testFencing},
+		{"AppliedMarks", testAppliedMarks},
+		{"AppliedWindow", testAppliedWindow},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			p := newPairOf(t, newPair, lease)
@@ -178,7 +187,7 @@ func testExclusion(t *testing.T, p *pair) {
 	assertFree(t, p.lb, "other", "client b, another key while a holds one")
 	cancelled, cancel := context.WithCancel(ctx)
 	cancel()
-	if l2, err := p.lb.Lock(cancelled, "held"); !assert.ErrorIs(t, err, context.Canceled, "client b: Lock with a cancelled context") && err == nil {
+	if l2, err := p.lb.Lock(cancelled, "held", ""); !assert.ErrorIs(t, err, context.Canceled, "client b: Lock with a cancelled context") && err == nil {
 		l2.Release()
 	}
 
@@ -187,7 +196,7 @@ func testExclusion(t *testing.T, p *pair) {
 	go func() {
 		wctx, cancel := context.WithTimeout(ctx, waitLimit)
 		defer cancel()
-		l2, err := p.lb.Lock(wctx, "held")
+		l2, err := p.lb.Lock(wctx, "held", "")
 		if err == nil {
 			assertHeld(t, p.la, "held", heldWait, "client a, while b holds the key it waited for")
 			l2.Release()
@@ -221,7 +230,7 @@ func testValueReadWithLock(t *testing.T, p *pair) {
 	go func() {
 		wctx, cancel := context.WithTimeout(ctx, waitLimit)
 		defer cancel()
-		l2, err := p.lb.Lock(wctx, "k")
+		l2, err := p.lb.Lock(wctx, "k", "")
 		assert.NoError(t, err, "b waiting for the key")
 		got <- l2
 	}()
@@ -291,11 +300,15 @@ func testEndedLease(t *testing.T, p *pair) {
 	}
 }
 
-// frozen takes key's lock on a and freezes the lease, or skips t if a's
+// frozenMark is the update the frozen holders of the checks commit: their
+// refused commits must not record it.
+const frozenMark = "1:99"
+
+// frozen takes key's lock on a (for frozenMark) and freezes the lease, or skips t if a's
 // leases cannot be frozen.
 func (p *pair) frozen(t *testing.T, key string) session.Lease {
 	t.Helper()
-	l := lockWithin(t, p.la, key)
+	l := lockMarked(t, p.la, key, frozenMark)
 	f, ok := l.(Freezer)
 	if !ok {
 		l.Release()
@@ -313,7 +326,7 @@ func (p *pair) takeOver(t *testing.T, key string) (session.Lease, time.Duration)
 	ctx, cancel := context.WithTimeout(context.Background(), p.expiryWait())
 	defer cancel()
 	start := time.Now()
-	l, err := p.lb.Lock(ctx, key)
+	l, err := p.lb.Lock(ctx, key, "")
 	require.NoError(t, err, "client b: Lock(%q) of a key whose holder froze, within %v", key, p.expiryWait())
 	return l, time.Since(start)
 }
@@ -364,7 +377,7 @@ func testFencing(t *testing.T, p *pair) {
 			defer wg.Done()
 			wctx, cancel := context.WithTimeout(ctx, p.expiryWait())
 			defer cancel()
-			l, err := p.lb.Lock(wctx, op.name)
+			l, err := p.lb.Lock(wctx, op.name, "")
 			if assert.NoError(t, err, "client b: Lock(%q) of a key whose holder froze", op.name) {
 				taken[i] = l
 			}
@@ -399,9 +412,11 @@ func testFencing(t *testing.T, p *pair) {
 				want = "b after"
 				assertValue(t, p.a, op.name, []byte(want))
 			}
-			// And the key locks normally afterwards, on either client.
-			l := lockWithin(t, p.la, op.name)
+			// And the key locks normally afterwards, on either client,
+			// without the refused commit's mark.
+			l := lockMarked(t, p.la, op.name, frozenMark)
 			assertLeaseValue(t, l, []byte(want), true, "a: a fresh lease after the conflict")
+			assert.False(t, l.Applied(), "a refused commit recorded its update as applied")
 			require.NoError(t, l.Commit(ctx, p.write("a fresh")), "a fresh lease's commit after the conflict")
 			assertValue(t, p.b, op.name, []byte("a fresh"))
 		})

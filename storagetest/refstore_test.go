@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -19,6 +20,7 @@ type backend struct {
 	mu     sync.Mutex
 	data   map[string]item
 	locks  map[string]lockRow
+	marks  map[string][]string // key -> the marks applied to it, newest last
 	tokens int64
 	trips  atomic.Int64 // round trips of all clients
 }
@@ -181,7 +183,7 @@ func (c *client) Keys(ctx context.Context) iter.Seq2[string, error] {
 }
 
 // Lock polls for the key's lock row, as a store over a server does.
-func (c *client) Lock(ctx context.Context, key string) (session.Lease, error) {
+func (c *client) Lock(ctx context.Context, key, mark string) (session.Lease, error) {
 	for {
 		if err := c.call(ctx, "lock", key); err != nil {
 			return nil, err
@@ -195,7 +197,8 @@ func (c *client) Lock(ctx context.Context, key string) (session.Lease, error) {
 			it, found := c.be.data[key]
 			found = found && live(it, now)
 			c.be.mu.Unlock()
-			l := &lease{c: c, key: key, token: token, value: it.value, found: found, stop: make(chan struct{})}
+			l := &lease{c: c, key: key, mark: mark, token: token, value: it.value, found: found, stop: make(chan struct{})}
+			l.applied = mark != "" && slices.Contains(c.be.marks[key], mark)
 			go l.renew()
 			return l, nil
 		}
@@ -212,6 +215,8 @@ func (c *client) Lock(ctx context.Context, key string) (session.Lease, error) {
 type lease struct {
 	c        *client
 	key      string
+	mark     string
+	applied  bool
 	token    int64
 	value    []byte
 	found    bool
@@ -249,6 +254,8 @@ func (l *lease) renew() {
 
 func (l *lease) Value() ([]byte, bool) { return l.value, l.found }
 
+func (l *lease) Applied() bool { return l.applied }
+
 // Freeze stops the renewal, as if the holder's process froze.
 func (l *lease) Freeze() { l.stopOnce.Do(func() { close(l.stop) }) }
 
@@ -277,6 +284,16 @@ func (l *lease) Commit(ctx context.Context, ch session.Change) error {
 		l.c.touchLocked(l.key, ch.TTL)
 	case session.OpDelete:
 		delete(l.c.be.data, l.key)
+	}
+	if l.mark != "" {
+		if l.c.be.marks == nil {
+			l.c.be.marks = make(map[string][]string)
+		}
+		m := append(l.c.be.marks[l.key], l.mark)
+		if len(m) > session.AppliedWindow {
+			m = m[len(m)-session.AppliedWindow:]
+		}
+		l.c.be.marks[l.key] = m
 	}
 	return nil
 }
