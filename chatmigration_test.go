@@ -131,6 +131,18 @@ func TestChatMigrationThroughARealBot(t *testing.T) {
 	v, ok := read(t, store, "-1001234")
 	assert.True(t, ok)
 	assert.Equal(t, 4, v.Count)
+
+	// Telegram sends them all again (a restart before they were
+	// confirmed): nothing is applied twice, the migration included.
+	for _, u := range got {
+		err := h(session.NewContext[tally](context.Background(), bot, u))
+		if err != nil {
+			assert.ErrorIs(t, err, session.ErrDuplicate, "update %d", u.UpdateID)
+		}
+	}
+	assert.Equal(t, []int{1, 2, 3, 4}, seen, "no handler ran again")
+	v, _ = read(t, store, "-1001234")
+	assert.Equal(t, 4, v.Count)
 }
 
 func TestChatMigrationIsIdempotentInEitherOrder(t *testing.T) {

@@ -42,6 +42,7 @@ type slot struct {
 	state    slotState
 	found    bool       // a live session was stored
 	applied  bool       // the lease's record holds the update's mark
+	hopped   bool       // the record of a key forwarded from held it
 	stale    bool       // expired data is stored: deleted unless written
 	same     []byte     // the encoding that means unchanged; nil: write
 	lease    Lease      // the lock, with the value read under it
@@ -307,7 +308,7 @@ func (st *state[S]) acquire(c *Context[S]) error {
 			return info.errorf(sl, "lock", err)
 		}
 		sl.lease = lease
-		sl.applied = st.mark != "" && lease.Applied()
+		sl.applied = st.mark != "" && (sl.hopped || lease.Applied())
 		prev = next
 	}
 }

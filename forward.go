@@ -67,6 +67,9 @@ func (st *state[S]) forwards(c *Context[S]) (bool, error) {
 		if sl.hops++; sl.hops > maxForwards {
 			return false, info.errorf(sl, "follow chat migration", fmt.Errorf("more than %d forwards", maxForwards))
 		}
+		// An update applied to the old chat before the migration is
+		// recorded there, not at the new key.
+		sl.hopped = sl.hopped || sl.applied
 		sl.moved, moved = string(to), true
 	}
 	return moved, nil

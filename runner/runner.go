@@ -63,6 +63,15 @@
 // RecentUpdates later updates. A redelivery is no error, so it is not
 // reported to OnError.
 //
+// Across processes and restarts, the session does the same for every
+// update that used its session: each session key keeps a record of the
+// updates committed to it, in the same step as the session (see
+// session.Locker), so a copy that reaches another replica, or a restarted
+// process, finds its mark and is not handled again (the middleware
+// returns session.ErrDuplicate, which Run acknowledges without reporting
+// it). Updates that never took their session's lock (no key, or a lazy
+// session never touched) have only the in-process window.
+//
 // # Ordering
 //
 // The ordering key of an update is its session key (sess.Key; for a
@@ -665,7 +674,10 @@ func (d *dispatcher) work(it *item) {
 		delete(d.running, it)
 		dups := d.recent.finish(it.u.UpdateID, it.dups, true)
 		d.mu.Unlock()
-		if err != nil {
+		// A duplicate found by the session's record (a redelivery to
+		// another process, or after a restart) was handled before: it is
+		// acknowledged, and not an error.
+		if err != nil && !errors.Is(err, session.ErrDuplicate) {
 			d.report(it, err)
 		}
 		if it.done != nil {
