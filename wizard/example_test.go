@@ -22,10 +22,10 @@ func Example() {
 		Age  int    `json:"age"`
 	}
 	type Session struct {
-		SignUp wizard.State[Profile] `json:"signUp"`
+		SignUp wizard.State[Profile] `json:"signUp,omitzero"`
 	}
 
-	signUp := wizard.New(wizard.Field(func(s *Session) *wizard.State[Profile] { return &s.SignUp }),
+	signUp := wizard.New("signup", wizard.Field(func(s *Session) *wizard.State[Profile] { return &s.SignUp }),
 		wizard.Options[Session, Profile]{
 			Timeout: 30 * time.Minute,
 			Cancel:  []string{"cancel"},

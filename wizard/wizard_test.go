@@ -30,10 +30,13 @@ type order struct {
 	Address string `json:"address"`
 }
 
-// sess is the test bot's session: a wizard and a counter outside it.
+// sess is the test bot's session: the wizards of the tests and a counter
+// outside them.
 type sess struct {
-	Order  wizard.State[order] `json:"order"`
-	Orders int                 `json:"orders"`
+	Order   wizard.State[order]   `json:"order,omitzero"`
+	Orders  int                   `json:"orders"`
+	Confirm wizard.State[confirm] `json:"confirm,omitzero"`
+	Addr    wizard.State[address] `json:"addr,omitzero"`
 }
 
 // clock is a fake clock that tests move by hand.
@@ -57,7 +60,7 @@ func (c *clock) Add(d time.Duration) {
 // newOrderWizard builds the three-step order wizard the tests drive: a
 // size chosen with buttons, a validated quantity, and an address.
 func newOrderWizard(locate wizard.Locate[sess, order], clk *clock) *wizard.Wizard[sess, order] {
-	w := wizard.New(locate, wizard.Options[sess, order]{
+	w := wizard.New("order", locate, wizard.Options[sess, order]{
 		Timeout: 10 * time.Minute,
 		Clock:   clk.Now,
 		Cancel:  []string{"cancel"},
@@ -201,14 +204,44 @@ func (h *harness) press(chat int64, data string) []string {
 	sent := h.srv.Sent()
 	for i := len(sent) - 1; i >= 0; i-- {
 		if sent[i].ChatID == chat && len(sent[i].InlineKeyboard) > 0 {
-			_, err := h.srv.PressButton(chat, chat, sent[i].MessageID, data)
-			require.NoError(h.t, err)
-			require.NoError(h.t, h.pump())
-			return h.replies()
+			return h.pressUnder(chat, sent[i].MessageID, data)
 		}
 	}
 	h.t.Fatalf("no message with buttons in chat %d", chat)
 	return nil
+}
+
+// pressUnder presses the button whose data, without the tag of the
+// wizard that sent it, is data, under message msg in chat, and returns
+// the replies.
+func (h *harness) pressUnder(chat int64, msg int, data string) []string {
+	for _, m := range h.srv.Sent() {
+		if m.ChatID != chat || m.MessageID != msg {
+			continue
+		}
+		for _, row := range m.InlineKeyboard {
+			for _, b := range row {
+				if b.CallbackData != nil && untag(*b.CallbackData) == data {
+					_, err := h.srv.PressButton(chat, chat, msg, *b.CallbackData)
+					require.NoError(h.t, err)
+					require.NoError(h.t, h.pump())
+					return h.replies()
+				}
+			}
+		}
+	}
+	h.t.Fatalf("no button %q under message %d in chat %d", data, msg, chat)
+	return nil
+}
+
+// untag strips a wizard's "~name~" tag from callback data.
+func untag(data string) string {
+	if rest, ok := strings.CutPrefix(data, "~"); ok {
+		if i := strings.IndexByte(rest, '~'); i >= 0 {
+			return rest[i+1:]
+		}
+	}
+	return data
 }
 
 // variants are the session kinds the wizard must work under.
@@ -364,10 +397,10 @@ func TestWizardCancel(t *testing.T) {
 	hs.press(7, "size:M")
 	assert.Equal(t, []string{"Order cancelled at step qty."}, hs.say(7, "/cancel"))
 	assert.Equal(t, []string{"Nothing to cancel."}, hs.say(7, "/cancel"))
-	s, found := readJSON[sess](t, store, "7")
+	raw, found, err := store.Read(context.Background(), "7")
+	require.NoError(t, err)
 	require.True(t, found)
-	assert.False(t, s.Order.Active())
-	assert.Equal(t, order{}, s.Order.Data, "the collected data is not left behind")
+	assert.JSONEq(t, `{"orders":0}`, string(raw), "nothing of the flow is left behind")
 }
 
 // After Timeout without an update, the next update leaves the wizard and
@@ -405,7 +438,7 @@ func TestWizardHandlerErrorKeepsState(t *testing.T) {
 	s, found := readJSON[sess](t, store, "7")
 	require.True(t, found)
 	assert.Equal(t, "address", s.Order.Step)
-	assert.Equal(t, order{Size: "L", Qty: 2}, s.Order.Data)
+	assert.JSONEq(t, `{"size":"L","qty":2,"address":""}`, string(s.Order.Data))
 	assert.Equal(t, []string{"size", "qty"}, s.Order.Trail)
 	assert.Equal(t, []string{"Ordered 2 × L to Elm St (order #1)."}, hs.say(7, "Elm St"))
 }
@@ -443,7 +476,7 @@ func TestWizardFragment(t *testing.T) {
 	counts := session.NewMemory()
 	count := session.NewFragment("count", func(d *data) *int { return &d.Orders }, session.Options[int]{Storage: counts})
 
-	w := wizard.New(frag.Get, wizard.Options[data, order]{
+	w := wizard.New("order", frag.Get, wizard.Options[data, order]{
 		OnLeave: func(f *wizard.Flow[data, order], why wizard.Reason) error {
 			return f.Reply("bye " + f.Data.Address)
 		},
@@ -528,7 +561,7 @@ func TestWizardConcurrentChats(t *testing.T) {
 		sent := srv.Sent()
 		for i := len(sent) - 1; i >= 0; i-- {
 			if sent[i].ChatID == c && len(sent[i].InlineKeyboard) > 0 {
-				_, err := srv.PressButton(c, c, sent[i].MessageID, "size:M")
+				_, err := srv.PressButton(c, c, sent[i].MessageID, w.ButtonData("size:M"))
 				require.NoError(t, err)
 				break
 			}
@@ -565,7 +598,7 @@ func TestWizardConfig(t *testing.T) {
 	handle := func(*wizard.Flow[sess, order]) error { return nil }
 	next := func(*session.Context[sess]) error { return nil }
 	withStep := func() *wizard.Wizard[sess, order] {
-		w := wizard.New(field, wizard.Options[sess, order]{})
+		w := wizard.New("w", field, wizard.Options[sess, order]{})
 		w.Step("a", nil, handle)
 		return w
 	}
@@ -574,18 +607,27 @@ func TestWizardConfig(t *testing.T) {
 		f    func()
 		want string // in the message
 	}{
-		{"nil locate", func() { wizard.New[sess, order](nil, wizard.Options[sess, order]{}) }, "New: nil locate"},
+		{"nil locate", func() { wizard.New[sess, order]("w", nil, wizard.Options[sess, order]{}) }, "New: nil locate"},
 		{"nil Field accessor", func() { wizard.Field[sess, order](nil) }, "Field: nil field accessor"},
-		{"negative timeout", func() { wizard.New(field, wizard.Options[sess, order]{Timeout: -1}) }, "Options.Timeout -1ns is negative"},
-		{"sub-millisecond timeout", func() { wizard.New(field, wizard.Options[sess, order]{Timeout: time.Microsecond}) }, "Options.Timeout 1µs"},
-		{"empty cancel command", func() { wizard.New(field, wizard.Options[sess, order]{Cancel: []string{"cancel", ""}}) }, `Options.Cancel[1] ""`},
-		{"cancel command with slash", func() { wizard.New(field, wizard.Options[sess, order]{Cancel: []string{"/cancel"}}) }, `Options.Cancel[0] "/cancel"`},
-		{"cancel command with bot name", func() { wizard.New(field, wizard.Options[sess, order]{Cancel: []string{"cancel@test_bot"}}) }, `Options.Cancel[0] "cancel@test_bot"`},
-		{"cancel command with space", func() { wizard.New(field, wizard.Options[sess, order]{Cancel: []string{"stop it"}}) }, `Options.Cancel[0] "stop it"`},
+		{"negative timeout", func() { wizard.New("w", field, wizard.Options[sess, order]{Timeout: -1}) }, "Options.Timeout -1ns is negative"},
+		{"sub-millisecond timeout", func() { wizard.New("w", field, wizard.Options[sess, order]{Timeout: time.Microsecond}) }, "Options.Timeout 1µs"},
+		{"empty cancel command", func() { wizard.New("w", field, wizard.Options[sess, order]{Cancel: []string{"cancel", ""}}) }, `Options.Cancel[1] ""`},
+		{"cancel command with slash", func() { wizard.New("w", field, wizard.Options[sess, order]{Cancel: []string{"/cancel"}}) }, `Options.Cancel[0] "/cancel"`},
+		{"cancel command with bot name", func() { wizard.New("w", field, wizard.Options[sess, order]{Cancel: []string{"cancel@test_bot"}}) }, `Options.Cancel[0] "cancel@test_bot"`},
+		{"cancel command with space", func() { wizard.New("w", field, wizard.Options[sess, order]{Cancel: []string{"stop it"}}) }, `Options.Cancel[0] "stop it"`},
+		{"pass command with slash", func() { wizard.New("w", field, wizard.Options[sess, order]{Pass: []string{"/help"}}) }, `Options.Pass[0] "/help"`},
+		{"empty name", func() { wizard.New("", field, wizard.Options[sess, order]{}) }, `New: name ""`},
+		{"name with tag delimiter", func() { wizard.New("a~b", field, wizard.Options[sess, order]{}) }, `New: name "a~b"`},
+		{"name too long", func() { wizard.New("a_name_of_17_byte", field, wizard.Options[sess, order]{}) }, `New: name "a_name_of_17_byte" must be 1 to 16`},
+		{"sub-step without wizard", func() { wizard.SubStep[sess, order, address](withStep(), "b", nil, nil, nil) }, `SubStep "b": the sub-flow must be another wizard`},
+		{"sub-step of itself", func() { w := withStep(); wizard.SubStep(w, "b", w, nil, nil) }, `SubStep "b": the sub-flow must be another wizard`},
+		{"sub-step name taken", func() {
+			wizard.SubStep(withStep(), "a", wizard.New("x", wizard.Field(func(s *sess) *wizard.State[address] { return &s.Addr }), wizard.Options[sess, address]{}), nil, nil)
+		}, `step "a" added twice`},
 		{"empty step name", func() { withStep().Step("", nil, handle) }, "empty step name"},
 		{"nil step handler", func() { withStep().Step("b", nil, nil) }, `step "b" has no handler`},
 		{"duplicate step name", func() { withStep().Step("a", nil, handle) }, `step "a" added twice`},
-		{"middleware without steps", func() { wizard.New(field, wizard.Options[sess, order]{}).Middleware(next) }, "Middleware: the wizard has no steps"},
+		{"middleware without steps", func() { wizard.New("w", field, wizard.Options[sess, order]{}).Middleware(next) }, "Middleware: the wizard has no steps"},
 		{"middleware with nil next", func() { withStep().Middleware(nil) }, "Middleware: nil next handler"},
 	}
 	for _, tc := range cases {
@@ -598,14 +640,14 @@ func TestWizardConfig(t *testing.T) {
 
 	t.Run("valid options do not panic", func(t *testing.T) {
 		assert.NotPanics(t, func() {
-			w := wizard.New(field, wizard.Options[sess, order]{Timeout: time.Millisecond, Cancel: []string{"cancel", "stop_now"}})
+			w := wizard.New("Order-2_b", field, wizard.Options[sess, order]{Timeout: time.Millisecond, Cancel: []string{"cancel", "stop_now"}, Pass: []string{"help"}})
 			w.Step("a", nil, handle)
 			w.Middleware(next)
 		})
 	})
 
 	t.Run("enter without steps", func(t *testing.T) {
-		empty := wizard.New(field, wizard.Options[sess, order]{})
+		empty := wizard.New("w", field, wizard.Options[sess, order]{})
 		h := newSession(t, session.Options[sess]{}).Middleware(func(c *session.Context[sess]) error { return empty.Enter(c, order{}) })
 		err := h(session.NewContext[sess](context.Background(), nil, tgbotapi.Update{Message: &tgbotapi.Message{Chat: &tgbotapi.Chat{ID: 1}}}))
 		assert.ErrorIs(t, err, session.ErrConfig)
@@ -618,7 +660,7 @@ func TestWizardConfig(t *testing.T) {
 // the middleware alike.
 func TestWizardLocateReturningNilState(t *testing.T) {
 	nilState := func(*session.Context[sess]) (*wizard.State[order], error) { return nil, nil }
-	w := wizard.New[sess, order](nilState, wizard.Options[sess, order]{})
+	w := wizard.New[sess, order]("w", nilState, wizard.Options[sess, order]{})
 	w.Step("a", nil, func(*wizard.Flow[sess, order]) error { return nil })
 	msg := tgbotapi.Update{Message: &tgbotapi.Message{Chat: &tgbotapi.Chat{ID: 1}, Text: "x"}}
 	calls := map[string]func(c *session.Context[sess]) error{
@@ -660,7 +702,7 @@ func TestWizardErrors(t *testing.T) {
 	assert.Equal(t, "Reason(9)", wizard.Reason(9).String())
 
 	var afterLeave []error
-	w := wizard.New(wizard.Field(func(s *sess) *wizard.State[order] { return &s.Order }), wizard.Options[sess, order]{})
+	w := wizard.New("w", wizard.Field(func(s *sess) *wizard.State[order] { return &s.Order }), wizard.Options[sess, order]{})
 	w.Step("only", nil, func(f *wizard.Flow[sess, order]) error {
 		if err := f.Leave(); err != nil {
 			return err
@@ -692,8 +734,8 @@ func (r *readCounter) Read(ctx context.Context, key string) ([]byte, bool, error
 	return r.Store.Read(ctx, key)
 }
 
-// Under Lazy, updates that are neither messages nor button presses pass
-// the wizard without reading the session.
+// Under Lazy, updates that are neither messages nor presses of the
+// wizard's buttons pass the wizard without reading the session.
 func TestWizardLazyPassThrough(t *testing.T) {
 	clk := &clock{now: time.Unix(1_700_000_000, 0)}
 	store := &readCounter{Store: session.NewMemory()}
@@ -705,6 +747,9 @@ func TestWizardLazyPassThrough(t *testing.T) {
 	}))
 	edit := tgbotapi.Update{EditedMessage: &tgbotapi.Message{Chat: &tgbotapi.Chat{ID: 7}, From: &tgbotapi.User{ID: 7}, Text: "typo"}}
 	require.NoError(t, h(session.NewContext[sess](context.Background(), nil, edit)))
-	assert.Equal(t, 1, reached, "the update reaches the next handler")
-	assert.Zero(t, store.reads, "and costs no storage read")
+	press := tgbotapi.Update{CallbackQuery: &tgbotapi.CallbackQuery{ID: "1", From: &tgbotapi.User{ID: 7}, Data: "menu",
+		Message: &tgbotapi.Message{MessageID: 1, Chat: &tgbotapi.Chat{ID: 7}}}}
+	require.NoError(t, h(session.NewContext[sess](context.Background(), nil, press)))
+	assert.Equal(t, 2, reached, "the updates reach the next handler")
+	assert.Zero(t, store.reads, "and cost no storage read")
 }

@@ -2,7 +2,10 @@
 // package wizard: a size chosen with buttons, toppings toggled with
 // buttons, a delivery address that must look like one (or the bot asks
 // again), and a confirmation. /cancel leaves the order at any step, and
-// an order left alone for 15 minutes is dropped.
+// an order left alone for 15 minutes is dropped. A button under an older
+// question (the toppings before the last toggle, a confirmation before
+// the address changed, any button of a finished order) is answered "This
+// question is closed." and changes nothing.
 //
 // Without TELEGRAM_BOT_TOKEN it plays two scripted orders (with a fake
 // clock, so the timeout passes in an instant) against a fake Telegram:
@@ -38,7 +41,7 @@ type Order struct {
 
 // Session is a chat's session: the order wizard and the orders placed.
 type Session struct {
-	Order  wizard.State[Order] `json:"order"`
+	Order  wizard.State[Order] `json:"order,omitzero"` // nothing stored once the order ends
 	Placed int                 `json:"placed"`
 }
 
@@ -47,9 +50,10 @@ type Flow = wizard.Flow[Session, Order]
 
 var toppings = []string{"cheese", "mushrooms", "olives"}
 
-// newBot returns the handler; clock is the wizard's clock (nil: time.Now).
-func newBot(clock func() time.Time) (session.Handler[Session], error) {
-	order := wizard.New(wizard.Field(func(s *Session) *wizard.State[Order] { return &s.Order }),
+// newBot returns the handler and its order wizard; clock is the wizard's
+// clock (nil: time.Now).
+func newBot(clock func() time.Time) (session.Handler[Session], *wizard.Wizard[Session, Order], error) {
+	order := wizard.New("order", wizard.Field(func(s *Session) *wizard.State[Order] { return &s.Order }),
 		wizard.Options[Session, Order]{
 			Timeout: 15 * time.Minute,
 			Clock:   clock,
@@ -63,20 +67,22 @@ func newBot(clock func() time.Time) (session.Handler[Session], error) {
 
 	sess, err := session.New(session.Options[Session]{})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	// Updates the wizard does not take (no order running) come here.
+	// Presses of an order's old buttons do not: the wizard answers them
+	// "This question is closed."
 	return sess.Middleware(order.Middleware(func(c *session.Context[Session]) error {
 		m := c.Update.Message
 		if m == nil {
-			return nil // a button under an old message: nothing to do
+			return nil
 		}
 		if m.Command() == "order" {
 			return order.Enter(c, Order{})
 		}
 		_, err := c.Bot.Send(tgbotapi.NewMessage(m.Chat.ID, "Send /order to order a pizza."))
 		return err
-	})), nil
+	})), order, nil
 }
 
 func askSize(f *Flow) error {
@@ -195,34 +201,37 @@ func main() { demo.Main("wizard", run) }
 func run(ctx context.Context, out io.Writer, token string) error {
 	if token == "" {
 		clk := demo.NewClock(time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC))
-		h, err := newBot(clk.Now)
+		h, order, err := newBot(clk.Now)
 		if err != nil {
 			return err
 		}
+		// The demo presses buttons by their callback data, which the
+		// wizard tags with its name.
+		press := order.ButtonData
 		return demo.Play(ctx, out, "wizard", h, []demo.Line{
 			{From: "Alice", Text: "hi"},
 			{From: "Alice", Text: "/order"},
 			{From: "Alice", Text: "large please"},
-			{From: "Alice", Press: "large"},
-			{From: "Alice", Press: "mushrooms"},
-			{From: "Alice", Press: "olives"},
-			{From: "Alice", Press: "mushrooms"},
-			{From: "Alice", Press: "done"},
+			{From: "Alice", Press: press("large")},
+			{From: "Alice", Press: press("mushrooms")},
+			{From: "Alice", Press: press("olives")},
+			{From: "Alice", Press: press("mushrooms")},
+			{From: "Alice", Press: press("done")},
 			{From: "Alice", Text: "home"},
 			{From: "Alice", Text: "12 Oak Street"},
-			{From: "Alice", Press: "address"},
+			{From: "Alice", Press: press("address")},
 			{From: "Alice", Text: "14 Oak Street"},
-			{From: "Alice", Press: "yes"},
+			{From: "Alice", Press: press("yes")},
 			{From: "Bob", Text: "/order"},
-			{From: "Bob", Press: "small"},
-			{From: "Bob", Press: "back"},
-			{From: "Bob", Press: "large"},
+			{From: "Bob", Press: press("small")},
+			{From: "Bob", Press: press("back")},
+			{From: "Bob", Press: press("large")},
 			{From: "Bob", Text: "/cancel"},
 			{From: "Bob", Text: "/order"},
 			{From: "Bob", Text: "small", Before: clk.Pass(20 * time.Minute), Note: "(20 minutes pass)"},
 		})
 	}
-	h, err := newBot(nil)
+	h, _, err := newBot(nil)
 	if err != nil {
 		return err
 	}
