@@ -104,3 +104,18 @@ func TestCrossProcessStorm(t *testing.T) {
 		Cleanup:  func(t *testing.T, namespace string) { dropTables(t, "pgstore_test_"+namespace) },
 	})
 }
+
+// TestRedelivery: an update Telegram sends again, after a crash between
+// its commit and its acknowledgement or to a second replica, is applied
+// once.
+func TestRedelivery(t *testing.T) {
+	storagetest.RunRedelivery(t, storagetest.CrossProcess{
+		NewStore: func(t *testing.T, namespace string) session.Store {
+			s, err := pgstore.New(newPool(t, ""), pgstore.Options{Table: "pgstore_test_" + namespace})
+			require.NoError(t, err)
+			require.NoError(t, s.Migrate(context.Background()))
+			return s
+		},
+		Cleanup: func(t *testing.T, namespace string) { dropTables(t, "pgstore_test_"+namespace) },
+	})
+}

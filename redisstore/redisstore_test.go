@@ -182,3 +182,17 @@ func TestCrossProcessStorm(t *testing.T) {
 		Cleanup:  func(t *testing.T, namespace string) { dropPrefix(t, "redisstore-test:"+namespace+":") },
 	})
 }
+
+// TestRedelivery: an update Telegram sends again, after a crash between
+// its commit and its acknowledgement or to a second replica, is applied
+// once.
+func TestRedelivery(t *testing.T) {
+	storagetest.RunRedelivery(t, storagetest.CrossProcess{
+		NewStore: func(t *testing.T, namespace string) session.Store {
+			c := redis.NewClient(&redis.Options{Addr: redisAddr(), ContextTimeoutEnabled: true})
+			t.Cleanup(func() { _ = c.Close() })
+			return newStore(t, c, redisstore.Options{Prefix: "redisstore-test:" + namespace + ":"})
+		},
+		Cleanup: func(t *testing.T, namespace string) { dropPrefix(t, "redisstore-test:"+namespace+":") },
+	})
+}
