@@ -33,11 +33,15 @@
 //   - [RunLocker]: two clients of one backing store exclude each other;
 //     leases are read with the lock, renewed while held, expire when their
 //     holder dies, are released only by their owner, and fence the commit
-//     of a holder that lost its lease ([session.ErrConflict]).
+//     of a holder that lost its lease ([session.ErrConflict]); each key
+//     keeps the record of the updates committed to it.
 //   - [RunCrossProcess]: several OS processes update the same chats
 //     through the middleware and lose nothing with the store's Locker (and
 //     lose updates over a view of the store without it, to show the test
 //     can tell).
+//   - [RunRedelivery]: an update Telegram sends again, after a crash
+//     between its commit and its acknowledgement or to a second replica,
+//     is applied once, through package runner against telegramtest.
 //   - [RunPanics]: an update that panics in Initial, the codec or the
 //     handler while its lease is held gives the lease back at once, and
 //     nothing renews it.
