@@ -73,8 +73,9 @@ type Lease interface {
 	Applied() bool
 	// Commit applies c, fenced by the lease, and releases the lock in
 	// the same step, recording the lease's mark (if any) in the key's
-	// record of applied updates. If the lease was lost (it expired and another holder
-	// may have written since), nothing is changed and the error wraps
+	// record of applied updates. If the lease was lost (it expired and
+	// another holder may have written since), nothing is changed, nor
+	// recorded, and the error wraps
 	// [ErrConflict]; if ctx is cancelled, nothing is changed and the error
 	// wraps ctx.Err(). Commit ends the lease whatever it returns. A Commit
 	// after the lease ended (a second Commit, or after Release) changes
