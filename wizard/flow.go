@@ -25,6 +25,7 @@ type Flow[S, T any] struct {
 	tag   string     // the prefix of its buttons' callback data
 	fresh bool       // st.Prompts already lists this update's prompts
 	ended *ending[T] // how the flow ended, if it did in this update
+	raw   []byte     // st.Data as decoded into Data, to notice an Enter since
 }
 
 // Step returns the name of the current step (in OnLeave: the step the
@@ -45,21 +46,20 @@ func (f *Flow[S, T]) Next() error {
 }
 
 // Back returns to the step before the current one and sends its prompt
-// again; on the first step it just asks again.
+// again; on the first step it just asks again. Steps of the trail that
+// the wizard no longer has (it was redeployed without them) are skipped.
 func (f *Flow[S, T]) Back() error {
 	if f.st == nil {
 		return ErrNotRunning
 	}
-	n := len(f.st.Trail)
-	if n == 0 {
-		return f.move(f.w.index(f.st.Step), false)
+	for n := len(f.st.Trail); n > 0; n-- {
+		i := f.w.index(f.st.Trail[n-1])
+		f.st.Trail = f.st.Trail[:n-1]
+		if i >= 0 {
+			return f.move(i, false)
+		}
 	}
-	i := f.w.index(f.st.Trail[n-1])
-	if i < 0 {
-		return fmt.Errorf("wizard %s: back to unknown step %q", f.w.name, f.st.Trail[n-1])
-	}
-	f.st.Trail = f.st.Trail[:n-1]
-	return f.move(i, false)
+	return f.move(f.w.index(f.st.Step), false)
 }
 
 // Goto moves to the named step, remembering the current one for Back, and
@@ -118,7 +118,7 @@ func (f *Flow[S, T]) end(why Reason, quiet bool) error {
 
 // decode decodes the stored data into f.Data.
 func (f *Flow[S, T]) decode() error {
-	f.Data = new(T)
+	f.Data, f.raw = new(T), f.st.Data
 	if len(f.st.Data) == 0 {
 		return nil
 	}
@@ -129,9 +129,10 @@ func (f *Flow[S, T]) decode() error {
 	return nil
 }
 
-// flush stores f.Data in the state, if the flow still runs.
+// flush stores f.Data in the state, if the flow still runs and was not
+// entered anew (by a handler calling Enter) since Data was decoded.
 func (f *Flow[S, T]) flush() error {
-	if f.st == nil || f.Data == nil {
+	if f.st == nil || f.Data == nil || !sameBytes(f.st.Data, f.raw) {
 		return nil
 	}
 	b, err := json.Marshal(f.Data)
@@ -205,4 +206,9 @@ func (f *Flow[S, T]) Send(m tgbotapi.Chattable) error {
 		}
 	}
 	return nil
+}
+
+// sameBytes reports whether a and b are the same slice (not just equal).
+func sameBytes(a, b []byte) bool {
+	return len(a) == len(b) && (len(a) == 0 || &a[0] == &b[0])
 }

@@ -38,8 +38,7 @@ func (w *Wizard[S, T]) start(c *session.Context[S], data T, parent, tag string) 
 		return err
 	}
 	*st = State[T]{Step: w.steps[0].name, Seen: w.now(), Parent: parent}
-	f := &Flow[S, T]{Context: c, Data: &data, w: w, st: st, step: st.Step, tag: tag}
-	f.fresh = true
+	f := &Flow[S, T]{Context: c, Data: &data, w: w, st: st, step: st.Step, tag: tag, fresh: true}
 	return errors.Join(w.enterStep(f, 0), f.flush())
 }
 

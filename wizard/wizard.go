@@ -45,6 +45,11 @@
 // buttons the wizard did not send go to the next handler. Send prompts
 // with buttons through Flow.Send (or Flow.Reply), not through the Bot.
 //
+// Several wizards may serve one session, each with its own name and
+// State, their middlewares chained: each takes only the presses of its
+// own buttons, and while more than one runs, the outermost takes the
+// messages.
+//
 // # Stored state
 //
 // The state is an ordinary part of the session value, so it works in
@@ -58,8 +63,10 @@
 // as a [*StaleError], and the chat goes on. Session Migrations run first,
 // on the whole stored JSON: to carry running flows across a change of T,
 // add a migration that rewrites the wizard's "data"; without one, those
-// flows end Stale. Once a flow ends, its State is zero: with the field
-// tagged omitzero, nothing of it is stored.
+// flows end Stale. This holds for sessions stored as JSON (the default
+// codec); another codec decodes the State its own way. Once a flow ends,
+// its State is zero: with the field tagged omitzero (Go 1.24 or later),
+// nothing of it is stored; without, an empty object.
 //
 // Like every session change, a step's changes are written only if its
 // handler succeeds; messages it sent before failing stay sent.
