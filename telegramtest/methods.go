@@ -31,10 +31,11 @@ type call struct {
 type apiError struct {
 	code        int
 	description string
+	params      tgbotapi.ResponseParameters
 }
 
 func badRequest(description string) *apiError {
-	return &apiError{http.StatusBadRequest, "Bad Request: " + description}
+	return &apiError{code: http.StatusBadRequest, description: "Bad Request: " + description}
 }
 
 var (
@@ -155,25 +156,22 @@ func (s *Server) call(method string, c *call) (any, *apiError) {
 		s.mu.Unlock()
 		return true, nil
 	case "setwebhook":
-		u := c.params.Get("url")
-		s.mu.Lock()
-		s.webhookURL = u // an empty url removes the webhook, as in Telegram
-		s.mu.Unlock()
-		return true, nil
+		return s.setWebhookCall(c) // an empty url removes the webhook, as in Telegram
 	case "deletewebhook":
 		s.mu.Lock()
-		s.webhookURL = ""
+		s.hook = webhook{}
 		if c.params.Get("drop_pending_updates") == "true" {
 			s.pending = nil
 		}
+		s.notifyLocked()
 		s.mu.Unlock()
 		return true, nil
 	case "getwebhookinfo":
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		return tgbotapi.WebhookInfo{URL: s.webhookURL, PendingUpdateCount: len(s.pending)}, nil
+		return s.webhookInfoLocked(), nil
 	}
-	return nil, &apiError{http.StatusNotFound, "Not Found"}
+	return nil, &apiError{code: http.StatusNotFound, description: "Not Found"}
 }
 
 // chatID reads chat_id (or fromParam's name): a number, or the @username
@@ -199,6 +197,11 @@ func (s *Server) chatIDFrom(params url.Values, name string, create bool) (int64,
 	id, err := strconv.ParseInt(v, 10, 64)
 	if err != nil || id == 0 {
 		return 0, errChatNotFound
+	}
+	if to, ok := s.migratedTo[id]; ok && name == "chat_id" {
+		e := badRequest("group chat was upgraded to a supergroup chat")
+		e.params.MigrateToChatID = to
+		return 0, e
 	}
 	if _, ok := s.chats[id]; !ok {
 		if !create {
@@ -265,6 +268,8 @@ func (s *Server) newMessage(c *call, chat int64, rec Message, fill func(*tgbotap
 	rec.ReplyTo = replyTo
 	rec.ReplyMarkup = c.params.Get("reply_markup")
 	rec.InlineKeyboard = kb
+	rec.ThreadID, _ = strconv.Atoi(c.params.Get("message_thread_id"))
+	rec.BusinessConnectionID = c.params.Get("business_connection_id")
 	s.sent = append(s.sent, rec)
 	s.notifyLocked()
 	cp := *m
@@ -615,6 +620,10 @@ func (s *Server) edit(c *call, method string) (any, *apiError) {
 		m.ReplyMarkup = &tgbotapi.InlineKeyboardMarkup{InlineKeyboard: kb}
 	}
 	m.EditDate = int(time.Now().Unix())
+	s.edits = append(s.edits, Message{
+		Method: c.method, MessageID: m.MessageID, ChatID: key.chat, Text: m.Text, Caption: m.Caption,
+		ParseMode: c.params.Get("parse_mode"), ReplyMarkup: markup, InlineKeyboard: kb,
+	})
 	s.notifyLocked()
 	return *m, nil
 }

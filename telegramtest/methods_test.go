@@ -323,7 +323,7 @@ func TestNewerGetUpdatesEndsLongPoll(t *testing.T) {
 
 // Pending counts what Telegram would still deliver.
 func TestPending(t *testing.T) {
-	srv, bot := newBot(t)
+	srv, bot := newBot(t, telegramtest.WithFirstUpdateID(1))
 	srv.SendMessage(1, 1, "a")
 	srv.SendMessage(1, 1, "b")
 	assert.Equal(t, 2, srv.Pending())
@@ -337,7 +337,7 @@ func TestPending(t *testing.T) {
 // inside tgbotapi panic at once with session.ErrConfig, naming the
 // argument, and leave the server as it was.
 func TestScriptingMistakesPanicWithErrConfig(t *testing.T) {
-	srv, bot := newBot(t)
+	srv, bot := newBot(t, telegramtest.WithFirstUpdateID(1))
 	pending := srv.AddUpdate(tgbotapi.Update{UpdateID: 5})
 	require.Equal(t, 5, pending)
 	msg := func(id int) tgbotapi.Update {

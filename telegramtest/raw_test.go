@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tgsession/session"
+	"github.com/tgsession/session/telegramtest"
 )
 
 // rawResult calls getUpdates and returns each update's JSON as served.
@@ -27,7 +28,7 @@ func rawResult(t *testing.T, bot *tgbotapi.BotAPI, offset int) []json.RawMessage
 // update kinds tgbotapi v5.5.1 does not know, in update_id order with the
 // updates of AddUpdate, and picks the id only where it is missing or 0.
 func TestAddRawUpdateServesTheJSONByteForByte(t *testing.T) {
-	srv, bot := newBot(t)
+	srv, bot := newBot(t, telegramtest.WithFirstUpdateID(1))
 
 	topic := `{"update_id":10, "message":{"message_id":5,"message_thread_id":42,"is_topic_message":true,` +
 		`"date":1700000000,"chat":{"id":-1001,"type":"supergroup","title":"Forum","is_forum":true},"text":"hi"}}`
@@ -79,7 +80,7 @@ func TestAddRawUpdateCopies(t *testing.T) {
 // AddRawUpdate panics with session.ErrConfig on JSON that is no update,
 // and on update ids AddUpdate refuses, leaving the server as it was.
 func TestAddRawUpdateMistakesPanicWithErrConfig(t *testing.T) {
-	srv, bot := newBot(t)
+	srv, bot := newBot(t, telegramtest.WithFirstUpdateID(1))
 	require.Equal(t, 5, srv.AddRawUpdate([]byte(`{"update_id":5}`)))
 	cases := []struct {
 		name, raw, want string

@@ -25,6 +25,45 @@
 // Requests. Fail makes the next call of a method fail, with retry_after
 // for 429; Pending tells what Telegram would still deliver.
 //
+// Update ids start at a random id in [1<<20, 1<<30) (fix the start with
+// [WithFirstUpdateID]), so that a fake made for one test does not reuse
+// the ids a persistent store recorded as handled in an earlier one.
+//
+// # Webhook mode
+//
+// Once the bot called setWebhook through the fake (runner.SetWebhook
+// does), or the test called [Server.SetWebhook], the server POSTs every
+// pending and future update to the webhook, as Telegram's JSON with the
+// X-Telegram-Bot-Api-Secret-Token header: the updates of one chat one at
+// a time, in order, those of different chats concurrently (up to
+// max_connections), and each again after a non-2xx answer or no answer
+// within [WithWebhookTimeout] (short by default), until one is 2xx.
+// [Server.Deliveries] tells the attempts; getWebhookInfo reports the
+// pending count and the last error; deleteWebhook goes back to
+// getUpdates, which answers 409 while a webhook is set. [RoundRobin] puts
+// several replicas behind one webhook URL.
+//
+// # Conversations
+//
+// [Server.Chat] scripts a user in a chat with Telegram's JSON (builders
+// for messages with their bot_command entities, button presses, edits,
+// forum topics, business messages and group migrations), and each step
+// waits until the bot acknowledged its update (a confirmed getUpdates
+// offset, or a 2xx webhook answer; see [Server.WaitAcknowledged]) and
+// returns the [Turn]: the replies, edits and callback answer. In tests,
+// [Server.Conversation] does the same and fails the test instead:
+//
+//	alice := srv.Conversation(t, 101, 101)
+//	alice.Send("/start").Expect("Hi! What's your name?")
+//	alice.Press("Yes").ExpectAnswer("Great!")
+//
+// # Other processes
+//
+// Every server also serves a control API under [ControlPrefix] (driven
+// from Go with [Remote]); package telegramtest/cmd/fakebotapi runs a
+// server as a process of its own, for several bot processes and a test
+// driving them.
+//
 // A bot run with runner.Run is stopped by cancelling Run's context: Run
 // returns after its last, short getUpdates, which also ends its long
 // poll, so the server can be closed right after. When the bot uses
@@ -43,6 +82,7 @@ import (
 	"errors"
 	"fmt"
 	"mime"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -109,6 +149,19 @@ type Message struct {
 	// File is the file of a media message: the file_id or URL given, or
 	// the name of the uploaded file.
 	File string
+	// ThreadID is the message_thread_id parameter (a forum topic), 0
+	// when absent.
+	ThreadID int
+	// BusinessConnectionID is the business_connection_id parameter, empty
+	// when absent.
+	BusinessConnectionID string
+}
+
+// migrated records that group became the supergroup super.
+func (s *Server) migrated(group, super int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.migratedTo[group] = super
 }
 
 type failure struct {
@@ -143,15 +196,32 @@ type Server struct {
 	failures     map[string][]failure // keyed by lower-case method name
 	stoppedBots  map[*tgbotapi.BotAPI]bool
 	polls        int // getUpdates calls so far: a newer call ends a waiting one
-	webhookURL   string
 	commands     []tgbotapi.BotCommand
 	lastFileID   int
+	edits        []Message       // the bot's edits, as each left its message
+	migratedTo   map[int64]int64 // groups that became supergroups (Chat.Migrate)
+
+	// The webhook, and the delivery to it (see webhook.go).
+	cfg         config
+	hook        webhook
+	inFlight    map[int]bool      // update ids being POSTed
+	retryAt     map[int]time.Time // when a failed update is due again
+	acked       map[int]bool      // update ids the webhook answered 2xx
+	deliveries  []*Delivery
+	deliveryOf  map[int]*Delivery
+	lastErr     string
+	lastErrDate time.Time
+	client      *http.Client
+	ctx         context.Context // ends at Close, ending deliveries
+	cancel      context.CancelFunc
+	wg          sync.WaitGroup // the delivery loop and its attempts
 }
 
 // pendingUpdate is a queued update: its id and its JSON, served as is.
 type pendingUpdate struct {
 	id  int
 	raw json.RawMessage
+	key string // the webhook's ordering key, see orderKey
 }
 
 // msgKey identifies a message: ids are per chat in Telegram.
@@ -160,18 +230,46 @@ type msgKey struct {
 	id   int
 }
 
-// NewServer starts a fake Bot API server listening on 127.0.0.1.
-// Any bot token is accepted.
-func NewServer() *Server {
-	s := &Server{
-		changed:     make(chan struct{}),
-		chats:       make(map[int64]tgbotapi.Chat),
-		messages:    make(map[msgKey]*tgbotapi.Message),
-		failures:    make(map[string][]failure),
-		stoppedBots: make(map[*tgbotapi.BotAPI]bool),
+// NewServer starts a fake Bot API server listening on a random port of
+// 127.0.0.1 (see [WithAddr]). Any bot token is accepted. Update ids start
+// at a random id in [1<<20, 1<<30) (see [WithFirstUpdateID]), and go up
+// by one from there. It panics with an error wrapping
+// [session.ErrConfig] if an option is invalid, or if it cannot listen on
+// the address of WithAddr.
+func NewServer(opts ...Option) *Server {
+	cfg, err := newConfig(opts)
+	if err != nil {
+		panic(err)
 	}
-	s.ts = httptest.NewServer(http.HandlerFunc(s.serveHTTP))
+	s := &Server{
+		changed:      make(chan struct{}),
+		chats:        make(map[int64]tgbotapi.Chat),
+		messages:     make(map[msgKey]*tgbotapi.Message),
+		failures:     make(map[string][]failure),
+		stoppedBots:  make(map[*tgbotapi.BotAPI]bool),
+		migratedTo:   make(map[int64]int64),
+		lastUpdateID: cfg.firstUpdateID - 1,
+		cfg:          cfg,
+		inFlight:     make(map[int]bool),
+		retryAt:      make(map[int]time.Time),
+		acked:        make(map[int]bool),
+		deliveryOf:   make(map[int]*Delivery),
+		client:       &http.Client{},
+	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.ts = httptest.NewUnstartedServer(http.HandlerFunc(s.serveHTTP))
+	if cfg.addr != "" {
+		ln, err := net.Listen("tcp", cfg.addr)
+		if err != nil {
+			panic(fmt.Errorf("%w: telegramtest: WithAddr(%q): %w", session.ErrConfig, cfg.addr, err))
+		}
+		s.ts.Listener.Close()
+		s.ts.Listener = ln
+	}
+	s.ts.Start()
 	s.URL = s.ts.URL
+	s.wg.Add(1)
+	go s.deliverLoop()
 	return s
 }
 
@@ -192,6 +290,9 @@ func (s *Server) Close() {
 		s.closed = true
 		s.notifyLocked()
 		s.mu.Unlock()
+		s.cancel() // ends webhook attempts on the wire
+		s.wg.Wait()
+		s.client.CloseIdleConnections()
 		s.ts.Close()
 	})
 }
@@ -323,7 +424,7 @@ func (s *Server) queueLocked(u *tgbotapi.Update, raw json.RawMessage) {
 	i := sort.Search(len(s.pending), func(i int) bool { return s.pending[i].id > u.UpdateID })
 	s.pending = append(s.pending, pendingUpdate{})
 	copy(s.pending[i+1:], s.pending[i:])
-	s.pending[i] = pendingUpdate{id: u.UpdateID, raw: raw}
+	s.pending[i] = pendingUpdate{id: u.UpdateID, raw: raw, key: orderKey(raw)}
 	s.notifyLocked()
 }
 
@@ -512,6 +613,10 @@ func (s *Server) botUser() *tgbotapi.User {
 
 // serveHTTP routes /bot<token>/<method> requests.
 func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	if strings.HasPrefix(r.URL.Path, ControlPrefix) {
+		s.serveControl(w, r)
+		return
+	}
 	rest, ok := strings.CutPrefix(r.URL.Path, "/bot")
 	i := strings.LastIndex(rest, "/")
 	if !ok || i < 0 || rest[i+1:] == "" {
@@ -546,7 +651,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	result, apiErr := s.call(key, &call{method: method, params: params, r: r})
 	if apiErr != nil {
-		writeError(w, apiErr.code, apiErr.description)
+		writeFailure(w, apiErr.code, apiErr.description, apiErr.params)
 		return
 	}
 	writeResult(w, result)
@@ -567,7 +672,7 @@ func (s *Server) getUpdates(w http.ResponseWriter, r *http.Request, params url.V
 	}
 
 	s.mu.Lock()
-	if s.webhookURL != "" {
+	if s.hook.url != "" {
 		s.mu.Unlock()
 		writeError(w, http.StatusConflict, "Conflict: can't use getUpdates method while webhook is active; use deleteWebhook to delete the webhook first")
 		return
@@ -619,8 +724,12 @@ func (s *Server) getUpdates(w http.ResponseWriter, r *http.Request, params url.V
 // keeps only the last -offset updates. s.mu must be held.
 func (s *Server) confirmLocked(offset int) {
 	switch {
+	case offset > s.confirmed:
+		// Wake WaitAcknowledged.
+		s.confirmed = offset
+		s.notifyLocked()
+		fallthrough
 	case offset > 0:
-		s.confirmed = max(s.confirmed, offset)
 		i := sort.Search(len(s.pending), func(i int) bool { return s.pending[i].id >= offset })
 		s.pending = s.pending[i:]
 	case offset < 0 && -offset < len(s.pending):

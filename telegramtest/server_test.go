@@ -17,10 +17,11 @@ import (
 	"github.com/tgsession/session/telegramtest"
 )
 
-// newBot starts a server and a real tgbotapi client talking to it.
-func newBot(t *testing.T) (*telegramtest.Server, *tgbotapi.BotAPI) {
+// newBot starts a server (with opts) and a real tgbotapi client talking
+// to it.
+func newBot(t *testing.T, opts ...telegramtest.Option) (*telegramtest.Server, *tgbotapi.BotAPI) {
 	t.Helper()
-	srv := telegramtest.NewServer()
+	srv := telegramtest.NewServer(opts...)
 	t.Cleanup(srv.Close)
 	bot, err := tgbotapi.NewBotAPIWithAPIEndpoint("test-token", srv.Endpoint())
 	require.NoError(t, err)
@@ -41,7 +42,7 @@ func TestGetMe(t *testing.T) {
 }
 
 func TestUpdatesChanInOrderWithoutDuplicates(t *testing.T) {
-	srv, bot := newBot(t)
+	srv, bot := newBot(t, telegramtest.WithFirstUpdateID(1))
 
 	// Queued before polling starts.
 	srv.SendMessage(1, 1, "one")
@@ -107,7 +108,7 @@ func TestUpdatesChanInOrderWithoutDuplicates(t *testing.T) {
 }
 
 func TestGetUpdatesOffsetAndLimit(t *testing.T) {
-	srv, bot := newBot(t)
+	srv, bot := newBot(t, telegramtest.WithFirstUpdateID(1))
 	for _, text := range []string{"a", "b", "c"} {
 		srv.SendMessage(1, 1, text)
 	}

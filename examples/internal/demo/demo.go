@@ -14,12 +14,12 @@ package demo
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"strings"
 	"sync"
-	"time"
 
 	tgbotapi "github.com/go-telegram-bot-api/telegram-bot-api/v5"
 
@@ -82,18 +82,31 @@ func Play[S any](ctx context.Context, out io.Writer, name string, h session.Hand
 		return fmt.Errorf("demo: %w", err)
 	}
 
-	t := newTracker()
+	// Each step waits until the runner confirmed its update, which it
+	// does once the handler returned; results has the handler's error by
+	// then.
+	var (
+		mu      sync.Mutex
+		results = map[int]error{}
+	)
+	record := func(id int, err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		results[id] = err
+	}
 	wrapped := func(c *session.Context[S]) error {
 		defer func() {
 			if r := recover(); r != nil {
-				t.done(c.Update.UpdateID, fmt.Errorf("panic: %v", r))
+				record(c.Update.UpdateID, fmt.Errorf("panic: %v", r))
 				panic(r) // the runner reports it
 			}
 		}()
 		err := h(c)
-		t.done(c.Update.UpdateID, err)
+		record(c.Update.UpdateID, err)
 		return err
 	}
+	playCtx, failed := context.WithCancelCause(ctx)
+	defer failed(nil)
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
 	served := make(chan error, 1)
@@ -101,14 +114,13 @@ func Play[S any](ctx context.Context, out io.Writer, name string, h session.Hand
 		served <- runner.Run(runCtx, bot, passThrough[S]{}, wrapped, runner.Options{
 			OnError: func(_ context.Context, u *tgbotapi.Update, _ string, err error) {
 				if u == nil {
-					t.fail(err) // polling failed: the demo cannot go on
+					failed(fmt.Errorf("%w: %w", errPolling, err)) // the demo cannot go on
 				}
 			},
 		})
 	}()
 
 	var errs []error
-	seen := 0 // messages of srv.Sent() already printed
 	for _, l := range script {
 		if l.Before != nil {
 			l.Before()
@@ -116,41 +128,53 @@ func Play[S any](ctx context.Context, out io.Writer, name string, h session.Hand
 		if l.Note != "" {
 			fmt.Fprintln(out, l.Note)
 		}
-		chat := l.Chat
-		if chat == 0 {
-			chat = Users[l.From]
+		id := l.Chat
+		if id == 0 {
+			id = Users[l.From]
 		}
 		where := ""
-		if chat != Users[l.From] {
-			where = fmt.Sprintf(" in %d", chat)
+		if id != Users[l.From] {
+			where = fmt.Sprintf(" in %d", id)
 		}
-		var id int
+		chat := srv.Chat(id, Users[l.From])
+		var (
+			turn  *telegramtest.Turn
+			raw   []byte
+			label string
+		)
 		switch {
 		case l.Update != nil:
-			id = srv.AddUpdate(*l.Update)
+			if raw, err = json.Marshal(l.Update); err == nil {
+				turn, err = chat.Deliver(playCtx, raw)
+			}
 		case l.Press != "":
-			msg, label, ok := findButton(srv.Sent(), chat, l.Press)
-			if !ok {
-				errs = append(errs, fmt.Errorf("demo: no button %q in chat %d", l.Press, chat))
+			raw, label, err = chat.PressUpdate(l.Press)
+			if errors.Is(err, telegramtest.ErrNoButton) {
+				errs = append(errs, fmt.Errorf("demo: no button %q in chat %d", l.Press, id))
 				continue
 			}
-			if id, err = srv.PressButton(chat, Users[l.From], msg, l.Press); err != nil {
-				return errors.Join(append(errs, fmt.Errorf("demo: %w", err))...)
+			if err == nil {
+				fmt.Fprintf(out, "%s%s: [presses %s]\n", l.From, where, label)
+				turn, err = chat.Deliver(playCtx, raw)
 			}
-			fmt.Fprintf(out, "%s%s: [presses %s]\n", l.From, where, label)
 		default:
-			id = srv.SendMessage(chat, Users[l.From], l.Text)
 			fmt.Fprintf(out, "%s%s: %s\n", l.From, where, l.Text)
+			turn, err = chat.Send(playCtx, l.Text)
 		}
-		if err := t.wait(ctx, id); err != nil {
-			if ctx.Err() != nil || errors.Is(err, errPolling) {
-				return errors.Join(append(errs, err)...)
+		if err != nil {
+			if cause := context.Cause(playCtx); cause != nil {
+				return errors.Join(append(errs, cause)...)
 			}
-			errs = append(errs, fmt.Errorf("update %d: %w", id, err))
-			fmt.Fprintf(out, "  (the handler failed: %v)\n", err)
+			return errors.Join(append(errs, fmt.Errorf("demo: %w", err))...)
 		}
-		sent := srv.Sent()
-		for _, m := range sent[seen:] {
+		mu.Lock()
+		herr := results[turn.UpdateID]
+		mu.Unlock()
+		if herr != nil {
+			errs = append(errs, fmt.Errorf("update %d: %w", turn.UpdateID, herr))
+			fmt.Fprintf(out, "  (the handler failed: %v)\n", herr)
+		}
+		for _, m := range turn.Sent {
 			bwhere := ""
 			if m.ChatID != Users[l.From] {
 				bwhere = fmt.Sprintf(" in %d", m.ChatID)
@@ -159,7 +183,6 @@ func Play[S any](ctx context.Context, out io.Writer, name string, h session.Hand
 			text := strings.ReplaceAll(m.Text, "\n", "\n"+strings.Repeat(" ", len(prefix)))
 			fmt.Fprintf(out, "%s%s%s\n", prefix, text, buttons(m))
 		}
-		seen = len(sent)
 	}
 
 	// Graceful stop: the runner finishes what it took, confirms the
@@ -171,89 +194,13 @@ func Play[S any](ctx context.Context, out io.Writer, name string, h session.Hand
 	return errors.Join(errs...)
 }
 
-// findButton finds the latest message in chat with a button whose data is
-// data, and returns its ID and the button's label.
-func findButton(sent []telegramtest.Message, chat int64, data string) (int, string, bool) {
-	for i := len(sent) - 1; i >= 0; i-- {
-		if sent[i].ChatID != chat {
-			continue
-		}
-		for _, row := range sent[i].InlineKeyboard {
-			for _, b := range row {
-				if b.CallbackData != nil && *b.CallbackData == data {
-					return sent[i].MessageID, b.Text, true
-				}
-			}
-		}
-	}
-	return 0, "", false
-}
-
 // buttons renders a message's inline keyboard, e.g. " [S] [M] [L]".
 func buttons(m telegramtest.Message) string {
 	var b strings.Builder
-	for _, row := range m.InlineKeyboard {
-		for _, k := range row {
-			fmt.Fprintf(&b, " [%s]", k.Text)
-		}
+	for _, label := range m.Buttons() {
+		fmt.Fprintf(&b, " [%s]", label)
 	}
 	return b.String()
 }
 
 var errPolling = errors.New("demo: polling failed")
-
-// tracker tells the script when an update has been handled.
-type tracker struct {
-	mu      sync.Mutex
-	results map[int]error
-	failed  error
-	changed chan struct{} // closed and replaced on every change
-}
-
-func newTracker() *tracker {
-	return &tracker{results: map[int]error{}, changed: make(chan struct{})}
-}
-
-func (t *tracker) done(id int, err error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.results[id] = err
-	close(t.changed)
-	t.changed = make(chan struct{})
-}
-
-func (t *tracker) fail(err error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.failed == nil {
-		t.failed = fmt.Errorf("%w: %w", errPolling, err)
-		close(t.changed)
-		t.changed = make(chan struct{})
-	}
-}
-
-// wait returns the handler's error for update id once it has run.
-func (t *tracker) wait(ctx context.Context, id int) error {
-	// A demo that hangs is a bug; fail it rather than wait forever.
-	timeout := time.NewTimer(10 * time.Second)
-	defer timeout.Stop()
-	for {
-		t.mu.Lock()
-		err, ok := t.results[id]
-		failed, changed := t.failed, t.changed
-		t.mu.Unlock()
-		switch {
-		case ok:
-			return err
-		case failed != nil:
-			return failed
-		}
-		select {
-		case <-changed:
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-timeout.C:
-			return fmt.Errorf("demo: update %d was not handled within 10s", id)
-		}
-	}
-}

@@ -104,12 +104,21 @@ func (c *Clock) Pass(d time.Duration) func() {
 	}
 }
 
-// Alternate returns a handler that gives odd-numbered updates to replica a
-// and even-numbered ones to replica b, as a load balancer in front of two
-// processes of one bot might.
+// Alternate returns a handler that gives the first, third, fifth...
+// update it handles to replica a and the others to replica b, as a load
+// balancer in front of two processes of one bot might. It counts the
+// updates rather than reading their ids, which the fake Telegram starts
+// at a random number. The demos play one update at a time, so the turns
+// are those of the script.
 func Alternate[S any](a, b session.Handler[S]) session.Handler[S] {
+	var mu sync.Mutex
+	n := 0
 	return func(c *session.Context[S]) error {
-		if c.Update.UpdateID%2 == 1 {
+		mu.Lock()
+		n++
+		odd := n%2 == 1
+		mu.Unlock()
+		if odd {
 			return a(c)
 		}
 		return b(c)
