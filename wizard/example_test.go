@@ -102,3 +102,82 @@ func Example() {
 	// user: 36
 	// bot:  Welcome, Ada (36)!
 }
+
+// A sign-up whose second step is a sub-flow of its own, an address
+// wizard; when that one is done, the sign-up goes on at its next step.
+func ExampleSubStep() {
+	type Address struct{ City, Street string }
+	type Profile struct {
+		Name    string
+		Address string
+	}
+	type Session struct {
+		SignUp  wizard.State[Profile] `json:"signUp,omitzero"`
+		Address wizard.State[Address] `json:"address,omitzero"`
+	}
+	type Flow = wizard.Flow[Session, Profile]
+	type AddressFlow = wizard.Flow[Session, Address]
+
+	address := wizard.New("address", wizard.Field(func(s *Session) *wizard.State[Address] { return &s.Address }),
+		wizard.Options[Session, Address]{})
+	address.Step("city", func(f *AddressFlow) error { return f.Reply("City?") },
+		func(f *AddressFlow) error { f.Data.City = f.Text(); return f.Next() })
+	address.Step("street", func(f *AddressFlow) error { return f.Reply("Street?") },
+		func(f *AddressFlow) error { f.Data.Street = f.Text(); return f.Next() })
+
+	signUp := wizard.New("signup", wizard.Field(func(s *Session) *wizard.State[Profile] { return &s.SignUp }),
+		wizard.Options[Session, Profile]{
+			Cancel: []string{"cancel"}, // also leaves the address sub-flow
+			OnLeave: func(f *Flow, why wizard.Reason) error {
+				return f.Reply(fmt.Sprintf("%s: %s, %s", why, f.Data.Name, f.Data.Address))
+			},
+		})
+	signUp.Step("name", func(f *Flow) error { return f.Reply("Your name?") },
+		func(f *Flow) error { f.Data.Name = f.Text(); return f.Next() })
+	wizard.SubStep(signUp, "address", address, nil, func(f *Flow, a Address) error {
+		f.Data.Address = a.Street + ", " + a.City
+		return nil
+	})
+	signUp.Step("confirm", func(f *Flow) error { return f.Reply("Send ok to confirm.") },
+		func(f *Flow) error { return f.Leave() })
+
+	sess, err := session.New(session.Options[Session]{})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	// Only the sign-up's middleware is needed: it serves its sub-flows.
+	h := sess.Middleware(signUp.Middleware(func(c *session.Context[Session]) error {
+		return signUp.Enter(c, Profile{})
+	}))
+
+	srv := telegramtest.NewServer()
+	defer srv.Close()
+	bot, err := tgbotapi.NewBotAPIWithAPIEndpoint("test-token", srv.Endpoint())
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	for _, text := range []string{"hi", "Ada", "London", "1 Main St", "ok"} {
+		fmt.Println("user:", text)
+		u := tgbotapi.Update{Message: &tgbotapi.Message{Chat: &tgbotapi.Chat{ID: 42}, From: &tgbotapi.User{ID: 42}, Text: text}}
+		before := len(srv.Sent())
+		if err := h(session.NewContext[Session](context.Background(), bot, u)); err != nil {
+			fmt.Println(err)
+		}
+		for _, m := range srv.Sent()[before:] {
+			fmt.Println("bot: ", m.Text)
+		}
+	}
+	// Output:
+	// user: hi
+	// bot:  Your name?
+	// user: Ada
+	// bot:  City?
+	// user: London
+	// bot:  Street?
+	// user: 1 Main St
+	// bot:  Send ok to confirm.
+	// user: ok
+	// bot:  done: Ada, 1 Main St, London
+}

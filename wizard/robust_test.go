@@ -1,7 +1,9 @@
 package wizard_test
 
 import (
+	"bytes"
 	"context"
+	"log/slog"
 	"testing"
 	"time"
 
@@ -51,4 +53,23 @@ func TestBackSkipsRemovedSteps(t *testing.T) {
 	st, _ := readJSON[sess](t, store, "7")
 	assert.Equal(t, "size", st.Order.Step)
 	assert.Empty(t, st.Order.Trail)
+}
+
+// Without OnError, what cannot fail the update is logged with
+// slog.Default, not lost: here a refused answer to a press.
+func TestReportsWithoutOnErrorAreLogged(t *testing.T) {
+	var buf bytes.Buffer
+	prev := slog.Default()
+	slog.SetDefault(slog.New(slog.NewTextHandler(&buf, nil)))
+	t.Cleanup(func() { slog.SetDefault(prev) })
+
+	w := wizard.New("quiet", newConfirmField(), wizard.Options[sess, confirm]{})
+	w.Step("ask", askYesNo("Sure?"), func(f *wizard.Flow[sess, confirm]) error { return f.Reply("ran") })
+	hs := confirmBot(t, session.NewMemory(), w)
+	hs.say(1, "/go")
+	hs.srv.Fail("answerCallbackQuery", 400, "Bad Request: query is too old")
+	assert.Equal(t, []string{"ran"}, hs.press(1, "yes"))
+	assert.Contains(t, buf.String(), "level=ERROR")
+	assert.Contains(t, buf.String(), "wizard=quiet")
+	assert.Contains(t, buf.String(), "query is too old")
 }
