@@ -118,15 +118,9 @@ func (f *Flow[S, T]) end(why Reason, quiet bool) error {
 
 // decode decodes the stored data into f.Data.
 func (f *Flow[S, T]) decode() error {
-	f.Data, f.raw = new(T), f.st.Data
-	if len(f.st.Data) == 0 {
-		return nil
-	}
-	if err := json.Unmarshal(f.st.Data, f.Data); err != nil {
-		f.Data = new(T) // OnLeave sees no half-decoded data
-		return err
-	}
-	return nil
+	v, err := f.st.Decode() // zero on error: OnLeave sees no half-decoded data
+	f.Data, f.raw = &v, f.st.Data
+	return err
 }
 
 // flush stores f.Data in the state, if the flow still runs and was not

@@ -73,3 +73,19 @@ func TestReportsWithoutOnErrorAreLogged(t *testing.T) {
 	assert.Contains(t, buf.String(), "wizard=quiet")
 	assert.Contains(t, buf.String(), "query is too old")
 }
+
+// State.Decode reads the data outside a flow, e.g. in a report.
+func TestStateDecode(t *testing.T) {
+	var st wizard.State[confirm]
+	v, err := st.Decode()
+	require.NoError(t, err)
+	assert.Equal(t, confirm{}, v)
+	st.Data = []byte(`{"deliver":"yes"}`)
+	v, err = st.Decode()
+	require.NoError(t, err)
+	assert.Equal(t, confirm{Deliver: "yes"}, v)
+	st.Data = []byte(`{"deliver":1}`)
+	v, err = st.Decode()
+	assert.ErrorContains(t, err, "wizard: decode state data")
+	assert.Equal(t, confirm{}, v)
+}

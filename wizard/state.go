@@ -53,6 +53,20 @@ const maxPrompts = 8
 // that it will leave as [Stale] on its next update.
 func (s *State[T]) Active() bool { return s.Step != "" || s.Undecoded != nil }
 
+// Decode returns the data collected so far, decoded from Data: the zero T
+// when there is none, and an error when it no longer decodes as a T.
+func (s *State[T]) Decode() (T, error) {
+	var v T
+	if len(s.Data) == 0 {
+		return v, nil
+	}
+	if err := json.Unmarshal(s.Data, &v); err != nil {
+		var zero T
+		return zero, fmt.Errorf("wizard: decode state data: %w", err)
+	}
+	return v, nil
+}
+
 // fields is State without its methods, to decode and encode it without
 // recursion.
 type fields struct {
