@@ -3,6 +3,7 @@ package telegramtest_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -266,4 +267,62 @@ func TestMigrateRefusesTheOldGroup(t *testing.T) {
 	require.ErrorAs(t, err, &apiErr)
 	assert.Equal(t, int64(-1005), apiErr.MigrateToChatID)
 	assert.Equal(t, "Bad Request: group chat was upgraded to a supergroup chat", apiErr.Message)
+}
+
+// rawBot answers each message with what tgbotapi drops, read from the
+// update's JSON: the topic, the business connection, an edit.
+func rawBot(c *session.Context[struct{}]) error {
+	var u struct {
+		Message *struct {
+			Chat struct {
+				ID int64 `json:"id"`
+			} `json:"chat"`
+			ThreadID   int    `json:"message_thread_id"`
+			Connection string `json:"business_connection_id"`
+			Text       string `json:"text"`
+		}
+	}
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(c.Raw, &fields); err != nil {
+		return err
+	}
+	for kind, v := range fields {
+		if kind == "update_id" {
+			continue
+		}
+		if err := json.Unmarshal(v, &u.Message); err != nil || u.Message == nil {
+			return err
+		}
+		m := u.Message
+		reply := tgbotapi.NewMessage(m.Chat.ID, fmt.Sprintf("%s %q topic %d business %q", kind, m.Text, m.ThreadID, m.Connection))
+		_, err := c.Bot.Send(reply)
+		return err
+	}
+	return nil
+}
+
+// Topic, business and edited messages reach the bot through a webhook
+// with the fields tgbotapi drops.
+func TestConversationRawKinds(t *testing.T) {
+	srv := telegramtest.NewServer()
+	t.Cleanup(srv.Close)
+	bot, err := tgbotapi.NewBotAPIWithAPIEndpoint("test-token", srv.Endpoint())
+	require.NoError(t, err)
+	wh := &runner.Webhook{InsecureNoSecret: true}
+	hs := httptest.NewServer(wh)
+	t.Cleanup(hs.Close)
+	srv.SetWebhook(hs.URL, "")
+	sess, err := session.New(session.Options[struct{}]{})
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- runner.Run(ctx, bot, sess, rawBot, runner.Options{Source: wh}) }()
+	t.Cleanup(func() { cancel(); assert.NoError(t, <-done) })
+
+	group := srv.Conversation(t, -1001234567890, 7)
+	group.InTopic(42).Send("in a topic").Expect(`message "in a topic" topic 42 business ""`)
+	sent := group.Send("typo")
+	sent.Expect(`message "typo" topic 0 business ""`)
+	group.Edit(sent.MessageID, "fixed").Expect(`edited_message "fixed" topic 0 business ""`)
+	srv.Conversation(t, 9, 9).InBusiness("conn-1").Send("hello shop").Expect(`business_message "hello shop" topic 0 business "conn-1"`)
 }

@@ -13,7 +13,7 @@ const (
 	// DefaultWebhookTimeout is how long the server waits for a webhook's
 	// answer before it counts the attempt as failed and sends the update
 	// again. Telegram waits about a minute; tests want to know sooner.
-	DefaultWebhookTimeout = 10 * time.Second
+	DefaultWebhookTimeout = 5 * time.Second
 	// DefaultRetryDelay is how long the server waits after a failed
 	// webhook attempt (a non-2xx answer, a timeout, no connection)
 	// before the next one. Telegram backs off for seconds or more.

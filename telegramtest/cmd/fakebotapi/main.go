@@ -16,7 +16,7 @@
 //
 //	-addr             the address to listen on (default 127.0.0.1:8081)
 //	-first-update-id  the first update id (default: random in [1<<20, 1<<30))
-//	-webhook-timeout  how long to wait for a webhook's answer (default 10s)
+//	-webhook-timeout  how long to wait for a webhook's answer (default 5s)
 //	-retry-delay      the wait before sending a failed update again (default 20ms)
 //
 // It prints the base URL once it listens, and serves until interrupted.
