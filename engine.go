@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"time"
 )
 
 // engine runs every session variant: it resolves the keys of its parts,
@@ -15,6 +16,7 @@ type engine[S any] struct {
 	single    bool
 	migration bool // move sessions on chat migrations
 	mover     bool // the engine of those moves: it sees forwards as they are
+	hooks     *Hooks
 }
 
 // state is the per-update session state. Every copy of the update's
@@ -28,6 +30,7 @@ type state[S any] struct {
 	locked bool   // every keyed slot holds its lease
 	closed bool   // the handler returned: no more access
 	mark   string // the update's mark ("" for none): see applied.go
+	watch  watch  // what the hooks are told, if any
 	val    S      // what the handler sees
 }
 
@@ -40,13 +43,16 @@ type slot struct {
 	moved    string // the store key a chat migration forwarded this one to
 	hops     uint8  // forwards followed
 	state    slotState
-	found    bool       // a live session was stored
-	applied  bool       // the lease's record holds the update's mark
-	hopped   bool       // the record of a key forwarded from held it
-	stale    bool       // expired data is stored: deleted unless written
-	same     []byte     // the encoding that means unchanged; nil: write
-	lease    Lease      // the lock, with the value read under it
-	local    localLease // the lease of a store without a Locker
+	found    bool // a live session was stored
+	applied  bool // the lease's record holds the update's mark
+	hopped   bool // the record of a key forwarded from held it
+	// For the hooks:
+	bytesRead, bytesWritten int
+	outcome                 Outcome
+	stale                   bool       // expired data is stored: deleted unless written
+	same                    []byte     // the encoding that means unchanged; nil: write
+	lease                   Lease      // the lock, with the value read under it
+	local                   localLease // the lease of a store without a Locker
 }
 
 type slotState uint8
@@ -70,7 +76,7 @@ func (sl *slot) resolve(p *partInfo, u Update) {
 }
 
 func (e *engine[S]) middleware(next Handler[S]) Handler[S] {
-	return func(c *Context[S]) error {
+	return func(c *Context[S]) (err error) {
 		st, err := e.begin(c)
 		if err != nil {
 			return err
@@ -78,25 +84,51 @@ func (e *engine[S]) middleware(next Handler[S]) Handler[S] {
 		// Installed before any lease is taken: whatever happens from here
 		// (an error, or a panic in a store, the codec, a migration,
 		// Initial or the handler), no access after this update and no
-		// lease left behind, so nothing renews it.
-		ended := false
+		// lease left behind, so nothing renews it; and the hooks hear of
+		// it.
+		ended, returned := false, false
 		defer func() {
 			if !ended {
 				st.end()
 			}
+			if st.watch.on && e.hooks.End != nil {
+				st.report(c.Context, e.hooks, c, err, !returned)
+			}
 		}()
-		if !e.lazy {
-			if err := st.loadAll(c); err != nil {
-				return err
+		if h := e.hooks; h != nil && (h.Begin != nil || h.End != nil) {
+			st.watch = watch{on: true, start: time.Now()}
+			if h.Begin != nil {
+				if ctx := h.Begin(c.Context, Update{&c.Update, c.Raw}); ctx != nil {
+					c.Context = ctx
+				}
 			}
 		}
-		ctx := c.Context
-		if err := next(c); err != nil {
+		err = e.run(c, st, next, &ended)
+		returned = true
+		return err
+	}
+}
+
+// run loads, runs next and commits: the body of the middleware, whose
+// deferred function releases what is left.
+func (e *engine[S]) run(c *Context[S], st *state[S], next Handler[S], ended *bool) error {
+	if !e.lazy {
+		if err := st.loadAll(c); err != nil {
 			return err
 		}
-		ended = true
-		return st.commit(ctx)
 	}
+	ctx := c.Context
+	t := st.watch.now()
+	err := next(c)
+	st.watch.add(&st.watch.run, t)
+	if err != nil {
+		return err
+	}
+	*ended = true
+	t = st.watch.now()
+	err = st.commit(ctx)
+	st.watch.add(&st.watch.commit, t)
+	return err
 }
 
 // begin installs the engine's per-update state in c and resolves the keys
@@ -144,12 +176,26 @@ func (st *state[S]) loadAll(c *Context[S]) error {
 	}
 	for i, p := range st.eng.parts {
 		if sl := &st.slots[i]; sl.ok {
-			if err := p.load(c, st, sl); err != nil {
+			if err := st.load(c, p, sl, false); err != nil {
 				return err
 			}
 		}
 	}
 	return nil
+}
+
+// load loads part p (if access, only if not loaded yet), timed for the
+// hooks.
+func (st *state[S]) load(c *Context[S], p part[S], sl *slot, access bool) error {
+	t := st.watch.now()
+	var err error
+	if access {
+		err = p.access(c, st, sl)
+	} else {
+		err = p.load(c, st, sl)
+	}
+	st.watch.add(&st.watch.load, t)
+	return err
 }
 
 // commit closes the session to the handler's goroutines and commits every
@@ -176,6 +222,7 @@ func (st *state[S]) commit(ctx context.Context) error {
 		}
 		change, err := p.change(st, sl)
 		if err != nil {
+			sl.outcome = OutcomeError
 			errs = errors.Join(errs, err)
 			continue // released by unlock
 		}
@@ -184,6 +231,14 @@ func (st *state[S]) commit(ctx context.Context) error {
 		// nothing).
 		err = sl.lease.Commit(ctx, change)
 		sl.lease = nil
+		switch {
+		case err == nil:
+			sl.outcome, sl.bytesWritten = outcomeOf(change.Op), len(change.Value)
+		case errors.Is(err, ErrConflict):
+			sl.outcome = OutcomeConflict
+		default:
+			sl.outcome = OutcomeError
+		}
 		if err != nil {
 			errs = errors.Join(errs, p.info().errorf(sl, "commit", err))
 		}
@@ -254,6 +309,14 @@ func (st *state[S]) lock(c *Context[S]) error {
 	if st.locked {
 		return nil
 	}
+	t := st.watch.now()
+	err := st.lockOnce(c)
+	st.watch.add(&st.watch.lock, t)
+	return err
+}
+
+// lockOnce is lock, untimed. st.mu is held.
+func (st *state[S]) lockOnce(c *Context[S]) error {
 	for {
 		if err := st.acquire(c); err != nil {
 			return err
@@ -309,6 +372,10 @@ func (st *state[S]) acquire(c *Context[S]) error {
 		}
 		sl.lease = lease
 		sl.applied = st.mark != "" && (sl.hopped || lease.Applied())
+		if st.watch.on {
+			v, _ := lease.Value()
+			sl.bytesRead = len(v)
+		}
 		prev = next
 	}
 }

@@ -99,8 +99,8 @@ func (f *Fragment[S, F]) build(clock func() time.Time) (part[S], error) {
 	if f.field == nil {
 		return nil, fmt.Errorf("%w: fragment %q has no field accessor", ErrConfig, f.name)
 	}
-	if f.opts.Lazy || f.opts.ChatMigration || f.opts.Clock != nil {
-		return nil, fmt.Errorf("%w: fragment %q: Lazy, ChatMigration and Clock are set on the multi session, not on a fragment", ErrConfig, f.name)
+	if f.opts.Lazy || f.opts.ChatMigration || f.opts.Clock != nil || f.opts.Hooks != nil {
+		return nil, fmt.Errorf("%w: fragment %q: Lazy, ChatMigration, Clock and Hooks are set on the multi session, not on a fragment", ErrConfig, f.name)
 	}
 	if err := f.setup(f.opts, clock); err != nil {
 		return nil, err
@@ -188,7 +188,7 @@ func (f *Fragment[S, F]) Get(c *Context[S]) (*F, error) {
 		return nil, err
 	}
 	defer st.mu.Unlock()
-	if err := f.access(c, st, sl); err != nil {
+	if err := st.load(c, f, sl, true); err != nil {
 		return nil, err
 	}
 	return f.field(&st.val), nil

@@ -256,7 +256,7 @@ func TestMultiRejectsBadFragments(t *testing.T) {
 		},
 		"multi options on a fragment": {
 			fragments: []Part[data]{NewFragment("b", func(d *data) *counter { return &d.B }, Options[counter]{Lazy: true})},
-			says:      `fragment "b": Lazy, ChatMigration and Clock are set on the multi session`,
+			says:      `fragment "b": Lazy, ChatMigration, Clock and Hooks are set on the multi session`,
 		},
 		"two fragments on one store under one prefix": {
 			fragments: []Part[data]{

@@ -86,7 +86,7 @@ type Handler[S any] func(*Context[S]) error
 //
 // For [NewMulti], the fields from Storage to Migrations belong to each
 // fragment ([NewFragment]); the multi session's own Options set only Lazy,
-// ChatMigration and Clock.
+// ChatMigration, Clock and Hooks.
 type Options[S any] struct {
 	// Storage keeps the sessions. Nil means a new [Memory] store private
 	// to this session, as in grammY. To share sessions between several
@@ -135,6 +135,10 @@ type Options[S any] struct {
 	// tests can move time without sleeping. Give a [Memory] store the same
 	// clock.
 	Clock func() time.Time
+	// Hooks, if set, are told of every update: its lock wait, load,
+	// handler and commit times, bytes read and written, and outcome (see
+	// [Hooks]; package otelsession makes spans and metrics of them).
+	Hooks *Hooks
 }
 
 // Errors that callers branch on with errors.Is.
@@ -182,7 +186,7 @@ func New[S any](opts Options[S]) (*Session[S], error) {
 // NewMulti builds a multi session: each fragment a field of S, stored
 // with its own options (see [NewFragment]), loaded and committed on its
 // own. opts sets only what is common to the fragments: Lazy,
-// ChatMigration and Clock. A fragment whose key function gives no key for
+// ChatMigration, Clock and Hooks. A fragment whose key function gives no key for
 // an update is an error only when the handler accesses it. Fragments may
 // live in different stores, so their commit is not atomic: if one fails,
 // the update returns that error (joined with any others) while the
@@ -232,6 +236,7 @@ func newSession[S any](opts Options[S], parts ...part[S]) (*Session[S], error) {
 		lazy:      opts.Lazy,
 		single:    len(parts) == 1 && parts[0].info().name == "",
 		migration: opts.ChatMigration,
+		hooks:     opts.Hooks,
 	}}, nil
 }
 
@@ -301,7 +306,7 @@ func (c *Context[S]) Session() (*S, error) {
 		return nil, err
 	}
 	defer st.mu.Unlock()
-	if err := st.each(c, func(p part[S], sl *slot) error { return p.access(c, st, sl) }); err != nil {
+	if err := st.each(c, func(p part[S], sl *slot) error { return st.load(c, p, sl, true) }); err != nil {
 		return nil, err
 	}
 	return &st.val, nil

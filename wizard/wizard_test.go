@@ -510,8 +510,10 @@ func TestWizardFragment(t *testing.T) {
 	run("Oak St")
 	assert.Equal(t, []string{"bye Oak St"}, hs.replies())
 	n := 0
-	for range counts.Keys(context.Background()) {
-		n++
+	for k := range counts.Keys(context.Background()) {
+		if !strings.ContainsRune(k, 0x1f) { // not the record of applied updates beside it
+			n++
+		}
 	}
 	assert.Zero(t, n, "the count fragment was never touched, so never written")
 }

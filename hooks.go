@@ -1,0 +1,164 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Hooks lets a program watch its sessions, in the style of
+// net/http/httptrace: a struct of optional funcs, set once in
+// [Options.Hooks]. Package otelsession turns them into OpenTelemetry
+// spans and metrics. Unset (a nil *Hooks, or nil funcs), they cost
+// nothing: no clock reads and no allocations per update.
+//
+// The funcs run on the update's goroutine, so they should be quick; they
+// must not use the update's session.
+type Hooks struct {
+	// Begin, if set, is called as an update enters the middleware, before
+	// anything is locked or read. The context it returns (nil: ctx
+	// unchanged) becomes the update's context, for the storage calls and
+	// the handler: a tracer starts the update's span here, so that the
+	// handler's own spans are its children.
+	Begin func(ctx context.Context, u Update) context.Context
+	// End, if set, is called once per update as it leaves the middleware
+	// (after the commit, or after the error or panic that ended it), with
+	// the context Begin returned.
+	End func(ctx context.Context, r *Report)
+}
+
+// Report is what one update did with its session, given to [Hooks.End].
+// It is valid only during the call.
+type Report struct {
+	Update Update
+	// Start is when the update entered the middleware; the durations
+	// follow each other from there. Under a lazy session, Handler
+	// includes the LockWait and Load that its first access caused.
+	Start    time.Time
+	LockWait time.Duration // taking the leases (and reading the values with them)
+	Load     time.Duration // decoding and migrating what was read
+	Handler  time.Duration
+	Commit   time.Duration
+	// Parts has one entry per part that has a key for the update (a
+	// single session has at most one), in the session's order.
+	Parts []PartReport
+	// Outcome is the update's: [OutcomePanic], [OutcomeError],
+	// [OutcomeDuplicate] or [OutcomeConflict] if any part says so (in that
+	// order), else the first part's.
+	Outcome Outcome
+	// Err is the error the middleware returned (nil on success or panic).
+	Err error
+}
+
+// PartReport is what an update did to one part of its session.
+type PartReport struct {
+	Fragment     string // "" for a single session
+	Key          string // the session key, before any Prefix: a chat or user id
+	BytesRead    int    // of the stored value read with the lease
+	BytesWritten int    // of the value committed (OpWrite)
+	Outcome      Outcome
+}
+
+// Outcome says how an update ended for a part of its session.
+type Outcome uint8
+
+const (
+	OutcomeUntouched Outcome = iota // lazy and never accessed: no storage call
+	OutcomeUnchanged                // read, nothing to write
+	OutcomeWritten
+	OutcomeTouched // expiry restarted
+	OutcomeDeleted
+	OutcomeConflict  // the lease was lost: nothing written ([ErrConflict])
+	OutcomeDuplicate // applied already ([ErrDuplicate]): nothing written
+	OutcomeError     // the handler, a load or the commit failed: nothing written
+	OutcomePanic     // a panic went through: nothing written
+)
+
+var outcomeNames = [...]string{"untouched", "unchanged", "written", "touched", "deleted", "conflict", "duplicate", "error", "panic"}
+
+// String returns the outcome's name, as metrics label it.
+func (o Outcome) String() string {
+	if int(o) < len(outcomeNames) {
+		return outcomeNames[o]
+	}
+	return "unknown"
+}
+
+func outcomeOf(op Op) Outcome {
+	switch op {
+	case OpWrite:
+		return OutcomeWritten
+	case OpTouch:
+		return OutcomeTouched
+	case OpDelete:
+		return OutcomeDeleted
+	}
+	return OutcomeUnchanged
+}
+
+// watch is the per-update state of the hooks, in the update's state:
+// nothing is measured when the session has no hooks.
+type watch struct {
+	on     bool
+	start  time.Time
+	lock   time.Duration
+	load   time.Duration
+	run    time.Duration
+	commit time.Duration
+}
+
+// now reads the clock if the update is watched.
+func (w *watch) now() time.Time {
+	if !w.on {
+		return time.Time{}
+	}
+	return time.Now()
+}
+
+// add adds the time since t (from now) to *d, if the update is watched.
+func (w *watch) add(d *time.Duration, t time.Time) {
+	if w.on {
+		*d += time.Since(t)
+	}
+}
+
+// report builds the Report of the update and gives it to End. st.mu is
+// not held; the update's state is final.
+func (st *state[S]) report(ctx context.Context, h *Hooks, c *Context[S], err error, panicked bool) {
+	w := &st.watch
+	r := Report{Update: Update{&c.Update, c.Raw}, Start: w.start, LockWait: w.lock, Load: w.load,
+		Handler: w.run, Commit: w.commit, Err: err}
+	var inline [2]PartReport
+	r.Parts = inline[:0]
+	for i, p := range st.eng.parts {
+		sl := &st.slots[i]
+		if !sl.ok {
+			continue
+		}
+		pr := PartReport{Fragment: p.info().name, Key: sl.key, BytesRead: sl.bytesRead, BytesWritten: sl.bytesWritten, Outcome: sl.outcome}
+		switch {
+		case panicked:
+			pr.Outcome = OutcomePanic
+		case sl.applied:
+			pr.Outcome = OutcomeDuplicate
+		case sl.outcome == OutcomeUntouched && sl.state != untouched && err != nil:
+			pr.Outcome = OutcomeError
+		}
+		r.Parts = append(r.Parts, pr)
+	}
+	r.Outcome = OutcomeUntouched
+	for i, pr := range r.Parts {
+		if i == 0 || pr.Outcome > r.Outcome && pr.Outcome >= OutcomeConflict {
+			r.Outcome = pr.Outcome
+		}
+	}
+	switch {
+	case panicked:
+		r.Outcome = OutcomePanic
+	case errors.Is(err, ErrDuplicate):
+		r.Outcome = OutcomeDuplicate
+	case err != nil && r.Outcome < OutcomeConflict:
+		r.Outcome = OutcomeError
+	}
+	h.End(ctx, &r)
+}
