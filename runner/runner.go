@@ -192,6 +192,9 @@ type Options struct {
 	// for source errors. Nil logs with slog.Default at error level; the
 	// runner logs nothing else.
 	OnError func(ctx context.Context, u *tgbotapi.Update, key string, err error)
+	// Hooks, if set, are told of every update the runner takes, handles,
+	// skips and gives up (see [Hooks]).
+	Hooks *Hooks
 }
 
 func (o Options) withDefaults() Options {
@@ -256,12 +259,27 @@ func keyOf[S any](sess Session[S], u session.Update) (k orderKey, keyed bool, er
 	return orderKey{}, false, nil
 }
 
+// logOutcome names how an update reported to OnError ended, as the
+// "outcome" attribute of the default log.
+func logOutcome(err error) string {
+	switch {
+	case errors.Is(err, ErrStopped):
+		return Left.String()
+	case errors.Is(err, session.ErrConflict):
+		return session.OutcomeConflict.String()
+	case errors.Is(err, session.ErrCorrupt):
+		return "corrupt"
+	}
+	return Failed.String()
+}
+
 func logError(ctx context.Context, u *tgbotapi.Update, key string, err error) {
 	if u == nil {
 		slog.Default().ErrorContext(ctx, "runner: source failed", "error", err)
 		return
 	}
-	slog.Default().ErrorContext(ctx, "runner: update failed", "update_id", u.UpdateID, "key", key, "error", err)
+	slog.Default().ErrorContext(ctx, "runner: update failed", "update_id", u.UpdateID, "key", key,
+		"outcome", logOutcome(err), "error", err)
 }
 
 // Run handles the updates of opts.Source with sess.Middleware(h) until
@@ -316,6 +334,9 @@ func Run[S any](ctx context.Context, bot *tgbotapi.BotAPI, sess Session[S], h se
 		return call(h, c)
 	})
 	d.report = func(it *item, err error) { opts.OnError(hctx, &it.u, it.key.key, err) }
+	if opts.Hooks != nil && opts.Hooks.Event != nil {
+		d.hook, d.hookCtx = opts.Hooks.Event, hctx
+	}
 	feed := &Feed{d: d, onError: func(ctx context.Context, err error) { opts.OnError(ctx, nil, "", err) }}
 
 	srcErr := src.Receive(ctx, feed)
@@ -557,6 +578,8 @@ type dispatcher struct {
 	key                                func(session.Update) (orderKey, bool, error)
 	exec                               func(*item) error
 	report                             func(*item, error)
+	hook                               func(context.Context, Event) // nil: no hooks
+	hookCtx                            context.Context
 
 	mu       sync.Mutex
 	queues   map[orderKey]*keyQueue
@@ -603,7 +626,9 @@ func (d *dispatcher) put(ctx context.Context, u *tgbotapi.Update, raw json.RawMe
 			return ErrStopped
 		}
 		if d.redeliveredLocked(u.UpdateID, done) {
+			e := d.eventLocked(Deduplicated, u, key.key, nil)
 			d.mu.Unlock()
+			d.emit(e)
 			return nil
 		}
 		var q *keyQueue
@@ -623,7 +648,9 @@ func (d *dispatcher) put(ctx context.Context, u *tgbotapi.Update, raw json.RawMe
 				d.ready.push(q)
 			}
 			d.startLocked()
+			e := d.eventLocked(Taken, u, key.key, nil)
 			d.mu.Unlock()
+			d.emit(e)
 			return nil
 		}
 		ch := d.changed
@@ -673,7 +700,9 @@ func (d *dispatcher) work(it *item) {
 		}
 		delete(d.running, it)
 		dups := d.recent.finish(it.u.UpdateID, it.dups, true)
+		e := d.eventLocked(outcome(err), &it.u, it.key.key, err)
 		d.mu.Unlock()
+		d.emit(e)
 		// A duplicate found by the session's record (a redelivery to
 		// another process, or after a restart) was handled before: it is
 		// acknowledged, and not an error.
@@ -778,14 +807,18 @@ func (d *dispatcher) abandon() (waitingN, runningN int) {
 	d.mu.Unlock()
 
 	for i, it := range waiting {
-		d.report(it, fmt.Errorf("runner: update %d not handled at the drain timeout, not acknowledged: %w", it.u.UpdateID, ErrStopped))
+		err := fmt.Errorf("runner: update %d not handled at the drain timeout, not acknowledged: %w", it.u.UpdateID, ErrStopped)
+		d.report(it, err)
+		d.emit(Event{Kind: Left, Update: &it.u, Key: it.key.key, Err: err, InFlight: len(running)})
 		if it.done != nil {
 			it.done(false)
 		}
 		callAll(dups[i], false)
 	}
 	for i, it := range running {
-		d.report(it, fmt.Errorf("runner: update %d still running at the drain timeout, left behind and not acknowledged: %w", it.u.UpdateID, ErrStopped))
+		err := fmt.Errorf("runner: update %d still running at the drain timeout, left behind and not acknowledged: %w", it.u.UpdateID, ErrStopped)
+		d.report(it, err)
+		d.emit(Event{Kind: Left, Update: &it.u, Key: it.key.key, Err: err})
 		if it.done != nil {
 			it.done(false)
 		}
