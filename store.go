@@ -127,7 +127,10 @@ type Expirer interface {
 // [Session.Entries]. The sequence stops at the first error, which it
 // yields with an empty key; cancelling ctx ends it with the context's
 // error. Keys may be yielded in any order; a key written or deleted during
-// the listing may or may not be yielded.
+// the listing may or may not be yielded. Besides sessions, a store without
+// a Locker holds the middleware's own keys, which contain the byte 0x1f (a
+// session's record of applied updates, a chat migration's forward):
+// [Session.Entries] skips them.
 type Lister interface {
 	Keys(ctx context.Context) iter.Seq2[string, error]
 }

@@ -21,6 +21,6 @@ func TestDemo(t *testing.T) {
 		"  bot in -1001: 1. book the room",
 		"                2. bring the slides",
 		"Bob in -1001: /stats",
-		"  bot in -1001: 7 updates, 3 storage reads.",
+		"  bot in -1001: 7 updates, 6 storage reads.",
 	})
 }

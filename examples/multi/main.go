@@ -99,6 +99,9 @@ func newBot(store *session.Memory) (session.Handler[Session], error) {
 				if err != nil {
 					return err
 				}
+				if strings.ContainsRune(k, '\x1f') {
+					continue // the middleware's own, beside a session: its record of applied updates
+				}
 				keys = append(keys, k)
 			}
 			slices.Sort(keys)
