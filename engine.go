@@ -30,7 +30,7 @@ type state[S any] struct {
 	locked bool   // every keyed slot holds its lease
 	closed bool   // the handler returned: no more access
 	mark   string // the update's mark ("" for none): see applied.go
-	watch  watch  // what the hooks are told, if any
+	watch  *watch // what the hooks are told; nil without hooks
 	val    S      // what the handler sees
 }
 
@@ -43,16 +43,13 @@ type slot struct {
 	moved    string // the store key a chat migration forwarded this one to
 	hops     uint8  // forwards followed
 	state    slotState
-	found    bool // a live session was stored
-	applied  bool // the lease's record holds the update's mark
-	hopped   bool // the record of a key forwarded from held it
-	// For the hooks:
-	bytesRead, bytesWritten int
-	outcome                 Outcome
-	stale                   bool       // expired data is stored: deleted unless written
-	same                    []byte     // the encoding that means unchanged; nil: write
-	lease                   Lease      // the lock, with the value read under it
-	local                   localLease // the lease of a store without a Locker
+	found    bool       // a live session was stored
+	applied  bool       // the lease's record holds the update's mark
+	hopped   bool       // the record of a key forwarded from held it
+	stale    bool       // expired data is stored: deleted unless written
+	same     []byte     // the encoding that means unchanged; nil: write
+	lease    Lease      // the lock, with the value read under it
+	local    localLease // the lease of a store without a Locker
 }
 
 type slotState uint8
@@ -91,44 +88,47 @@ func (e *engine[S]) middleware(next Handler[S]) Handler[S] {
 			if !ended {
 				st.end()
 			}
-			if st.watch.on && e.hooks.End != nil {
+			if st.watch != nil && e.hooks.End != nil {
 				st.report(c.Context, e.hooks, c, err, !returned)
 			}
 		}()
 		if h := e.hooks; h != nil && (h.Begin != nil || h.End != nil) {
-			st.watch = watch{on: true, start: time.Now()}
+			st.watch = newWatch(len(e.parts))
 			if h.Begin != nil {
 				if ctx := h.Begin(c.Context, Update{&c.Update, c.Raw}); ctx != nil {
 					c.Context = ctx
 				}
 			}
 		}
-		err = e.run(c, st, next, &ended)
+		if !e.lazy {
+			if err = st.loadAll(c); err != nil {
+				returned = true
+				return err
+			}
+		}
+		ctx := c.Context
+		var t time.Time
+		if st.watch != nil {
+			t = time.Now()
+		}
+		err = next(c)
 		returned = true
-		return err
-	}
-}
-
-// run loads, runs next and commits: the body of the middleware, whose
-// deferred function releases what is left.
-func (e *engine[S]) run(c *Context[S], st *state[S], next Handler[S], ended *bool) error {
-	if !e.lazy {
-		if err := st.loadAll(c); err != nil {
+		if err != nil {
+			if st.watch != nil {
+				st.watch.add(phaseHandler, t)
+			}
 			return err
 		}
-	}
-	ctx := c.Context
-	t := st.watch.now()
-	err := next(c)
-	st.watch.add(&st.watch.run, t)
-	if err != nil {
+		ended = true
+		if st.watch == nil {
+			return st.commit(ctx)
+		}
+		st.watch.add(phaseHandler, t)
+		t = time.Now()
+		err = st.commit(ctx)
+		st.watch.add(phaseCommit, t)
 		return err
 	}
-	*ended = true
-	t = st.watch.now()
-	err = st.commit(ctx)
-	st.watch.add(&st.watch.commit, t)
-	return err
 }
 
 // begin installs the engine's per-update state in c and resolves the keys
@@ -174,27 +174,33 @@ func (st *state[S]) loadAll(c *Context[S]) error {
 	if err := st.lock(c); err != nil {
 		return err
 	}
+	var t time.Time
+	if st.watch != nil {
+		t = time.Now()
+	}
 	for i, p := range st.eng.parts {
 		if sl := &st.slots[i]; sl.ok {
-			if err := st.load(c, p, sl, false); err != nil {
+			if err := p.load(c, st, sl); err != nil {
 				return err
 			}
 		}
 	}
+	if st.watch != nil {
+		st.watch.add(phaseLoad, t)
+	}
 	return nil
 }
 
-// load loads part p (if access, only if not loaded yet), timed for the
-// hooks.
-func (st *state[S]) load(c *Context[S], p part[S], sl *slot, access bool) error {
-	t := st.watch.now()
-	var err error
-	if access {
-		err = p.access(c, st, sl)
-	} else {
-		err = p.load(c, st, sl)
+// access loads part p if it is not loaded yet (a lazy session's first
+// access), timed for the hooks.
+func (st *state[S]) access(c *Context[S], p part[S], sl *slot) error {
+	w := st.watch
+	if w == nil {
+		return p.access(c, st, sl)
 	}
-	st.watch.add(&st.watch.load, t)
+	t := time.Now()
+	err := p.access(c, st, sl)
+	st.watch.add(phaseLoad, t)
 	return err
 }
 
@@ -222,7 +228,9 @@ func (st *state[S]) commit(ctx context.Context) error {
 		}
 		change, err := p.change(st, sl)
 		if err != nil {
-			sl.outcome = OutcomeError
+			if st.watch != nil {
+				st.watch.committed(i, Change{}, err)
+			}
 			errs = errors.Join(errs, err)
 			continue // released by unlock
 		}
@@ -231,13 +239,8 @@ func (st *state[S]) commit(ctx context.Context) error {
 		// nothing).
 		err = sl.lease.Commit(ctx, change)
 		sl.lease = nil
-		switch {
-		case err == nil:
-			sl.outcome, sl.bytesWritten = outcomeOf(change.Op), len(change.Value)
-		case errors.Is(err, ErrConflict):
-			sl.outcome = OutcomeConflict
-		default:
-			sl.outcome = OutcomeError
+		if st.watch != nil {
+			st.watch.committed(i, change, err)
 		}
 		if err != nil {
 			errs = errors.Join(errs, p.info().errorf(sl, "commit", err))
@@ -309,14 +312,9 @@ func (st *state[S]) lock(c *Context[S]) error {
 	if st.locked {
 		return nil
 	}
-	t := st.watch.now()
-	err := st.lockOnce(c)
-	st.watch.add(&st.watch.lock, t)
-	return err
-}
-
-// lockOnce is lock, untimed. st.mu is held.
-func (st *state[S]) lockOnce(c *Context[S]) error {
+	if st.watch != nil {
+		defer st.watch.add(phaseLock, time.Now())
+	}
 	for {
 		if err := st.acquire(c); err != nil {
 			return err
@@ -372,9 +370,8 @@ func (st *state[S]) acquire(c *Context[S]) error {
 		}
 		sl.lease = lease
 		sl.applied = st.mark != "" && (sl.hopped || lease.Applied())
-		if st.watch.on {
-			v, _ := lease.Value()
-			sl.bytesRead = len(v)
+		if st.watch != nil {
+			st.watch.read(next, lease)
 		}
 		prev = next
 	}

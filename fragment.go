@@ -188,7 +188,7 @@ func (f *Fragment[S, F]) Get(c *Context[S]) (*F, error) {
 		return nil, err
 	}
 	defer st.mu.Unlock()
-	if err := st.load(c, f, sl, true); err != nil {
+	if err := st.access(c, f, sl); err != nil {
 		return nil, err
 	}
 	return f.field(&st.val), nil

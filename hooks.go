@@ -96,38 +96,69 @@ func outcomeOf(op Op) Outcome {
 	return OutcomeUnchanged
 }
 
-// watch is the per-update state of the hooks, in the update's state:
-// nothing is measured when the session has no hooks.
+// watch is what an update with hooks measures. A nil *watch (no hooks)
+// measures nothing: its methods return at once, and no clock is read.
 type watch struct {
-	on     bool
 	start  time.Time
-	lock   time.Duration
-	load   time.Duration
-	run    time.Duration
-	commit time.Duration
+	phases [phases]time.Duration
+	parts  []partWatch // by part
 }
 
-// now reads the clock if the update is watched.
-func (w *watch) now() time.Time {
-	if !w.on {
-		return time.Time{}
+// The phases of an update, as the watch adds them up.
+const (
+	phaseLock = iota
+	phaseLoad
+	phaseHandler
+	phaseCommit
+	phases
+)
+
+type partWatch struct {
+	bytesRead, bytesWritten int
+	outcome                 Outcome
+}
+
+func newWatch(parts int) *watch {
+	return &watch{start: time.Now(), parts: make([]partWatch, parts)}
+}
+
+// add adds the time since t to phase, if the update is watched.
+func (w *watch) add(phase int, t time.Time) {
+	if w != nil {
+		w.phases[phase] += time.Since(t)
 	}
-	return time.Now()
 }
 
-// add adds the time since t (from now) to *d, if the update is watched.
-func (w *watch) add(d *time.Duration, t time.Time) {
-	if w.on {
-		*d += time.Since(t)
+// read notes the value read with part i's lease.
+func (w *watch) read(i int, l Lease) {
+	if w != nil {
+		v, _ := l.Value()
+		w.parts[i].bytesRead = len(v)
+	}
+}
+
+// committed notes how part i's commit of c ended.
+func (w *watch) committed(i int, c Change, err error) {
+	if w == nil {
+		return
+	}
+	p := &w.parts[i]
+	switch {
+	case err == nil:
+		p.outcome, p.bytesWritten = outcomeOf(c.Op), len(c.Value)
+	case errors.Is(err, ErrConflict):
+		p.outcome = OutcomeConflict
+	default:
+		p.outcome = OutcomeError
 	}
 }
 
 // report builds the Report of the update and gives it to End. st.mu is
 // not held; the update's state is final.
 func (st *state[S]) report(ctx context.Context, h *Hooks, c *Context[S], err error, panicked bool) {
-	w := &st.watch
-	r := Report{Update: Update{&c.Update, c.Raw}, Start: w.start, LockWait: w.lock, Load: w.load,
-		Handler: w.run, Commit: w.commit, Err: err}
+	w := st.watch
+	r := Report{Update: Update{&c.Update, c.Raw}, Start: w.start, LockWait: w.phases[phaseLock],
+		Load: w.phases[phaseLoad], Handler: w.phases[phaseHandler], Commit: w.phases[phaseCommit], Err: err}
 	var inline [2]PartReport
 	r.Parts = inline[:0]
 	for i, p := range st.eng.parts {
@@ -135,13 +166,14 @@ func (st *state[S]) report(ctx context.Context, h *Hooks, c *Context[S], err err
 		if !sl.ok {
 			continue
 		}
-		pr := PartReport{Fragment: p.info().name, Key: sl.key, BytesRead: sl.bytesRead, BytesWritten: sl.bytesWritten, Outcome: sl.outcome}
+		pw := w.parts[i]
+		pr := PartReport{Fragment: p.info().name, Key: sl.key, BytesRead: pw.bytesRead, BytesWritten: pw.bytesWritten, Outcome: pw.outcome}
 		switch {
 		case panicked:
 			pr.Outcome = OutcomePanic
 		case sl.applied:
 			pr.Outcome = OutcomeDuplicate
-		case sl.outcome == OutcomeUntouched && sl.state != untouched && err != nil:
+		case pw.outcome == OutcomeUntouched && sl.state != untouched && err != nil:
 			pr.Outcome = OutcomeError
 		}
 		r.Parts = append(r.Parts, pr)
