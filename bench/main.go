@@ -78,7 +78,11 @@ func main() {
 	flag.StringVar(&cfg.backends.redisAddr, "redis", "127.0.0.1:6379", "Redis address")
 	flag.StringVar(&cfg.backends.postgresURL, "postgres", "postgres://postgres@127.0.0.1:5432/test?sslmode=disable", "PostgreSQL URL")
 	flag.StringVar(&cfg.backends.boltPath, "bolt", "", "bbolt file (default: a temporary file)")
+	noMarks := flag.Bool("nomarks", false, "run updates without a bot, so that no store records them as applied (as before the record existed)")
 	flag.Parse()
+	if *noMarks {
+		bot = nil
+	}
 	if cfg.n < 1 || cfg.k < 1 || cfg.c < 1 {
 		fail(errors.New("-n, -k and -c must be at least 1"))
 	}
@@ -262,10 +266,21 @@ func increment(c *session.Context[counter]) error {
 	return nil
 }
 
+// bot is the bot the updates come from, as runner.Run gives it to each
+// Context: its id makes each session record the updates applied to it.
+var bot = &tgbotapi.BotAPI{Self: tgbotapi.User{ID: 1, IsBot: true}}
+
+// updateIDs numbers the updates of every run from a base that grows with
+// the clock, so no update id repeats one that a persistent store recorded
+// in an earlier run (a repeated id would be skipped as a redelivery).
+var updateIDs atomic.Int64
+
+func init() { updateIDs.Store(time.Now().UnixMicro()) }
+
 // ctxHandler runs h on a fresh Context per update, as a bot does.
 func ctxHandler[S any](h session.Handler[S]) func(ctx context.Context, u tgbotapi.Update) error {
 	return func(ctx context.Context, u tgbotapi.Update) error {
-		return h(session.NewContext[S](ctx, nil, u))
+		return h(session.NewContext[S](ctx, bot, u))
 	}
 }
 
@@ -312,7 +327,7 @@ func drive(ctx context.Context, h func(context.Context, tgbotapi.Update) error, 
 					return
 				}
 				id := int64(i%k + 1)
-				u := tgbotapi.Update{UpdateID: i, Message: &tgbotapi.Message{
+				u := tgbotapi.Update{UpdateID: int(updateIDs.Add(1)), Message: &tgbotapi.Message{
 					MessageID: i,
 					Chat:      &tgbotapi.Chat{ID: id, Type: "private"},
 					From:      &tgbotapi.User{ID: id},

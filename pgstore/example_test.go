@@ -97,6 +97,6 @@ func ExampleStore_Schema() {
 	// 	key        text COLLATE "C" PRIMARY KEY,
 	// 	marks      text[] NOT NULL,
 	// 	expires_at timestamptz NOT NULL
-	// );
+	// ) WITH (fillfactor = 50);
 	// CREATE INDEX IF NOT EXISTS "sessions_applied_idx" ON "sessions_applied" (expires_at);
 }

@@ -49,7 +49,7 @@
 //		key        text COLLATE "C" PRIMARY KEY,
 //		marks      text[] NOT NULL,
 //		expires_at timestamptz NOT NULL
-//	);
+//	) WITH (fillfactor = 50);      -- room for in-place (HOT) updates
 //	CREATE INDEX IF NOT EXISTS "tg_sessions_applied_idx"
 //		ON "tg_sessions_applied" (expires_at);
 //
@@ -72,7 +72,9 @@
 // FOR UPDATE or a version column). So a locked update costs 2 round trips
 // whatever it does to its session, with or without a TTL, and holds no
 // transaction open while the handler runs. Through [Store.Unlocked] an
-// update costs 1 round trip to read and 1 to write or touch, if it does. A
+// update costs 1 round trip to read and 1 to write or touch, if it does,
+// and one more of each for the record of applied updates when it names
+// its bot (as runner.Run's updates do): 3 to 4. A
 // lazy update that never touches its session costs none either way. A
 // lease held longer than LockLease/3 is renewed, one statement each
 // LockLease/3.
@@ -260,12 +262,19 @@ func buildQueries(opts Options) queries {
 	// record of applied updates in the same statement, only if the lease
 	// held: the change and its record commit together.
 	commit := func(change string, m int) string {
+		//
+		// The record's expiry is pushed out (to 1.5 AppliedTTL from now)
+		// only once less than AppliedTTL is left: most commits then leave
+		// the indexed column as it was, so PostgreSQL updates the row in
+		// place (a HOT update, no index write), and a record still lives
+		// at least AppliedTTL after its last commit.
 		mark := fmt.Sprintf(`,
 m AS (INSERT INTO `+a+` AS cur (key, marks, expires_at)
 	SELECT $1::text, ARRAY[$%d::text], now() + interval '%d microseconds' FROM lock WHERE $%d::text <> ''
-	ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at,
+	ON CONFLICT (key) DO UPDATE SET
+		expires_at = CASE WHEN cur.expires_at > now() + interval '%d microseconds' THEN cur.expires_at ELSE excluded.expires_at END,
 		marks = (excluded.marks || CASE WHEN cur.expires_at > now() THEN cur.marks ELSE '{}' END)[1:%d])`,
-			m, session.AppliedTTL.Microseconds(), m, session.AppliedWindow)
+			m, session.AppliedTTL.Microseconds()*3/2, m, session.AppliedTTL.Microseconds(), session.AppliedWindow)
 		return `WITH lock AS (DELETE FROM ` + l + ` WHERE key = $1 AND token = $2 RETURNING 1)` + change + mark + `
 SELECT count(*) FROM lock`
 	}
@@ -286,7 +295,7 @@ SELECT count(*) FROM lock`
 	key        text COLLATE "C" PRIMARY KEY,
 	marks      text[] NOT NULL,
 	expires_at timestamptz NOT NULL
-)`,
+) WITH (fillfactor = 50)`,
 			`CREATE INDEX IF NOT EXISTS ` + aidx + ` ON ` + a + ` (expires_at)`,
 		},
 		read:  `SELECT value FROM ` + t + ` WHERE key = $1 AND ` + live,
@@ -711,9 +720,10 @@ func (x *lockLease) Freeze() { x.l.Freeze() }
 // Unlocked returns the store without its lock: a [session.Store], a
 // [session.Expirer] and a [session.Lister] over the same tables, but not
 // a [session.Locker] (nor does it unwrap to one). The middleware then
-// locks keys within the process only: one round trip fewer per update
-// and no lease rows, but two processes sharing the tables can lose each
-// other's updates. For bots that run as one process, and for comparing
+// locks keys within the process only: no lease rows, but more round
+// trips per update (a read and a write of the record of applied updates
+// beside the session's, 3 to 4 in all), and two processes sharing the
+// tables can lose each other's updates. For bots that run as one process, and for comparing
 // the two.
 func (s *Store) Unlocked() session.Store { return s.unlocked }
 

@@ -44,7 +44,8 @@
 // deletes the lease. (Scripts run by their SHA, EVALSHA; the first use of
 // each script on a server adds one request, an EVAL that loads it.) Through
 // [Store.Unlocked] an update makes 1 request to read and 1 to write or
-// touch, if it does. A lazy update that never touches its session makes
+// touch, if it does, and one more of each for the record of applied
+// updates when it names its bot (as runner.Run's updates do): 3 to 4. A lazy update that never touches its session makes
 // none either way. A lease held longer than LockLease/3 is renewed, one
 // request each LockLease/3.
 //
@@ -477,9 +478,9 @@ func (x *lockLease) Freeze() { x.l.Freeze() }
 // Unlocked returns the store without its lock: a [session.Store], a
 // [session.Expirer] and a [session.Lister] over the same keys, but not a
 // [session.Locker] (nor does it unwrap to one). The middleware then locks
-// keys within the process only: one request fewer per update, but two
-// processes sharing the keys can lose each other's updates. For bots that
-// run as one process, and for comparing the two.
+// keys within the process only: no lease, but more requests per update
+// (see Cost in the package doc), and two processes sharing the keys can
+// lose each other's updates. For comparing the two.
 func (s *Store) Unlocked() session.Store { return s.unlocked }
 
 // Keys yields the key of every stored session, each once, in no
