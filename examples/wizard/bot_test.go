@@ -17,7 +17,7 @@ import (
 type asIs struct{}
 
 func (asIs) Middleware(h session.Handler[Session]) session.Handler[Session] { return h }
-func (asIs) Key(u session.Update) (string, bool)                             { return session.ByChat(u) }
+func (asIs) Key(u session.Update) (string, bool)                            { return session.ByChat(u) }
 
 // startBot runs the bot with long polling against a fake Telegram until
 // the test ends.
