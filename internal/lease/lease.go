@@ -70,6 +70,11 @@ type Lease struct {
 	base context.Context
 	done func() // called once, when the lease ends
 
+	// renewing counts the renewal under way (0 or 1): ending the lease
+	// waits for it, so that nothing of the lease reaches the server after
+	// Commit or Release returned. Added to under mu, before ended is set.
+	renewing sync.WaitGroup
+
 	mu     sync.Mutex
 	timer  *time.Timer // the next renewal
 	ended  bool        // committed or released: renew no more
@@ -131,18 +136,23 @@ func Acquire(ctx context.Context, cfg *Config, key string, done func(), try func
 	}
 }
 
-// end marks the lease ended and stops its renewal. It reports whether
+// end marks the lease ended, stops its renewal and waits for a renewal
+// under way (at most a third of a lease: its timeout). It reports whether
 // this call ended it, and whether a renewal had found it lost.
 func (l *Lease) end() (ended, lost bool) {
 	l.mu.Lock()
-	defer l.mu.Unlock()
 	if l.ended {
+		l.mu.Unlock()
 		return false, l.lost
 	}
 	l.ended = true
 	if l.timer != nil {
 		l.timer.Stop()
 	}
+	l.mu.Unlock()
+	l.renewing.Wait()
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	return true, l.lost
 }
 
@@ -197,7 +207,8 @@ func (l *Lease) Release() {
 	l.done()
 }
 
-// Freeze stops renewing the lease and does nothing else, as if the
+// Freeze stops renewing the lease (waiting for a renewal under way) and
+// does nothing else, as if the
 // holder's process had frozen: the lease runs out on the server by
 // itself, and a later Commit or Release behaves as that of a frozen
 // holder that woke up (the commit is fenced, the release owner-only). It
@@ -205,11 +216,12 @@ func (l *Lease) Release() {
 // values, for storagetest.RunLocker).
 func (l *Lease) Freeze() {
 	l.mu.Lock()
-	defer l.mu.Unlock()
 	l.frozen = true
 	if l.timer != nil {
 		l.timer.Stop()
 	}
+	l.mu.Unlock()
+	l.renewing.Wait() // as end: nothing renews once Freeze returned
 }
 
 // errorf wraps err from operation op on the lease's key. If ctx has
@@ -247,10 +259,14 @@ func (l *Lease) renewLater() {
 func (l *Lease) renew() {
 	l.mu.Lock()
 	stopped := l.ended || l.frozen
+	if !stopped {
+		l.renewing.Add(1)
+	}
 	l.mu.Unlock()
 	if stopped {
 		return
 	}
+	defer l.renewing.Done()
 	every := l.cfg.Lease / 3
 	ctx, cancel := context.WithTimeout(l.base, every)
 	held, err := l.cfg.Renew(ctx, l.key, l.token)

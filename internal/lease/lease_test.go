@@ -127,11 +127,8 @@ func TestRenewedUntilCommitThenNever(t *testing.T) {
 	assert.EqualValues(t, 1, local.n.Load(), "done called at commit")
 	assert.False(t, f.held("k"))
 
-	n := f.renewals.Load()
-	time.Sleep(3 * lease) // longer than two renewal periods
-	assert.LessOrEqual(t, f.renewals.Load(), n+1, "at most a renewal already under way when Commit came")
-	n = f.renewals.Load()
-	time.Sleep(3 * lease)
+	n := f.renewals.Load() // Commit waited for a renewal under way
+	time.Sleep(3 * lease)  // longer than two renewal periods
 	assert.Equal(t, n, f.renewals.Load(), "no renewal after Commit")
 
 	// Ended: Release does nothing, a second Commit is an error.
@@ -301,8 +298,7 @@ func TestFreezeStopsRenewalOnly(t *testing.T) {
 	var local counter
 	l, err := Acquire(context.Background(), f.config(lease), "k", local.done, f.try("k"))
 	require.NoError(t, err)
-	l.Freeze()
-	time.Sleep(lease / 3) // a renewal under way has landed
+	l.Freeze() // waits for a renewal under way
 	n := f.renewals.Load()
 	time.Sleep(3 * lease)
 	assert.Equal(t, n, f.renewals.Load(), "no renewal after Freeze")
@@ -314,4 +310,47 @@ func TestFreezeStopsRenewalOnly(t *testing.T) {
 	require.NoError(t, l.Commit(context.Background(), f.commit("k", &commits)))
 	assert.EqualValues(t, 1, commits.Load())
 	assert.EqualValues(t, 1, local.n.Load())
+}
+
+// A renewal under way when the lease ends lands before Commit (or
+// Release) returns: nothing of the lease reaches the server afterwards.
+func TestEndWaitsForARenewalUnderWay(t *testing.T) {
+	for _, end := range []string{"Commit", "Release"} {
+		t.Run(end, func(t *testing.T) {
+			const lease = 30 * time.Millisecond
+			f := newFake()
+			entered, proceed := make(chan struct{}), make(chan struct{})
+			cfg := f.config(lease)
+			renew := cfg.Renew
+			var once sync.Once
+			cfg.Renew = func(ctx context.Context, key, token string) (bool, error) {
+				once.Do(func() { close(entered); <-proceed })
+				return renew(ctx, key, token)
+			}
+			var local counter
+			l, err := Acquire(context.Background(), cfg, "k", local.done, f.try("k"))
+			require.NoError(t, err)
+			<-entered // the first renewal is under way, and waits
+			returned := make(chan struct{})
+			go func() {
+				defer close(returned)
+				if end == "Commit" {
+					assert.NoError(t, l.Commit(context.Background(), func(context.Context, string) (bool, error) { return true, nil }))
+				} else {
+					l.Release()
+				}
+			}()
+			select {
+			case <-returned:
+				t.Fatalf("%s returned while a renewal was under way", end)
+			default:
+			}
+			close(proceed)
+			<-returned
+			n := f.renewals.Load()
+			assert.EqualValues(t, 1, n, "the renewal under way landed before %s returned", end)
+			time.Sleep(3 * lease)
+			assert.Equal(t, n, f.renewals.Load(), "no renewal after %s", end)
+		})
+	}
 }
