@@ -732,7 +732,7 @@ func TestRenewal(t *testing.T) {
 
 	// Nothing after Commit.
 	before := n.Load() // Commit waited for a renewal under way
-	time.Sleep(lease) // three renewal periods
+	time.Sleep(lease)  // three renewal periods
 	assert.Equal(t, before, n.Load(), "statements after Commit")
 	_, _, held = tb.lock("k")
 	assert.False(t, held)

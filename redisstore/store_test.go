@@ -462,7 +462,7 @@ func TestRenewal(t *testing.T) {
 
 	// Nothing after Commit.
 	before := n.Load() // Commit waited for a renewal under way
-	time.Sleep(lease) // three renewal periods
+	time.Sleep(lease)  // three renewal periods
 	assert.Equal(t, before, n.Load(), "requests after Commit")
 	assert.Equal(t, time.Duration(-2), pttl(t, c, lockKey))
 
