@@ -2,6 +2,7 @@ package session
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"strconv"
 	"strings"
@@ -35,14 +36,38 @@ const (
 // the key.
 var ErrDuplicate = errors.New("session: update already applied to this session")
 
-// markOf returns the mark of the update c carries, or "" when c does not
-// say which bot's update it is (a Context built without a bot, as in most
-// tests) or has no update id.
-func markOf(botID int64, updateID int) string {
+// updateRef names the update a Context carries, for its mark: zero when the
+// Context does not say which bot's update it is (one built without a
+// bot, as in most tests) or has no update id.
+type updateRef struct {
+	bot int64
+	id  int
+}
+
+func updateOf(botID int64, updateID int) updateRef {
 	if botID == 0 || updateID <= 0 {
+		return updateRef{}
+	}
+	return updateRef{botID, updateID}
+}
+
+// marked reports whether u names an update.
+func (u updateRef) marked() bool { return u.bot != 0 }
+
+// mark returns the mark of u, "" for none.
+func (u updateRef) mark() string {
+	if !u.marked() {
 		return ""
 	}
-	return strconv.FormatInt(botID, 10) + ":" + strconv.Itoa(updateID)
+	return strconv.FormatInt(u.bot, 10) + ":" + strconv.Itoa(u.id)
+}
+
+// entry returns the record entry of u.
+func (u updateRef) entry() [entrySize]byte {
+	var e [entrySize]byte
+	binary.LittleEndian.PutUint64(e[:8], uint64(u.id))
+	binary.LittleEndian.PutUint64(e[8:], uint64(u.bot))
+	return e
 }
 
 // appliedSuffix marks the key that holds the record of a store without a
@@ -58,39 +83,40 @@ func isAuxKey(key string) bool {
 }
 
 // A record, as a store without a Locker keeps it, is its marks newest
-// first, one per line.
+// first, 16 bytes each: the update id, then the bot id, both uint64
+// little-endian (the update id first, so that a search for a mark rarely
+// stops at a wrong place). A record of another length is treated as no
+// record.
 
-// recordHas reports whether record holds mark.
-func recordHas(record []byte, mark string) bool {
-	for len(record) > 0 {
-		line := record
-		if i := bytes.IndexByte(record, '\n'); i >= 0 {
-			line, record = record[:i], record[i+1:]
-		} else {
-			record = nil
+const entrySize = 16
+
+// recordHas reports whether record holds entry e.
+func recordHas(record []byte, e [entrySize]byte) bool {
+	if len(record)%entrySize != 0 {
+		return false
+	}
+	for off := 0; off < len(record); {
+		i := bytes.Index(record[off:], e[:])
+		if i < 0 {
+			return false
 		}
-		if string(line) == mark {
+		if (off+i)%entrySize == 0 {
 			return true
 		}
+		off += i + 1
 	}
 	return false
 }
 
-// recordAdd returns record with mark added first, keeping AppliedWindow
-// marks.
-func recordAdd(record []byte, mark string) []byte {
-	out := make([]byte, 0, len(mark)+1+len(record))
-	out = append(out, mark...)
-	n := 1
-	for len(record) > 0 && n < AppliedWindow {
-		line := record
-		if i := bytes.IndexByte(record, '\n'); i >= 0 {
-			line, record = record[:i], record[i+1:]
-		} else {
-			record = nil
-		}
-		out = append(append(out, '\n'), line...)
-		n++
+// recordAdd returns a new record: e, then record's newest entries, up to
+// AppliedWindow in all.
+func recordAdd(record []byte, e [entrySize]byte) []byte {
+	if len(record)%entrySize != 0 {
+		record = nil
 	}
+	keep := min(len(record), (AppliedWindow-1)*entrySize)
+	out := make([]byte, entrySize+keep)
+	copy(out, e[:])
+	copy(out[entrySize:], record[:keep])
 	return out
 }

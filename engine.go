@@ -27,11 +27,11 @@ type state[S any] struct {
 	eng    *engine[S]
 	slots  []slot
 	inline [2]slot
-	locked bool   // every keyed slot holds its lease
-	closed bool   // the handler returned: no more access
-	mark   string // the update's mark ("" for none): see applied.go
-	watch  *watch // what the hooks are told; nil without hooks
-	val    S      // what the handler sees
+	locked bool      // every keyed slot holds its lease
+	closed bool      // the handler returned: no more access
+	update updateRef // names the update for its mark (zero: none); see applied.go
+	watch  *watch    // what the hooks are told; nil without hooks
+	val    S         // what the handler sees
 }
 
 // slot is the per-update state of one part.
@@ -153,7 +153,7 @@ func (e *engine[S]) begin(c *Context[S]) (*state[S], error) {
 		if c.Bot != nil {
 			bot = c.Bot.Self.ID
 		}
-		st.mark = markOf(bot, c.Update.UpdateID)
+		st.update = updateOf(bot, c.Update.UpdateID)
 	}
 	if len(e.parts) <= len(st.inline) {
 		st.slots = st.inline[:len(e.parts)]
@@ -363,13 +363,13 @@ func (st *state[S]) acquire(c *Context[S]) error {
 			return nil
 		}
 		sl, info := &st.slots[next], st.eng.parts[next].info()
-		lease, err := info.lock(c, sl.storeKey, st.mark, &sl.local)
+		lease, err := info.lock(c, sl.storeKey, st.update, &sl.local)
 		if err != nil {
 			st.unlock()
 			return info.errorf(sl, "lock", err)
 		}
 		sl.lease = lease
-		sl.applied = st.mark != "" && (sl.hopped || lease.Applied())
+		sl.applied = st.update.marked() && (sl.hopped || lease.Applied())
 		if st.watch != nil {
 			st.watch.read(next, lease)
 		}
@@ -380,7 +380,7 @@ func (st *state[S]) acquire(c *Context[S]) error {
 // duplicate returns an error wrapping ErrDuplicate if every lease taken
 // says this update was applied to its key already. st.mu is held.
 func (st *state[S]) duplicate() error {
-	if st.mark == "" {
+	if !st.update.marked() {
 		return nil
 	}
 	first := -1
@@ -397,7 +397,7 @@ func (st *state[S]) duplicate() error {
 	if first < 0 {
 		return nil
 	}
-	return st.eng.parts[first].info().errorf(&st.slots[first], "update "+st.mark, ErrDuplicate)
+	return st.eng.parts[first].info().errorf(&st.slots[first], "update "+st.update.mark(), ErrDuplicate)
 }
 
 // before orders slots i and j for locking.

@@ -42,11 +42,11 @@ type partInfo struct {
 // lock takes key's lease: the store's own, or one of the process-wide
 // table, kept in local (which belongs to the update's slot, so it costs
 // no allocation).
-func (p *partInfo) lock(ctx context.Context, key, mark string, local *localLease) (Lease, error) {
+func (p *partInfo) lock(ctx context.Context, key string, u updateRef, local *localLease) (Lease, error) {
 	if p.locker != nil {
-		return p.locker.Lock(ctx, key, mark)
+		return p.locker.Lock(ctx, key, u.mark())
 	}
-	if err := local.lock(ctx, p.table, p.store, p.expirer, key, mark); err != nil {
+	if err := local.lock(ctx, p.table, p.store, p.expirer, key, u); err != nil {
 		return nil, err
 	}
 	return local, nil

@@ -166,27 +166,29 @@ func root(store Store) Store {
 // store's own methods. With a mark and an [Expirer], the key's record of
 // applied updates is read with the value and written after the change.
 type localLease struct {
-	store   Store
-	expirer Expirer // nil: the store has no native expiry, and no record
-	key     string
-	mark    string
-	value   []byte
-	found   bool
-	record  []byte // the record read with the value
-	applied bool
-	held    *keyLock[string]
+	store     Store
+	expirer   Expirer // nil: the store has no native expiry, and no record
+	key       string
+	mark      bool            // the update has a mark, and the store keeps records
+	entry     [entrySize]byte // the mark, as the record keeps it
+	recordKey string
+	value     []byte
+	found     bool
+	record    []byte // the record read with the value
+	applied   bool
+	held      *keyLock[string]
 }
 
 // lock takes key in table and reads it (and its record) from store, into l.
-func (l *localLease) lock(ctx context.Context, table *keyLocks[string], store Store, expirer Expirer, key, mark string) error {
+func (l *localLease) lock(ctx context.Context, table *keyLocks[string], store Store, expirer Expirer, key string, u updateRef) error {
 	held, err := table.lock(ctx, key, key)
 	if err != nil {
 		return err
 	}
-	if expirer == nil {
-		mark = ""
+	*l = localLease{store: store, expirer: expirer, key: key, held: held}
+	if u.marked() && expirer != nil {
+		l.entry, l.mark, l.recordKey = u.entry(), true, appliedKey(key)
 	}
-	*l = localLease{store: store, expirer: expirer, key: key, mark: mark, held: held}
 	ok := false
 	defer func() { // a store that panics in Read must not keep the key locked
 		if !ok {
@@ -196,11 +198,11 @@ func (l *localLease) lock(ctx context.Context, table *keyLocks[string], store St
 	if l.value, l.found, err = store.Read(ctx, key); err != nil {
 		return err
 	}
-	if mark != "" {
-		if l.record, _, err = store.Read(ctx, appliedKey(key)); err != nil {
+	if l.mark {
+		if l.record, _, err = store.Read(ctx, l.recordKey); err != nil {
 			return err
 		}
-		l.applied = recordHas(l.record, mark)
+		l.applied = recordHas(l.record, l.entry)
 	}
 	ok = true
 	return nil
@@ -218,10 +220,10 @@ func (l *localLease) Commit(ctx context.Context, c Change) error {
 	if err := l.apply(ctx, c); err != nil {
 		return err
 	}
-	if l.mark == "" {
+	if !l.mark {
 		return nil
 	}
-	return l.expirer.WriteTTL(ctx, appliedKey(l.key), recordAdd(l.record, l.mark), AppliedTTL)
+	return l.expirer.WriteTTL(ctx, l.recordKey, recordAdd(l.record, l.entry), AppliedTTL)
 }
 
 func (l *localLease) apply(ctx context.Context, c Change) error {
