@@ -27,8 +27,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"time"
 
@@ -60,40 +60,15 @@ func handle(c *session.Context[Count]) error {
 	return err
 }
 
-// serve runs the bot behind wh on srv until ctx is done, then stops:
-// first the HTTP server (requests in flight are answered once their
-// updates are handled), then the runner (it handles what it took). The
-// other order loses nothing either: an update the runner does not handle
-// is answered 503, and Telegram sends it again.
-func serve(ctx context.Context, bot *tgbotapi.BotAPI, wh *runner.Webhook, srv *http.Server, listen func() error) error {
+// serve runs the bot behind wh on ln until ctx is done, in one call:
+// runner.ServeWebhook stops taking requests, drains the runner and closes
+// the server, in that order, so no update answered 200 is lost.
+func serve(ctx context.Context, bot *tgbotapi.BotAPI, wh *runner.Webhook, srv *http.Server, ln net.Listener) error {
 	sess, err := session.New(session.Options[Count]{})
 	if err != nil {
 		return err
 	}
-	runCtx, stopRunner := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopRunner()
-	ran := make(chan error, 1)
-	go func() { ran <- runner.Run(runCtx, bot, sess, handle, runner.Options{Source: wh, OnError: logError}) }()
-	listened := make(chan error, 1)
-	go func() { listened <- listen() }()
-
-	select {
-	case <-ctx.Done():
-	case err = <-listened:
-	}
-	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-	defer cancel()
-	if serr := srv.Shutdown(shutdownCtx); serr != nil {
-		err = errors.Join(err, serr)
-	}
-	stopRunner()
-	if rerr := <-ran; rerr != nil {
-		err = errors.Join(err, rerr)
-	}
-	if errors.Is(err, http.ErrServerClosed) {
-		return nil
-	}
-	return err
+	return runner.ServeWebhook(ctx, srv, ln, bot, sess, handle, runner.Options{Source: wh, OnError: logError})
 }
 
 func main() { demo.Main("webhook", run) }
@@ -119,10 +94,14 @@ func run(ctx context.Context, out io.Writer, token string) error {
 	if err := runner.SetWebhook(bot, url, secret, runner.SetWebhookOptions{}); err != nil {
 		return err
 	}
+	ln, err := net.Listen("tcp", ":"+port)
+	if err != nil {
+		return err
+	}
 	wh := &runner.Webhook{Secret: secret}
-	srv := &http.Server{Addr: ":" + port, Handler: wh, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{ReadHeaderTimeout: 10 * time.Second} // the Webhook is its handler
 	fmt.Fprintf(out, "@%s is listening on :%s for %s; press Ctrl-C to stop.\n", bot.Self.UserName, port, url)
-	return serve(ctx, bot, wh, srv, srv.ListenAndServe)
+	return serve(ctx, bot, wh, srv, ln)
 }
 
 // secret is the demo's webhook secret.
@@ -148,16 +127,16 @@ func play(ctx context.Context, out io.Writer) error {
 	if err != nil {
 		return err
 	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	webhookURL := "http://" + ln.Addr().String()
 	wh := &runner.Webhook{Secret: secret}
-	hs := httptest.NewServer(wh) // serving from here on
-	defer hs.Close()
-
 	demoCtx, stop := context.WithCancel(ctx)
 	defer stop()
-	// httptest serves already; "listening" lasts until the demo ends.
-	listen := func() error { <-demoCtx.Done(); return http.ErrServerClosed }
 	served := make(chan error, 1)
-	go func() { served <- serve(demoCtx, bot, wh, hs.Config, listen) }()
+	go func() { served <- serve(demoCtx, bot, wh, &http.Server{ReadHeaderTimeout: 10 * time.Second}, ln) }()
 
 	script := []post{
 		{from: "Alice", text: "hello", secret: secret},
@@ -194,7 +173,7 @@ func play(ctx context.Context, out io.Writer) error {
 			}
 			fmt.Fprintf(out, "%s: %s\n", p.from, p.text)
 		}
-		status, err := deliver(ctx, hs.URL, method, p.secret, body)
+		status, err := deliver(ctx, webhookURL, method, p.secret, body)
 		if err != nil {
 			return err
 		}

@@ -2,8 +2,8 @@ package main
 
 import (
 	"context"
+	"net"
 	"net/http"
-	"net/http/httptest"
 	"testing"
 
 	tgbotapi "github.com/go-telegram-bot-api/telegram-bot-api/v5"
@@ -45,15 +45,12 @@ func startBot(t *testing.T) *telegramtest.Server {
 	t.Cleanup(srv.Close)
 	bot, err := tgbotapi.NewBotAPIWithAPIEndpoint("test-token", srv.Endpoint())
 	require.NoError(t, err)
-	wh := &runner.Webhook{Secret: secret}
-	hs := httptest.NewServer(wh)
-	t.Cleanup(hs.Close)
-	require.NoError(t, runner.SetWebhook(bot, hs.URL, secret, runner.SetWebhookOptions{}))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	require.NoError(t, runner.SetWebhook(bot, "http://"+ln.Addr().String(), secret, runner.SetWebhookOptions{}))
 	ctx, stop := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() {
-		done <- serve(ctx, bot, wh, hs.Config, func() error { <-ctx.Done(); return http.ErrServerClosed })
-	}()
+	go func() { done <- serve(ctx, bot, &runner.Webhook{Secret: secret}, &http.Server{}, ln) }()
 	t.Cleanup(func() { stop(); assert.NoError(t, <-done) })
 	return srv
 }
