@@ -6,6 +6,7 @@
 #
 #   bench/instructions.sh strict memory          # this tree
 #   BIN=/tmp/bench-before bench/instructions.sh strict memory
+#   FLAGS=-nomarks bench/instructions.sh strict memory   # updates without a bot: no record
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:-strict}
@@ -19,7 +20,7 @@ fi
 command -v valgrind >/dev/null || { echo "instructions.sh: valgrind is not installed (Debian: apt-get install valgrind)" >&2; exit 1; }
 run() {
   GODEBUG=asyncpreemptoff=1 GOGC=off valgrind --tool=callgrind --callgrind-out-file=/dev/null \
-    "$bin" -mode "$mode" -storage "$storage" -n "$1" -k 1000 -c 1 2>&1 >/dev/null |
+    "$bin" -mode "$mode" -storage "$storage" -n "$1" -k 1000 -c 1 ${FLAGS:-} 2>&1 >/dev/null |
     sed -n 's/.*Collected : \([0-9]*\).*/\1/p'
 }
 a=$(run 20000)
