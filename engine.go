@@ -113,17 +113,16 @@ func (e *engine[S]) middleware(next Handler[S]) Handler[S] {
 		}
 		err = next(c)
 		returned = true
+		if st.watch != nil {
+			st.watch.add(phaseHandler, t)
+		}
 		if err != nil {
-			if st.watch != nil {
-				st.watch.add(phaseHandler, t)
-			}
 			return err
 		}
 		ended = true
 		if st.watch == nil {
 			return st.commit(ctx)
 		}
-		st.watch.add(phaseHandler, t)
 		t = time.Now()
 		err = st.commit(ctx)
 		st.watch.add(phaseCommit, t)
@@ -194,8 +193,7 @@ func (st *state[S]) loadAll(c *Context[S]) error {
 // access loads part p if it is not loaded yet (a lazy session's first
 // access), timed for the hooks.
 func (st *state[S]) access(c *Context[S], p part[S], sl *slot) error {
-	w := st.watch
-	if w == nil {
+	if st.watch == nil {
 		return p.access(c, st, sl)
 	}
 	t := time.Now()

@@ -42,9 +42,11 @@ type Report struct {
 	// Parts has one entry per part that has a key for the update (a
 	// single session has at most one), in the session's order.
 	Parts []PartReport
-	// Outcome is the update's: [OutcomePanic], [OutcomeError],
-	// [OutcomeDuplicate] or [OutcomeConflict] if any part says so (in that
-	// order), else the first part's.
+	// Outcome is the update's: [OutcomePanic] after a panic,
+	// [OutcomeDuplicate] when the whole update was applied already
+	// ([ErrDuplicate]), [OutcomeConflict] when a commit lost its lease,
+	// [OutcomeError] for any other error, and otherwise the outcome of the
+	// first part that was not applied already ([OutcomeUntouched] if none).
 	Outcome Outcome
 	// Err is the error the middleware returned (nil on success or panic).
 	Err error
@@ -96,8 +98,9 @@ func outcomeOf(op Op) Outcome {
 	return OutcomeUnchanged
 }
 
-// watch is what an update with hooks measures. A nil *watch (no hooks)
-// measures nothing: its methods return at once, and no clock is read.
+// watch is what an update with hooks measures. Without hooks the state's
+// *watch is nil, and the engine checks that before it reads the clock or
+// calls a method: the default path pays one comparison per phase.
 type watch struct {
 	start  time.Time
 	phases [phases]time.Duration
@@ -122,26 +125,17 @@ func newWatch(parts int) *watch {
 	return &watch{start: time.Now(), parts: make([]partWatch, parts)}
 }
 
-// add adds the time since t to phase, if the update is watched.
-func (w *watch) add(phase int, t time.Time) {
-	if w != nil {
-		w.phases[phase] += time.Since(t)
-	}
-}
+// add adds the time since t to phase.
+func (w *watch) add(phase int, t time.Time) { w.phases[phase] += time.Since(t) }
 
 // read notes the value read with part i's lease.
 func (w *watch) read(i int, l Lease) {
-	if w != nil {
-		v, _ := l.Value()
-		w.parts[i].bytesRead = len(v)
-	}
+	v, _ := l.Value()
+	w.parts[i].bytesRead = len(v)
 }
 
 // committed notes how part i's commit of c ended.
 func (w *watch) committed(i int, c Change, err error) {
-	if w == nil {
-		return
-	}
 	p := &w.parts[i]
 	switch {
 	case err == nil:
@@ -178,19 +172,22 @@ func (st *state[S]) report(ctx context.Context, h *Hooks, c *Context[S], err err
 		}
 		r.Parts = append(r.Parts, pr)
 	}
-	r.Outcome = OutcomeUntouched
-	for i, pr := range r.Parts {
-		if i == 0 || pr.Outcome > r.Outcome && pr.Outcome >= OutcomeConflict {
-			r.Outcome = pr.Outcome
-		}
-	}
 	switch {
 	case panicked:
 		r.Outcome = OutcomePanic
 	case errors.Is(err, ErrDuplicate):
 		r.Outcome = OutcomeDuplicate
-	case err != nil && r.Outcome < OutcomeConflict:
+	case errors.Is(err, ErrConflict):
+		r.Outcome = OutcomeConflict
+	case err != nil:
 		r.Outcome = OutcomeError
+	default:
+		for _, pr := range r.Parts {
+			if pr.Outcome != OutcomeDuplicate {
+				r.Outcome = pr.Outcome
+				break
+			}
+		}
 	}
 	h.End(ctx, &r)
 }

@@ -200,3 +200,50 @@ func rawMust(t *testing.T, store Store, key string) []byte {
 	require.True(t, ok)
 	return v
 }
+
+// failWrites is a Memory whose writes fail while fail is set.
+type failWrites struct {
+	*Memory
+	fail bool
+}
+
+func (f *failWrites) Write(ctx context.Context, k string, v []byte) error {
+	if f.fail {
+		return errors.New("write failed")
+	}
+	return f.Memory.Write(ctx, k, v)
+}
+
+// A redelivery of a multi-session update whose first delivery committed
+// one fragment only: the update ran and wrote the other, so its outcome
+// is that part's, not duplicate; the applied part says duplicate.
+func TestHooksPartlyAppliedUpdate(t *testing.T) {
+	type both struct{ A, B counter }
+	log := &hookLog{}
+	bStore := &failWrites{Memory: NewMemory(), fail: true}
+	a := NewFragment("a", func(s *both) *counter { return &s.A }, Options[counter]{})
+	b := NewFragment("b", func(s *both) *counter { return &s.B }, Options[counter]{Storage: bStore})
+	h := mustMulti(t, Options[both]{Hooks: log.hooks()}, func(c *Context[both]) error {
+		for _, f := range []*Fragment[both, counter]{a, b} {
+			v, err := f.Get(c)
+			if err != nil {
+				return err
+			}
+			v.Count++
+		}
+		return nil
+	}, a, b)
+	bot := &tgbotapi.BotAPI{Self: tgbotapi.User{ID: 7}}
+	deliver := func() error { return h(NewContext[both](context.Background(), bot, update(1, 42))) }
+	require.Error(t, deliver(), "b's commit fails")
+	assert.Equal(t, OutcomeError, log.last(t).Outcome)
+	bStore.fail = false
+	require.NoError(t, deliver())
+	r := log.last(t)
+	require.Len(t, r.Parts, 2)
+	assert.Equal(t, OutcomeDuplicate, r.Parts[0].Outcome, "a was committed by the first delivery")
+	assert.Equal(t, OutcomeWritten, r.Parts[1].Outcome)
+	assert.Equal(t, OutcomeWritten, r.Outcome, "the update ran and wrote b")
+	require.ErrorIs(t, deliver(), ErrDuplicate)
+	assert.Equal(t, OutcomeDuplicate, log.last(t).Outcome)
+}

@@ -306,12 +306,7 @@ func (c *Context[S]) Session() (*S, error) {
 		return nil, err
 	}
 	defer st.mu.Unlock()
-	if err := st.each(c, func(p part[S], sl *slot) error {
-		if st.watch == nil {
-			return p.access(c, st, sl)
-		}
-		return st.access(c, p, sl)
-	}); err != nil {
+	if err := st.each(c, func(p part[S], sl *slot) error { return st.access(c, p, sl) }); err != nil {
 		return nil, err
 	}
 	return &st.val, nil

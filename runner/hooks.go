@@ -28,7 +28,8 @@ type Event struct {
 	Key    string           // the ordering key, as given to OnError ("" for none)
 	Err    error            // for Failed and Left
 	// Queued is how many updates wait, over all keys; InFlight how many
-	// handlers run.
+	// handlers run. Both are 0 for Left: at the drain deadline the runner
+	// gives up everything at once.
 	Queued, InFlight int
 }
 

@@ -263,14 +263,12 @@ func keyOf[S any](sess Session[S], u session.Update) (k orderKey, keyed bool, er
 // "outcome" attribute of the default log.
 func logOutcome(err error) string {
 	switch {
-	case errors.Is(err, ErrStopped):
-		return Left.String()
 	case errors.Is(err, session.ErrConflict):
 		return session.OutcomeConflict.String()
 	case errors.Is(err, session.ErrCorrupt):
 		return "corrupt"
 	}
-	return Failed.String()
+	return outcome(err).String() // failed, or left at the drain deadline
 }
 
 func logError(ctx context.Context, u *tgbotapi.Update, key string, err error) {
@@ -809,7 +807,7 @@ func (d *dispatcher) abandon() (waitingN, runningN int) {
 	for i, it := range waiting {
 		err := fmt.Errorf("runner: update %d not handled at the drain timeout, not acknowledged: %w", it.u.UpdateID, ErrStopped)
 		d.report(it, err)
-		d.emit(Event{Kind: Left, Update: &it.u, Key: it.key.key, Err: err, InFlight: len(running)})
+		d.emit(Event{Kind: Left, Update: &it.u, Key: it.key.key, Err: err})
 		if it.done != nil {
 			it.done(false)
 		}

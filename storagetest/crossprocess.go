@@ -2,8 +2,6 @@ package storagetest
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"os"
 	"os/exec"
@@ -125,12 +123,7 @@ func stormStore(t *testing.T, cfg CrossProcess, namespace string, locking bool) 
 }
 
 func runStorm(t *testing.T, cfg CrossProcess, locking bool) {
-	var b [6]byte
-	_, _ = rand.Read(b[:])
-	namespace := "storm_" + hex.EncodeToString(b[:])
-	if cfg.Cleanup != nil {
-		t.Cleanup(func() { cfg.Cleanup(t, namespace) })
-	}
+	namespace := newNamespace(t, cfg, "storm")
 	store := stormStore(t, cfg, namespace, locking)
 	top, _, _ := strings.Cut(t.Name(), "/")
 	// Children start together, after every process has had time to start
